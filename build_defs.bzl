@@ -1,0 +1,8 @@
+"""Shared compiler options for the project's own code (not for third_party)."""
+
+SSL_COPTS = [
+    "-Wall",
+    "-Wextra",
+    "-Wno-unused-parameter",
+    "-Wno-sign-compare",
+]
