@@ -22,6 +22,7 @@ readonly PACKAGES=(
   libgmock-dev
   libbenchmark-dev
   python3-torch            # independent reader for checkpoint interoperability tests
+  python3-torchvision      # the PyTorch baseline the pipeline benchmark is compared with
 )
 
 missing=()

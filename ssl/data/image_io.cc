@@ -1,0 +1,270 @@
+#include "ssl/data/image_io.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csetjmp>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+// jpeglib.h needs FILE and size_t declared first.
+#include <jerror.h>
+#include <jpeglib.h>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace ssl::data {
+namespace {
+
+struct JpegErrorManager {
+  jpeg_error_mgr base;
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX] = {0};
+  bool truncated = false;
+};
+
+[[noreturn]] void OnJpegError(j_common_ptr cinfo) {
+  auto* manager = reinterpret_cast<JpegErrorManager*>(cinfo->err);
+  (*cinfo->err->format_message)(cinfo, manager->message);
+  std::longjmp(manager->jump, 1);
+}
+
+// Warnings (level -1) are mostly benign ("extraneous bytes before marker"), and PIL
+// decodes through them too; running out of data is not: PIL refuses truncated files.
+void OnJpegMessage(j_common_ptr cinfo, int level) {
+  if (level >= 0) return;
+  if (cinfo->err->msg_code == JWRN_JPEG_EOF) {
+    auto* manager = reinterpret_cast<JpegErrorManager*>(cinfo->err);
+    manager->truncated = true;
+  }
+}
+
+bool IsJpeg(std::string_view bytes) {
+  return bytes.size() >= 3 && static_cast<uint8_t>(bytes[0]) == 0xFF &&
+         static_cast<uint8_t>(bytes[1]) == 0xD8 && static_cast<uint8_t>(bytes[2]) == 0xFF;
+}
+
+absl::StatusOr<Image> DecodeJpeg(std::string_view encoded, const std::string& name) {
+  jpeg_decompress_struct cinfo;
+  JpegErrorManager errors;
+  cinfo.err = jpeg_std_error(&errors.base);
+  errors.base.error_exit = OnJpegError;
+  errors.base.emit_message = OnJpegMessage;
+  // Everything below that libjpeg may longjmp over is plain data (no destructors).
+  Image image;
+  std::vector<uint8_t> cmyk_row;
+  if (setjmp(errors.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot decode JPEG ", name, ": ", errors.message));
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, reinterpret_cast<const unsigned char*>(encoded.data()),
+               static_cast<unsigned long>(encoded.size()));
+  if (jpeg_read_header(&cinfo, TRUE) != JPEG_HEADER_OK || errors.truncated) {
+    jpeg_destroy_decompress(&cinfo);
+    return absl::InvalidArgumentError(absl::StrCat("JPEG ", name, " is truncated"));
+  }
+  const bool is_cmyk =
+      cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+  cinfo.out_color_space = is_cmyk ? JCS_CMYK : JCS_RGB;  // libjpeg-turbo expands gray
+  jpeg_start_decompress(&cinfo);
+  image = Image(cinfo.output_height, cinfo.output_width);
+  if (is_cmyk) cmyk_row.resize(static_cast<size_t>(cinfo.output_width) * 4);
+  // Adobe writes CMYK inverted (stored = 255 - ink), as PIL's "CMYK;I" mode assumes.
+  const bool inverted = cinfo.saw_Adobe_marker;
+  while (cinfo.output_scanline < cinfo.output_height) {
+    const int y = cinfo.output_scanline;
+    uint8_t* row = image.pixels.data() + static_cast<size_t>(y) * image.width * 3;
+    JSAMPROW target = is_cmyk ? cmyk_row.data() : row;
+    jpeg_read_scanlines(&cinfo, &target, 1);
+    if (!is_cmyk) continue;
+    for (int x = 0; x < image.width; ++x) {
+      const uint8_t* in = &cmyk_row[x * 4];
+      // PIL's cmyk2rgb: channel = (255 - ink) * (255 - black) / 255.
+      const int not_black = inverted ? in[3] : 255 - in[3];
+      for (int c = 0; c < 3; ++c) {
+        const int not_ink = inverted ? in[c] : 255 - in[c];
+        row[x * 3 + c] = static_cast<uint8_t>((not_ink * not_black + 127) / 255);
+      }
+    }
+  }
+  if (errors.truncated) {
+    jpeg_destroy_decompress(&cinfo);
+    return absl::InvalidArgumentError(absl::StrCat("JPEG ", name, " is truncated"));
+  }
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  return image;
+}
+
+absl::StatusOr<Image> DecodeWithOpencv(std::string_view encoded, const std::string& name) {
+  if (encoded.empty()) return absl::InvalidArgumentError(absl::StrCat(name, " is empty"));
+  const cv::Mat buffer(1, static_cast<int>(encoded.size()), CV_8UC1,
+                       const_cast<char*>(encoded.data()));
+  cv::Mat bgr;
+  try {
+    bgr = cv::imdecode(buffer, cv::IMREAD_COLOR);
+  } catch (const cv::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot decode ", name, ": ", e.what()));
+  }
+  if (bgr.empty() || bgr.type() != CV_8UC3) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot decode ", name, ": not a supported image or corrupt"));
+  }
+  Image image(bgr.rows, bgr.cols);
+  for (int y = 0; y < bgr.rows; ++y) {
+    const uint8_t* in = bgr.ptr<uint8_t>(y);
+    uint8_t* out = image.pixels.data() + static_cast<size_t>(y) * image.width * 3;
+    for (int x = 0; x < bgr.cols; ++x) {
+      out[3 * x] = in[3 * x + 2];
+      out[3 * x + 1] = in[3 * x + 1];
+      out[3 * x + 2] = in[3 * x];
+    }
+  }
+  return image;
+}
+
+struct JpegDestination {
+  unsigned char* buffer = nullptr;
+  unsigned long size = 0;
+};
+
+// Compresses `rows` of `components` bytes per pixel in `color_space`.
+std::string CompressJpeg(int height, int width, int components, J_COLOR_SPACE color_space,
+                         const std::vector<uint8_t>& data, int quality) {
+  jpeg_compress_struct cinfo;
+  jpeg_error_mgr jerr;
+  cinfo.err = jpeg_std_error(&jerr);  // encoding our own buffers: errors are bugs
+  jpeg_create_compress(&cinfo);
+  JpegDestination destination;
+  jpeg_mem_dest(&cinfo, &destination.buffer, &destination.size);
+  cinfo.image_width = width;
+  cinfo.image_height = height;
+  cinfo.input_components = components;
+  cinfo.in_color_space = color_space;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_quality(&cinfo, std::clamp(quality, 1, 100), TRUE);
+  jpeg_start_compress(&cinfo, TRUE);
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW row = const_cast<uint8_t*>(data.data()) +
+                   static_cast<size_t>(cinfo.next_scanline) * width * components;
+    jpeg_write_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  std::string bytes(reinterpret_cast<char*>(destination.buffer), destination.size);
+  jpeg_destroy_compress(&cinfo);
+  free(destination.buffer);
+  return bytes;
+}
+
+}  // namespace
+
+absl::StatusOr<Image> DecodeImage(std::string_view encoded, std::string_view name) {
+  // Debian's absl has its own string_view type, which StrCat wants; a copy is cheap.
+  const std::string label(name);
+  if (IsJpeg(encoded)) return DecodeJpeg(encoded, label);
+  return DecodeWithOpencv(encoded, label);
+}
+
+absl::StatusOr<std::string> ReadFileBytes(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  std::ostringstream contents;
+  contents << file.rdbuf();
+  if (file.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
+  return std::move(contents).str();
+}
+
+absl::StatusOr<Image> ReadImageFile(const std::string& path) {
+  absl::StatusOr<std::string> bytes = ReadFileBytes(path);
+  if (!bytes.ok()) return bytes.status();
+  return DecodeImage(*bytes, path);
+}
+
+absl::Status WriteFileAtomically(const std::string& path, std::string_view bytes) {
+  static std::atomic<int> counter{0};
+  const std::string temporary = absl::StrCat(path, ".tmp.", getpid(), ".", counter++);
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create ", temporary, ": ", std::strerror(errno)));
+  }
+  size_t written = 0;
+  while (written < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const std::string reason = std::strerror(errno);
+      ::close(fd);
+      ::unlink(temporary.c_str());
+      return absl::DataLossError(absl::StrCat("cannot write ", temporary, ": ", reason));
+    }
+    written += n;
+  }
+  // fsync before rename: after a crash the name points at either the old or the
+  // complete new contents, never at a partial file.
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(temporary.c_str());
+    return absl::DataLossError(absl::StrCat("cannot flush ", temporary));
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    const std::string reason = std::strerror(errno);
+    ::unlink(temporary.c_str());
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot rename ", temporary, " to ", path, ": ", reason));
+  }
+  return absl::OkStatus();
+}
+
+std::string EncodeJpeg(const Image& image, int quality) {
+  return CompressJpeg(image.height, image.width, 3, JCS_RGB, image.pixels, quality);
+}
+
+std::string EncodeGrayscaleJpeg(const Image& image, int quality) {
+  std::vector<uint8_t> luma(static_cast<size_t>(image.height) * image.width);
+  for (size_t i = 0; i < luma.size(); ++i) {
+    const uint8_t* p = &image.pixels[i * 3];
+    luma[i] = static_cast<uint8_t>(std::lround(0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]));
+  }
+  return CompressJpeg(image.height, image.width, 1, JCS_GRAYSCALE, luma, quality);
+}
+
+std::string EncodeCmykJpeg(const Image& image, int quality) {
+  // Choose inks so that PIL's conversion maps back to the RGB input: black carries the
+  // brightest channel, the colour inks the rest. Stored inverted (Adobe).
+  std::vector<uint8_t> cmyk(static_cast<size_t>(image.height) * image.width * 4);
+  for (size_t i = 0; i < static_cast<size_t>(image.height) * image.width; ++i) {
+    const uint8_t* p = &image.pixels[i * 3];
+    const int brightest = std::max({p[0], p[1], p[2]});
+    for (int c = 0; c < 3; ++c) {
+      cmyk[i * 4 + c] =
+          brightest == 0 ? 255 : static_cast<uint8_t>(std::lround(255.0 * p[c] / brightest));
+    }
+    cmyk[i * 4 + 3] = static_cast<uint8_t>(brightest);
+  }
+  return CompressJpeg(image.height, image.width, 4, JCS_CMYK, cmyk, quality);
+}
+
+std::string EncodePng(const Image& image) {
+  cv::Mat bgr(image.height, image.width, CV_8UC3);
+  for (int y = 0; y < image.height; ++y) {
+    for (int x = 0; x < image.width; ++x) {
+      for (int c = 0; c < 3; ++c) bgr.ptr<uint8_t>(y)[3 * x + c] = image.at(y, x, 2 - c);
+    }
+  }
+  std::vector<uchar> bytes;
+  cv::imencode(".png", bgr, bytes);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+}  // namespace ssl::data

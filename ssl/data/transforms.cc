@@ -1,0 +1,327 @@
+#include "ssl/data/transforms.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace ssl::data {
+namespace {
+
+// Python's round() (half to even), which torchvision's int(round(x)) uses.
+int RoundHalfEven(double x) { return static_cast<int>(std::nearbyint(x)); }
+
+float Clamp01(float x) { return std::min(1.0f, std::max(0.0f, x)); }
+
+// PIL's precompute_coeffs for the bilinear (triangle) filter, restricted to an input
+// span of `in_size` pixels: for output pixel i, taps start[i] .. start[i] + count[i].
+struct ResampleWeights {
+  int taps = 0;  // stride of `weights`
+  std::vector<int> start, count;
+  std::vector<float> weights;
+};
+
+ResampleWeights ComputeResampleWeights(int in_size, int out_size) {
+  ResampleWeights w;
+  const double scale = static_cast<double>(in_size) / out_size;
+  const double filter_scale = std::max(scale, 1.0);
+  const double support = filter_scale;  // triangle support 1, widened when shrinking
+  w.taps = static_cast<int>(std::ceil(support)) * 2 + 1;
+  w.start.resize(out_size);
+  w.count.resize(out_size);
+  w.weights.assign(static_cast<size_t>(out_size) * w.taps, 0.0f);
+  for (int i = 0; i < out_size; ++i) {
+    const double center = (i + 0.5) * scale;
+    const int lo = std::max(static_cast<int>(center - support + 0.5), 0);
+    const int hi = std::min(static_cast<int>(center + support + 0.5), in_size);
+    double total = 0;
+    std::vector<double> raw(hi - lo);
+    for (int j = lo; j < hi; ++j) {
+      const double x = std::abs((j - center + 0.5) / filter_scale);
+      raw[j - lo] = x < 1.0 ? 1.0 - x : 0.0;
+      total += raw[j - lo];
+    }
+    w.start[i] = lo;
+    w.count[i] = hi - lo;
+    for (int j = 0; j < hi - lo; ++j) {
+      w.weights[static_cast<size_t>(i) * w.taps + j] =
+          total > 0 ? static_cast<float>(raw[j] / total) : 0.0f;
+    }
+  }
+  return w;
+}
+
+// Resamples `box` of `src` as if to full_height x full_width, but computes only the
+// window [window_top, +out_height) x [window_left, +out_width) of that result.
+void ResampleWindow(const Image& src, const CropBox& box, int full_height, int full_width,
+                    int window_top, int window_left, int out_height, int out_width,
+                    FloatImage* out) {
+  const ResampleWeights wx = ComputeResampleWeights(box.width, full_width);
+  const ResampleWeights wy = ComputeResampleWeights(box.height, full_height);
+  // Only the source rows the vertical pass reads.
+  const int row_lo = wy.start[window_top];
+  const int row_hi = wy.start[window_top + out_height - 1] + wy.count[window_top + out_height - 1];
+  // Horizontal pass: source rows -> (rows, out_width, 3) floats.
+  std::vector<float> horizontal(static_cast<size_t>(row_hi - row_lo) * out_width * 3);
+  for (int y = row_lo; y < row_hi; ++y) {
+    const uint8_t* row = src.pixels.data() +
+                         (static_cast<size_t>(box.top + y) * src.width + box.left) * 3;
+    float* dst = horizontal.data() + static_cast<size_t>(y - row_lo) * out_width * 3;
+    for (int x = 0; x < out_width; ++x) {
+      const int ox = window_left + x;
+      const float* weights = &wx.weights[static_cast<size_t>(ox) * wx.taps];
+      const uint8_t* taps = row + wx.start[ox] * 3;
+      float r = 0, g = 0, b = 0;
+      for (int k = 0; k < wx.count[ox]; ++k) {
+        r += weights[k] * taps[3 * k];
+        g += weights[k] * taps[3 * k + 1];
+        b += weights[k] * taps[3 * k + 2];
+      }
+      dst[3 * x] = r;
+      dst[3 * x + 1] = g;
+      dst[3 * x + 2] = b;
+    }
+  }
+  // Vertical pass into planar [0, 1] output.
+  out->Resize(out_height, out_width);
+  float* planes[3] = {out->plane(0), out->plane(1), out->plane(2)};
+  constexpr float kInv255 = 1.0f / 255.0f;
+  for (int y = 0; y < out_height; ++y) {
+    const int oy = window_top + y;
+    const float* weights = &wy.weights[static_cast<size_t>(oy) * wy.taps];
+    const int first = wy.start[oy] - row_lo;
+    for (int x = 0; x < out_width; ++x) {
+      float acc[3] = {0, 0, 0};
+      for (int k = 0; k < wy.count[oy]; ++k) {
+        const float* px = &horizontal[(static_cast<size_t>(first + k) * out_width + x) * 3];
+        acc[0] += weights[k] * px[0];
+        acc[1] += weights[k] * px[1];
+        acc[2] += weights[k] * px[2];
+      }
+      for (int c = 0; c < 3; ++c) {
+        planes[c][static_cast<size_t>(y) * out_width + x] = Clamp01(acc[c] * kInv255);
+      }
+    }
+  }
+}
+
+float Luma(float r, float g, float b) { return kLumaR * r + kLumaG * g + kLumaB * b; }
+
+}  // namespace
+
+CropBox SampleResizedCropBox(int height, int width, double scale_min, double scale_max,
+                             double ratio_min, double ratio_max, Rng& rng) {
+  const double area = static_cast<double>(height) * width;
+  const double log_ratio_min = std::log(ratio_min), log_ratio_max = std::log(ratio_max);
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    const double target_area = area * rng.Uniform(scale_min, scale_max);
+    const double aspect = std::exp(rng.Uniform(log_ratio_min, log_ratio_max));
+    const int w = RoundHalfEven(std::sqrt(target_area * aspect));
+    const int h = RoundHalfEven(std::sqrt(target_area / aspect));
+    if (w > 0 && w <= width && h > 0 && h <= height) {
+      const int top = static_cast<int>(rng.UniformInt(0, height - h));
+      const int left = static_cast<int>(rng.UniformInt(0, width - w));
+      return {top, left, h, w};
+    }
+  }
+  const double in_ratio = static_cast<double>(width) / height;
+  int w = width, h = height;
+  if (in_ratio < ratio_min) {
+    h = RoundHalfEven(w / ratio_min);
+  } else if (in_ratio > ratio_max) {
+    w = RoundHalfEven(h * ratio_max);
+  }
+  return {(height - h) / 2, (width - w) / 2, h, w};
+}
+
+void ResizedCrop(const Image& src, const CropBox& box, int out_height, int out_width,
+                 FloatImage* out) {
+  ResampleWindow(src, box, out_height, out_width, 0, 0, out_height, out_width, out);
+}
+
+void ResizeShortSideCenterCrop(const Image& src, int resize_short, int crop, FloatImage* out) {
+  int new_height, new_width;
+  if (src.width <= src.height) {
+    new_width = resize_short;
+    new_height = static_cast<int>(static_cast<int64_t>(resize_short) * src.height / src.width);
+  } else {
+    new_height = resize_short;
+    new_width = static_cast<int>(static_cast<int64_t>(resize_short) * src.width / src.height);
+  }
+  const int crop_height = std::min(crop, new_height), crop_width = std::min(crop, new_width);
+  const int top = RoundHalfEven((new_height - crop_height) / 2.0);
+  const int left = RoundHalfEven((new_width - crop_width) / 2.0);
+  ResampleWindow(src, {0, 0, src.height, src.width}, new_height, new_width, top, left,
+                 crop_height, crop_width, out);
+}
+
+void AdjustBrightness(FloatImage& image, float factor) {
+  for (float& v : image.data) v = Clamp01(v * factor);
+}
+
+void AdjustContrast(FloatImage& image, float factor) {
+  const size_t n = image.plane_size();
+  const float *r = image.plane(0), *g = image.plane(1), *b = image.plane(2);
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) sum += Luma(r[i], g[i], b[i]);
+  const float mean = static_cast<float>(sum / n);
+  const float offset = (1.0f - factor) * mean;
+  for (float& v : image.data) v = Clamp01(factor * v + offset);
+}
+
+void AdjustSaturation(FloatImage& image, float factor) {
+  const size_t n = image.plane_size();
+  float *r = image.plane(0), *g = image.plane(1), *b = image.plane(2);
+  for (size_t i = 0; i < n; ++i) {
+    const float gray = (1.0f - factor) * Luma(r[i], g[i], b[i]);
+    r[i] = Clamp01(factor * r[i] + gray);
+    g[i] = Clamp01(factor * g[i] + gray);
+    b[i] = Clamp01(factor * b[i] + gray);
+  }
+}
+
+void AdjustHue(FloatImage& image, float hue_shift) {
+  const size_t n = image.plane_size();
+  float *rp = image.plane(0), *gp = image.plane(1), *bp = image.plane(2);
+  for (size_t i = 0; i < n; ++i) {
+    const float r = rp[i], g = gp[i], b = bp[i];
+    const float maxc = std::max({r, g, b}), minc = std::min({r, g, b});
+    const float chroma = maxc - minc;
+    if (chroma == 0) continue;  // gray pixel: hue rotation is the identity
+    // RGB -> HSV as torchvision's _rgb2hsv.
+    const float s = chroma / maxc;
+    const float rc = (maxc - r) / chroma, gc = (maxc - g) / chroma, bc = (maxc - b) / chroma;
+    float h;
+    if (maxc == r) {
+      h = bc - gc;
+    } else if (maxc == g) {
+      h = 2.0f + rc - bc;
+    } else {
+      h = 4.0f + gc - rc;
+    }
+    h = std::fmod(h / 6.0f + 1.0f, 1.0f);
+    h = std::fmod(h + hue_shift + 1.0f, 1.0f);
+    // HSV -> RGB as torchvision's _hsv2rgb.
+    const float v = maxc;
+    const float h6 = h * 6.0f;
+    const int sector = static_cast<int>(std::floor(h6)) % 6;
+    const float f = h6 - std::floor(h6);
+    const float p = Clamp01(v * (1.0f - s));
+    const float q = Clamp01(v * (1.0f - s * f));
+    const float t = Clamp01(v * (1.0f - s * (1.0f - f)));
+    switch (sector) {
+      case 0: rp[i] = v; gp[i] = t; bp[i] = p; break;
+      case 1: rp[i] = q; gp[i] = v; bp[i] = p; break;
+      case 2: rp[i] = p; gp[i] = v; bp[i] = t; break;
+      case 3: rp[i] = p; gp[i] = q; bp[i] = v; break;
+      case 4: rp[i] = t; gp[i] = p; bp[i] = v; break;
+      default: rp[i] = v; gp[i] = p; bp[i] = q; break;
+    }
+  }
+}
+
+void ToGrayscale(FloatImage& image) {
+  const size_t n = image.plane_size();
+  float *r = image.plane(0), *g = image.plane(1), *b = image.plane(2);
+  for (size_t i = 0; i < n; ++i) r[i] = g[i] = b[i] = Luma(r[i], g[i], b[i]);
+}
+
+void GaussianBlur(FloatImage& image, float sigma) {
+  const int max_radius = std::max(0, std::min(image.height, image.width) - 1);
+  const int radius = std::min(static_cast<int>(std::ceil(3.0f * sigma)), max_radius);
+  if (radius == 0 || sigma <= 0) return;
+  std::vector<float> kernel(2 * radius + 1);
+  float total = 0;
+  for (int k = -radius; k <= radius; ++k) {
+    kernel[k + radius] = std::exp(-0.5f * k * k / (sigma * sigma));
+    total += kernel[k + radius];
+  }
+  for (float& k : kernel) k /= total;
+  // Reflect without repeating the edge (torch's "reflect" padding).
+  auto reflect = [](int i, int n) { return i < 0 ? -i : (i >= n ? 2 * n - 2 - i : i); };
+  const int h = image.height, w = image.width;
+  std::vector<float> line(w);
+  std::vector<float> column_source(image.plane_size());
+  for (int c = 0; c < 3; ++c) {
+    float* plane = image.plane(c);
+    for (int y = 0; y < h; ++y) {  // horizontal
+      float* row = plane + static_cast<size_t>(y) * w;
+      std::copy(row, row + w, line.begin());
+      for (int x = 0; x < w; ++x) {
+        float acc = 0;
+        if (x >= radius && x + radius < w) {
+          for (int k = -radius; k <= radius; ++k) acc += kernel[k + radius] * line[x + k];
+        } else {
+          for (int k = -radius; k <= radius; ++k) acc += kernel[k + radius] * line[reflect(x + k, w)];
+        }
+        row[x] = acc;
+      }
+    }
+    // Vertical pass row by row over a copy, so the inner loop runs along memory.
+    std::copy(plane, plane + image.plane_size(), column_source.begin());
+    for (int y = 0; y < h; ++y) {
+      float* dst = plane + static_cast<size_t>(y) * w;
+      std::fill(dst, dst + w, 0.0f);
+      for (int k = -radius; k <= radius; ++k) {
+        const float weight = kernel[k + radius];
+        const float* src_row = column_source.data() + static_cast<size_t>(reflect(y + k, h)) * w;
+        for (int x = 0; x < w; ++x) dst[x] += weight * src_row[x];
+      }
+    }
+  }
+}
+
+void Solarize(FloatImage& image) {
+  constexpr float kThreshold = 128.0f / 255.0f;
+  for (float& v : image.data) {
+    if (v >= kThreshold) v = 1.0f - v;
+  }
+}
+
+void HorizontalFlip(FloatImage& image) {
+  for (int c = 0; c < 3; ++c) {
+    for (int y = 0; y < image.height; ++y) {
+      float* row = image.plane(c) + static_cast<size_t>(y) * image.width;
+      std::reverse(row, row + image.width);
+    }
+  }
+}
+
+void Normalize(const FloatImage& image, const std::array<float, 3>& mean,
+               const std::array<float, 3>& std, float* out) {
+  const size_t n = image.plane_size();
+  for (int c = 0; c < 3; ++c) {
+    const float* in = image.plane(c);
+    const float inv_std = 1.0f / std[c];
+    float* dst = out + c * n;
+    for (size_t i = 0; i < n; ++i) dst[i] = (in[i] - mean[c]) * inv_std;
+  }
+}
+
+ColorJitterDraw SampleColorJitter(const ColorJitterStrength& strength, Rng& rng) {
+  ColorJitterDraw draw;
+  // torch.randperm(4), then the factors in a fixed order (as get_params draws them).
+  std::vector<int> order = {0, 1, 2, 3};
+  rng.Shuffle(order);
+  std::copy(order.begin(), order.end(), draw.order.begin());
+  auto factor = [&rng](float x) {
+    return x > 0 ? static_cast<float>(rng.Uniform(std::max(0.0f, 1.0f - x), 1.0f + x)) : 1.0f;
+  };
+  draw.brightness = factor(strength.brightness);
+  draw.contrast = factor(strength.contrast);
+  draw.saturation = factor(strength.saturation);
+  draw.hue = strength.hue > 0 ? static_cast<float>(rng.Uniform(-strength.hue, strength.hue)) : 0.0f;
+  return draw;
+}
+
+void ApplyColorJitter(FloatImage& image, const ColorJitterDraw& draw) {
+  for (int op : draw.order) {
+    switch (op) {
+      case 0: if (draw.brightness != 1) AdjustBrightness(image, draw.brightness); break;
+      case 1: if (draw.contrast != 1) AdjustContrast(image, draw.contrast); break;
+      case 2: if (draw.saturation != 1) AdjustSaturation(image, draw.saturation); break;
+      default: if (draw.hue != 0) AdjustHue(image, draw.hue); break;
+    }
+  }
+}
+
+}  // namespace ssl::data
