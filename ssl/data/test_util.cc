@@ -23,10 +23,20 @@ std::string MakeTempDir(const std::string& name) {
 }
 
 std::optional<std::string> SharedDataset(const std::string& name) {
-  const char* root = std::getenv("SSL_SHARED_DATASETS");
-  if (root == nullptr) return std::nullopt;
-  const fs::path path = fs::path(root) / name;
   std::error_code error;
+  fs::path root;
+  if (const char* from_env = std::getenv("SSL_SHARED_DATASETS")) {
+    root = from_env;
+  } else {
+    const char* runfiles = std::getenv("TEST_SRCDIR");
+    const char* workspace = std::getenv("TEST_WORKSPACE");
+    if (runfiles == nullptr || workspace == nullptr) return std::nullopt;
+    const fs::path source_workspace =
+        fs::canonical(fs::path(runfiles) / workspace / "WORKSPACE", error);
+    if (error) return std::nullopt;
+    root = source_workspace.parent_path().parent_path() / "shared" / "datasets";
+  }
+  const fs::path path = root / name;
   if (!fs::is_directory(path, error)) return std::nullopt;
   return path.string();
 }

@@ -16,8 +16,8 @@ Image RandomImage(int height, int width, uint64_t seed);
 /// A fresh empty directory under the test's temporary directory.
 std::string MakeTempDir(const std::string& name);
 
-/// `../shared/datasets/<name>` when the test environment provides it
-/// (SSL_SHARED_DATASETS, set by .bazelrc) and it exists; tests skip otherwise.
+/// `<SSL_SHARED_DATASETS>/<name>`, or else `../shared/datasets/<name>` beside the
+/// source tree, when it exists; tests skip otherwise (a user's machine has neither).
 std::optional<std::string> SharedDataset(const std::string& name);
 
 }  // namespace ssl::data::testing
