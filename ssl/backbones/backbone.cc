@@ -1,0 +1,79 @@
+#include "ssl/backbones/backbone.h"
+
+#include <cmath>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "ssl/backbones/resnet.h"
+
+namespace ssl::backbones {
+namespace {
+
+struct ParsedResNet {
+  int depth = 0;
+  double width = 1.0;
+};
+
+absl::Status UnknownName(const std::string& name) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown backbone \"", name, "\"; known: ",
+                   absl::StrJoin(KnownBackboneNames(), ", "),
+                   " (a ResNet also takes any w<multiplier> suffix, e.g. resnet18w0.25)"));
+}
+
+absl::StatusOr<ParsedResNet> ParseResNet(const std::string& name) {
+  if (name.rfind("resnet", 0) != 0) return UnknownName(name);
+  const std::string rest = name.substr(6);
+  const size_t w = rest.find('w');
+  ParsedResNet parsed;
+  if (!absl::SimpleAtoi(rest.substr(0, w), &parsed.depth)) return UnknownName(name);
+  if (parsed.depth != 18 && parsed.depth != 34 && parsed.depth != 50 && parsed.depth != 101 &&
+      parsed.depth != 152) {
+    return UnknownName(name);
+  }
+  if (w != std::string::npos) {
+    if (!absl::SimpleAtod(rest.substr(w + 1), &parsed.width) || !(parsed.width > 0)) {
+      return UnknownName(name);
+    }
+    const double base = 64 * parsed.width;
+    if (base < 1 || std::abs(base - std::round(base)) > 1e-9) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "backbone \"", name, "\": 64 * width multiplier must be a whole number, got ", base));
+    }
+  }
+  return parsed;
+}
+
+}  // namespace
+
+std::vector<std::string> KnownBackboneNames() {
+  return {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+          "resnet50w2", "resnet50w4", "resnet50w5"};
+}
+
+absl::StatusOr<std::shared_ptr<Backbone>> CreateBackbone(const std::string& name,
+                                                         const BackboneOptions& options) {
+  absl::StatusOr<ParsedResNet> parsed = ParseResNet(name);
+  if (!parsed.ok()) return parsed.status();
+  if (options.num_classes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_classes must be >= 0, got ", options.num_classes));
+  }
+  return std::shared_ptr<Backbone>(std::make_shared<ResNetImpl>(
+      ResNetOptions()
+          .depth(parsed->depth)
+          .width_multiplier(parsed->width)
+          .cifar_stem(options.cifar_stem)
+          .zero_init_residual(options.zero_init_residual)
+          .num_classes(options.num_classes)));
+}
+
+absl::StatusOr<int64_t> BackboneFeatureDim(const std::string& name) {
+  absl::StatusOr<ParsedResNet> parsed = ParseResNet(name);
+  if (!parsed.ok()) return parsed.status();
+  const int64_t expansion = parsed->depth >= 50 ? 4 : 1;
+  return std::llround(64 * parsed->width) * 8 * expansion;
+}
+
+}  // namespace ssl::backbones

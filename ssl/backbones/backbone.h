@@ -1,0 +1,52 @@
+// The backbone interface and the registry that builds one by name.
+#ifndef SSL_BACKBONES_BACKBONE_H_
+#define SSL_BACKBONES_BACKBONE_H_
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace ssl::backbones {
+
+/// A trunk mapping images [N, 3, H, W] to features [N, feature_dim()] (or to logits
+/// when built with a classifier). Parameter names follow the reference implementation
+/// (torchvision for ResNets) so that state dicts map 1:1.
+class Backbone : public torch::nn::Module {
+ public:
+  virtual at::Tensor forward(const at::Tensor& images) = 0;
+  /// Width of the pooled feature, before any classifier.
+  virtual int64_t feature_dim() const = 0;
+  /// The registry name it was built from, e.g. "resnet50w2".
+  virtual std::string name() const = 0;
+};
+
+/// Options common to every backbone name.
+struct BackboneOptions {
+  bool cifar_stem = false;          ///< ResNet: 3x3 stride-1 first conv, no max-pool
+  bool zero_init_residual = false;  ///< ResNet: last BN gamma of each block = 0
+  int64_t num_classes = 0;          ///< > 0 adds the classifier `fc`; 0 leaves it out
+};
+
+/// Builds a backbone by name: "resnet18", "resnet34", "resnet50", "resnet101",
+/// "resnet152", each optionally widened with a "w<multiplier>" suffix (SwAV's
+/// "resnet50w2", "resnet50w4", "resnet50w5"; also narrow ones for CPU experiments such
+/// as "resnet18w0.25", as long as 64 * multiplier is a whole number). InvalidArgument
+/// lists the known names when `name` is not one of them.
+absl::StatusOr<std::shared_ptr<Backbone>> CreateBackbone(const std::string& name,
+                                                         const BackboneOptions& options = {});
+
+/// The pooled feature width of `name` without building it (2048 for resnet50).
+absl::StatusOr<int64_t> BackboneFeatureDim(const std::string& name);
+
+/// Canonical names, for help texts.
+std::vector<std::string> KnownBackboneNames();
+
+}  // namespace ssl::backbones
+
+#endif  // SSL_BACKBONES_BACKBONE_H_

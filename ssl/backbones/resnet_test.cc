@@ -1,0 +1,227 @@
+#include "ssl/backbones/resnet.h"
+
+#include <ATen/ops/arange.h>
+#include <ATen/ops/randn.h>
+#include <ATen/ops/relu.h>
+#include <ATen/ops/sin.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "ssl/backbones/backbone.h"
+#include "ssl/nn/state_dict.h"
+
+namespace ssl::backbones {
+namespace {
+
+struct Golden {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> keys;
+  std::vector<std::vector<double>> logits;
+};
+
+Golden ReadGolden(const std::string& arch) {
+  const std::string path = std::string(std::getenv("TEST_SRCDIR")) + "/" +
+                           std::getenv("TEST_WORKSPACE") +
+                           "/ssl/backbones/testdata/torchvision_" + arch + ".txt";
+  std::ifstream file(path);
+  EXPECT_TRUE(file.good()) << path;
+  Golden golden;
+  std::string line;
+  while (std::getline(file, line)) {
+    std::istringstream in(line);
+    std::string kind;
+    in >> kind;
+    if (kind == "key") {
+      std::string name;
+      in >> name;
+      std::vector<int64_t> shape;
+      for (int64_t d; in >> d;) shape.push_back(d);
+      golden.keys.emplace_back(name, shape);
+    } else if (kind == "logits") {
+      golden.logits.emplace_back();
+      for (double v; in >> v;) golden.logits.back().push_back(v);
+    }
+  }
+  return golden;
+}
+
+// The same formula as tools/make_torchvision_golden.py's fill_deterministically.
+void FillDeterministically(Backbone& model) {
+  torch::NoGradGuard no_grad;
+  int k = 0;
+  for (auto& [name, tensor] : ssl::nn::StateDict(model)) {
+    const int key = k++;
+    if (name.size() >= 19 && name.compare(name.size() - 19, 19, "num_batches_tracked") == 0) continue;
+    const at::Tensor i = at::arange(tensor.numel(), at::kDouble);
+    const at::Tensor wave = at::sin(0.1 * i + key);
+    at::Tensor values;
+    const auto ends_with = [&name](const std::string& suffix) {
+      return name.size() >= suffix.size() &&
+             name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (ends_with("running_var")) {
+      values = 1.0 + 0.5 * wave * wave;
+    } else if (tensor.dim() > 1) {
+      values = wave * std::sqrt(3.0 / (tensor.numel() / tensor.size(0)));
+    } else if (ends_with("weight")) {
+      values = 1.0 + 0.1 * wave;
+    } else {
+      values = 0.1 * wave;
+    }
+    tensor.copy_(values.reshape(tensor.sizes()).to(tensor.scalar_type()));
+  }
+}
+
+class TorchvisionGoldenTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(TorchvisionGoldenTest, KeysShapesAndLogitsMatchTorchvision) {
+  const std::string arch = GetParam();
+  const Golden golden = ReadGolden(arch);
+  ASSERT_FALSE(golden.keys.empty());
+  BackboneOptions options;
+  options.num_classes = 1000;
+  absl::StatusOr<std::shared_ptr<Backbone>> model = CreateBackbone(arch, options);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const ssl::nn::NamedTensors state = ssl::nn::StateDict(**model);
+  ASSERT_EQ(state.size(), golden.keys.size());
+  for (size_t i = 0; i < state.size(); ++i) {
+    ASSERT_EQ(state[i].first, golden.keys[i].first) << "state_dict entry " << i;
+    ASSERT_EQ(state[i].second.sizes().vec(), golden.keys[i].second) << state[i].first;
+  }
+  FillDeterministically(**model);
+  (*model)->eval();
+  torch::NoGradGuard no_grad;
+  const at::Tensor input =
+      at::sin(0.05 * at::arange(2 * 3 * 64 * 64, at::kDouble)).reshape({2, 3, 64, 64}).to(at::kFloat);
+  const at::Tensor logits = (*model)->forward(input);
+  ASSERT_EQ(logits.sizes(), (at::IntArrayRef{2, 1000}));
+  double scale = 0;
+  for (const auto& row : golden.logits) {
+    for (double v : row) scale = std::max(scale, std::abs(v));
+  }
+  for (int n = 0; n < 2; ++n) {
+    for (int c = 0; c < 1000; ++c) {
+      ASSERT_NEAR(logits[n][c].item<double>(), golden.logits[n][c], 2e-5 * scale)
+          << arch << " logit " << n << "," << c;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Architectures, TorchvisionGoldenTest,
+                         ::testing::Values("resnet18", "resnet50"));
+
+int64_t NumParameters(const torch::nn::Module& module) {
+  int64_t total = 0;
+  for (const at::Tensor& p : module.parameters()) total += p.numel();
+  return total;
+}
+
+TEST(ResNetTest, ParameterCountsMatchTorchvisionAndSwav) {
+  const std::pair<const char*, int64_t> with_fc[] = {{"resnet18", 11689512},
+                                                     {"resnet34", 21797672},
+                                                     {"resnet50", 25557032},
+                                                     {"resnet101", 44549160},
+                                                     {"resnet152", 60192808}};
+  BackboneOptions classifier;
+  classifier.num_classes = 1000;
+  for (const auto& [name, count] : with_fc) {
+    auto model = CreateBackbone(name, classifier);
+    ASSERT_TRUE(model.ok());
+    EXPECT_EQ(NumParameters(**model), count) << name;
+  }
+  EXPECT_EQ(NumParameters(**CreateBackbone("resnet50")), 25557032 - 2048 * 1000 - 1000);
+  // SwAV reports 94M parameters for its RN50-w2 trunk.
+  const int64_t w2 = NumParameters(**CreateBackbone("resnet50w2"));
+  EXPECT_GT(w2, 93'000'000);
+  EXPECT_LT(w2, 95'000'000);
+}
+
+TEST(ResNetTest, FeatureWidthsAgreeWithTheRegistry) {
+  for (const std::string name : {"resnet18", "resnet34", "resnet50", "resnet50w2", "resnet18w0.25"}) {
+    auto model = CreateBackbone(name);
+    ASSERT_TRUE(model.ok()) << name;
+    EXPECT_EQ((*model)->feature_dim(), *BackboneFeatureDim(name)) << name;
+    EXPECT_EQ((*model)->name(), name);
+  }
+  EXPECT_EQ(*BackboneFeatureDim("resnet50"), 2048);
+  EXPECT_EQ(*BackboneFeatureDim("resnet50w5"), 10240);
+  EXPECT_EQ(*BackboneFeatureDim("resnet18w0.25"), 128);
+  auto model = CreateBackbone("resnet18w0.25");
+  (*model)->eval();
+  EXPECT_EQ((*model)->forward(at::randn({3, 3, 64, 64})).sizes(), (at::IntArrayRef{3, 128}));
+}
+
+TEST(ResNetTest, CifarStemKeepsResolution) {
+  BackboneOptions options;
+  options.cifar_stem = true;
+  auto model = CreateBackbone("resnet18", options);
+  ASSERT_TRUE(model.ok());
+  auto* resnet = dynamic_cast<ResNetImpl*>(model->get());
+  ASSERT_NE(resnet, nullptr);
+  EXPECT_EQ(resnet->conv1->weight.sizes(), (at::IntArrayRef{64, 3, 3, 3}));
+  EXPECT_EQ(resnet->conv1->options.stride()->at(0), 1);
+  // 32x32 in: stages at 32, 16, 8, 4 (an ImageNet stem would reach 1x1).
+  resnet->eval();
+  torch::NoGradGuard no_grad;
+  const at::Tensor x = at::randn({2, 3, 32, 32});
+  at::Tensor h = at::relu(resnet->bn1(resnet->conv1(x)));
+  h = resnet->layer3->forward(resnet->layer2->forward(resnet->layer1->forward(h)));
+  EXPECT_EQ(resnet->layer4->forward(h).sizes(), (at::IntArrayRef{2, 512, 4, 4}));
+  EXPECT_EQ(resnet->forward(x).sizes(), (at::IntArrayRef{2, 512}));
+}
+
+TEST(ResNetTest, ZeroInitResidualMakesEveryBlockStartAsTheIdentity) {
+  BackboneOptions options;
+  options.zero_init_residual = true;
+  for (const char* name : {"resnet18", "resnet50"}) {
+    auto model = CreateBackbone(name, options);
+    auto* resnet = dynamic_cast<ResNetImpl*>(model->get());
+    resnet->eval();
+    torch::NoGradGuard no_grad;
+    // Block 1 of layer2 has no downsample: its output must equal its (post-ReLU) input.
+    const int64_t channels = std::string(name) == "resnet18" ? 128 : 512;
+    const at::Tensor x = at::relu(at::randn({2, channels, 8, 8}));
+    const std::shared_ptr<torch::nn::Module> block = resnet->layer2->ptr(1);
+    const at::Tensor y = block->as<Bottleneck>() ? block->as<Bottleneck>()->forward(x)
+                                                 : block->as<BasicBlock>()->forward(x);
+    EXPECT_TRUE(y.equal(x)) << name;
+  }
+  auto plain = CreateBackbone("resnet18");
+  auto* resnet = dynamic_cast<ResNetImpl*>(plain->get());
+  EXPECT_TRUE(resnet->layer1->ptr(0)->as<BasicBlock>()->bn2->weight.eq(1).all().item<bool>());
+}
+
+TEST(ResNetTest, ConvInitIsHeNormalOverFanOut) {
+  auto model = CreateBackbone("resnet50");
+  auto* resnet = dynamic_cast<ResNetImpl*>(model->get());
+  // layer3.0.conv2: 256 x 256 x 3 x 3, fan_out = 256 * 9, std = sqrt(2 / 2304) = 0.02946.
+  const at::Tensor w = resnet->layer3->ptr(0)->as<Bottleneck>()->conv2->weight;
+  EXPECT_NEAR(w.std().item<double>(), std::sqrt(2.0 / 2304), 0.02 * std::sqrt(2.0 / 2304));
+  EXPECT_NEAR(w.mean().item<double>(), 0.0, 1e-3);
+  EXPECT_TRUE(resnet->bn1->weight.eq(1).all().item<bool>());
+  EXPECT_TRUE(resnet->bn1->bias.eq(0).all().item<bool>());
+}
+
+TEST(RegistryTest, UnknownOrBadNamesAreOneClearError) {
+  const absl::Status unknown = CreateBackbone("resnet19").status();
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(unknown.message(),
+            "unknown backbone \"resnet19\"; known: resnet18, resnet34, resnet50, resnet101, "
+            "resnet152, resnet50w2, resnet50w4, resnet50w5 (a ResNet also takes any "
+            "w<multiplier> suffix, e.g. resnet18w0.25)");
+  EXPECT_FALSE(CreateBackbone("vit_small").ok());
+  EXPECT_FALSE(CreateBackbone("resnet50wx").ok());
+  EXPECT_EQ(CreateBackbone("resnet18w0.3").status().message(),
+            "backbone \"resnet18w0.3\": 64 * width multiplier must be a whole number, got 19.2");
+  BackboneOptions bad;
+  bad.num_classes = -1;
+  EXPECT_EQ(CreateBackbone("resnet18", bad).status().message(), "num_classes must be >= 0, got -1");
+}
+
+}  // namespace
+}  // namespace ssl::backbones
