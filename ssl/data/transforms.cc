@@ -81,24 +81,27 @@ void ResampleWindow(const Image& src, const CropBox& box, int full_height, int f
       dst[3 * x + 2] = b;
     }
   }
-  // Vertical pass into planar [0, 1] output.
+  // Vertical pass: whole interleaved rows at a time (vectorizes), then de-interleave
+  // into planar [0, 1] output.
   out->Resize(out_height, out_width);
   float* planes[3] = {out->plane(0), out->plane(1), out->plane(2)};
   constexpr float kInv255 = 1.0f / 255.0f;
+  const int row_floats = out_width * 3;
+  std::vector<float> accumulated(row_floats);
   for (int y = 0; y < out_height; ++y) {
     const int oy = window_top + y;
     const float* weights = &wy.weights[static_cast<size_t>(oy) * wy.taps];
     const int first = wy.start[oy] - row_lo;
+    std::fill(accumulated.begin(), accumulated.end(), 0.0f);
+    for (int k = 0; k < wy.count[oy]; ++k) {
+      const float weight = weights[k];
+      const float* source = &horizontal[static_cast<size_t>(first + k) * row_floats];
+      for (int i = 0; i < row_floats; ++i) accumulated[i] += weight * source[i];
+    }
     for (int x = 0; x < out_width; ++x) {
-      float acc[3] = {0, 0, 0};
-      for (int k = 0; k < wy.count[oy]; ++k) {
-        const float* px = &horizontal[(static_cast<size_t>(first + k) * out_width + x) * 3];
-        acc[0] += weights[k] * px[0];
-        acc[1] += weights[k] * px[1];
-        acc[2] += weights[k] * px[2];
-      }
       for (int c = 0; c < 3; ++c) {
-        planes[c][static_cast<size_t>(y) * out_width + x] = Clamp01(acc[c] * kInv255);
+        planes[c][static_cast<size_t>(y) * out_width + x] =
+            Clamp01(accumulated[3 * x + c] * kInv255);
       }
     }
   }
@@ -198,13 +201,16 @@ void AdjustHue(FloatImage& image, float hue_shift) {
     } else {
       h = 4.0f + gc - rc;
     }
-    h = std::fmod(h / 6.0f + 1.0f, 1.0f);
-    h = std::fmod(h + hue_shift + 1.0f, 1.0f);
+    // Wrap to [0, 1) without fmod (hue_shift is within [-0.5, 0.5]).
+    h = h / 6.0f + hue_shift;
+    if (h < 0.0f) h += 1.0f;
+    if (h < 0.0f) h += 1.0f;
+    if (h >= 1.0f) h -= 1.0f;
     // HSV -> RGB as torchvision's _hsv2rgb.
     const float v = maxc;
     const float h6 = h * 6.0f;
-    const int sector = static_cast<int>(std::floor(h6)) % 6;
-    const float f = h6 - std::floor(h6);
+    const int sector = std::min(static_cast<int>(h6), 5);
+    const float f = h6 - sector;
     const float p = Clamp01(v * (1.0f - s));
     const float q = Clamp01(v * (1.0f - s * f));
     const float t = Clamp01(v * (1.0f - s * (1.0f - f)));
@@ -239,21 +245,20 @@ void GaussianBlur(FloatImage& image, float sigma) {
   // Reflect without repeating the edge (torch's "reflect" padding).
   auto reflect = [](int i, int n) { return i < 0 ? -i : (i >= n ? 2 * n - 2 - i : i); };
   const int h = image.height, w = image.width;
-  std::vector<float> line(w);
+  std::vector<float> padded(w + 2 * radius);
   std::vector<float> column_source(image.plane_size());
   for (int c = 0; c < 3; ++c) {
     float* plane = image.plane(c);
-    for (int y = 0; y < h; ++y) {  // horizontal
+    // Horizontal pass over a reflect-padded copy of each row, so the inner loop has
+    // no bounds logic and vectorizes.
+    for (int y = 0; y < h; ++y) {
       float* row = plane + static_cast<size_t>(y) * w;
-      std::copy(row, row + w, line.begin());
-      for (int x = 0; x < w; ++x) {
-        float acc = 0;
-        if (x >= radius && x + radius < w) {
-          for (int k = -radius; k <= radius; ++k) acc += kernel[k + radius] * line[x + k];
-        } else {
-          for (int k = -radius; k <= radius; ++k) acc += kernel[k + radius] * line[reflect(x + k, w)];
-        }
-        row[x] = acc;
+      for (int x = -radius; x < w + radius; ++x) padded[x + radius] = row[reflect(x, w)];
+      std::fill(row, row + w, 0.0f);
+      for (int k = 0; k <= 2 * radius; ++k) {
+        const float weight = kernel[k];
+        const float* source = padded.data() + k;
+        for (int x = 0; x < w; ++x) row[x] += weight * source[x];
       }
     }
     // Vertical pass row by row over a copy, so the inner loop runs along memory.
