@@ -21,6 +21,7 @@ readonly PACKAGES=(
   libgtest-dev
   libgmock-dev
   libbenchmark-dev
+  nlohmann-json3-dev       # metrics, results and experiment JSON
   python3-torch            # independent reader for checkpoint interoperability tests
   python3-torchvision      # the PyTorch baseline the pipeline benchmark is compared with
 )

@@ -18,6 +18,9 @@ using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 /// keys joined with "." and prefixed with `prefix`.
 NamedTensors StateDict(const torch::nn::Module& module, const std::string& prefix = "");
 
+/// Defined parameters in PyTorch's `parameters()` order (what optimizers index).
+std::vector<at::Tensor> Parameters(const torch::nn::Module& module);
+
 }  // namespace ssl::nn
 
 #endif  // SSL_NN_STATE_DICT_H_
