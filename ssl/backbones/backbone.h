@@ -4,6 +4,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
+#include <torch/nn/modules/container/any.h>
 
 #include <cstdint>
 #include <memory>
@@ -19,7 +20,13 @@ namespace ssl::backbones {
 /// (torchvision for ResNets) so that state dicts map 1:1.
 class Backbone : public torch::nn::Module {
  public:
+  /// Features, passed through the head when one is set.
   virtual at::Tensor forward(const at::Tensor& images) = 0;
+  /// Pooled features, never through the head.
+  virtual at::Tensor Features(const at::Tensor& images) = 0;
+  /// Replaces the classifier with `head` under the reference implementation's name
+  /// ("fc" for ResNets), as MoCo v3 puts its projector there: keys read "fc.0.weight".
+  virtual void SetHead(torch::nn::AnyModule head) = 0;
   /// Width of the pooled feature, before any classifier.
   virtual int64_t feature_dim() const = 0;
   /// The registry name it was built from, e.g. "resnet50w2".

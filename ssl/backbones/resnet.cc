@@ -110,6 +110,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
   feature_dim_ = channels;
   if (options.num_classes() > 0) {
     fc = register_module("fc", nn::Linear(feature_dim_, options.num_classes()));
+    head_ = nn::AnyModule(fc);
   }
   // torchvision's init: He-normal (fan_out) convs, BN gamma 1 / beta 0; Linear keeps
   // PyTorch's default.
@@ -145,7 +146,17 @@ at::Tensor ResNetImpl::Features(const at::Tensor& images) {
 
 at::Tensor ResNetImpl::forward(const at::Tensor& images) {
   at::Tensor features = Features(images);
-  return fc ? fc(features) : features;
+  return head_.is_empty() ? features : head_.forward(features);
+}
+
+void ResNetImpl::SetHead(torch::nn::AnyModule head) {
+  if (named_children().contains("fc")) {
+    replace_module("fc", head.ptr());
+  } else {
+    register_module("fc", head.ptr());
+  }
+  head_ = std::move(head);
+  fc = nullptr;
 }
 
 }  // namespace ssl::backbones

@@ -61,16 +61,17 @@ class ResNetImpl : public Backbone {
   at::Tensor forward(const at::Tensor& images) override;
   int64_t feature_dim() const override { return feature_dim_; }
   std::string name() const override;
-  /// Pooled features even when a classifier is present.
-  at::Tensor Features(const at::Tensor& images);
+  at::Tensor Features(const at::Tensor& images) override;
+  void SetHead(torch::nn::AnyModule head) override;
   const ResNetOptions& options() const { return options_; }
 
   torch::nn::Conv2d conv1{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr};
   torch::nn::Sequential layer1{nullptr}, layer2{nullptr}, layer3{nullptr}, layer4{nullptr};
-  torch::nn::Linear fc{nullptr};
+  torch::nn::Linear fc{nullptr};  ///< the classifier when built with num_classes > 0
 
  private:
+  torch::nn::AnyModule head_;  ///< what forward() applies after pooling, if anything
   ResNetOptions options_;
   int64_t feature_dim_ = 0;
 };

@@ -7,9 +7,9 @@
 
 namespace ssl::nn {
 
-torch::nn::Sequential BuildMlp(const MlpOptions& options) {
+Mlp BuildMlp(const MlpOptions& options) {
   CHECK_GE(options.num_layers(), 1);
-  torch::nn::Sequential mlp;
+  Mlp mlp;
   for (int layer = 0; layer < options.num_layers(); ++layer) {
     const int64_t in = layer == 0 ? options.input_dim() : options.hidden_dim();
     const bool last = layer == options.num_layers() - 1;

@@ -22,8 +22,17 @@ struct MlpOptions {
   TORCH_ARG(bool, bias) = false;
 };
 
+/// A Sequential with a concrete forward, so it can sit in an AnyModule (a backbone's
+/// head slot).
+class MlpImpl : public torch::nn::SequentialImpl {
+ public:
+  using SequentialImpl::SequentialImpl;
+  at::Tensor forward(const at::Tensor& x) { return SequentialImpl::forward(x); }
+};
+TORCH_MODULE(Mlp);
+
 /// Builds the head; num_layers >= 1.
-torch::nn::Sequential BuildMlp(const MlpOptions& options);
+Mlp BuildMlp(const MlpOptions& options);
 
 }  // namespace ssl::nn
 

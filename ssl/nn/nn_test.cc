@@ -22,7 +22,7 @@ std::vector<std::string> Keys(const NamedTensors& state) {
 
 TEST(MlpTest, ProjectorKeysAndShapesMatchMocoV3) {
   // MoCo v3 ResNet-50 projector: 2 layers 2048-4096-256 with last BN.
-  torch::nn::Sequential projector = BuildMlp(MlpOptions());
+  Mlp projector = BuildMlp(MlpOptions());
   const NamedTensors state = StateDict(*projector, "fc.");
   EXPECT_EQ(Keys(state), (std::vector<std::string>{
                              "fc.0.weight", "fc.1.weight", "fc.1.bias", "fc.1.running_mean",
@@ -36,14 +36,14 @@ TEST(MlpTest, ProjectorKeysAndShapesMatchMocoV3) {
 }
 
 TEST(MlpTest, PredictorHasNoLastBn) {
-  torch::nn::Sequential predictor =
+  Mlp predictor =
       BuildMlp(MlpOptions().input_dim(256).output_dim(256).last_bn(false));
   EXPECT_EQ(Keys(StateDict(*predictor)).back(), "3.weight");
   EXPECT_EQ(predictor->size(), 4u);
 }
 
 TEST(MlpTest, TrainForwardMatchesAHandWrittenComposition) {
-  torch::nn::Sequential mlp =
+  Mlp mlp =
       BuildMlp(MlpOptions().num_layers(3).input_dim(5).hidden_dim(7).output_dim(3));
   mlp->train();
   const at::Tensor x = at::randn({6, 5});

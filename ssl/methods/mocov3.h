@@ -1,0 +1,61 @@
+// MoCo v3 (Chen, Xie, He 2021), as moco-v3's builder.py: a base encoder (backbone +
+// projector), a momentum encoder (a copy of backbone + projector, not the predictor)
+// updated by EMA before the keys are computed, a predictor on the base branch only, and
+// the symmetrized InfoNCE loss over keys gathered from all processes, scaled by 2T.
+#ifndef SSL_METHODS_MOCOV3_H_
+#define SSL_METHODS_MOCOV3_H_
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/sequential.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "ssl/backbones/backbone.h"
+#include "ssl/distributed/communicator.h"
+#include "ssl/nn/mlp.h"
+
+namespace ssl::methods {
+
+struct MocoV3Options {
+  std::string arch = "resnet50";
+  bool cifar_stem = false;
+  int64_t dim = 256;       ///< output of projector and predictor (--moco-dim)
+  int64_t mlp_dim = 4096;  ///< hidden width of both MLPs (--moco-mlp-dim)
+  double temperature = 1.0;  ///< --moco-t: 1.0 for ResNets, 0.2 for ViTs
+};
+
+class MocoV3Impl : public torch::nn::Module {
+ public:
+  /// InvalidArgument for an unknown arch or non-positive sizes.
+  static absl::StatusOr<std::shared_ptr<MocoV3Impl>> Create(
+      const MocoV3Options& options, std::shared_ptr<distributed::Communicator> communicator);
+
+  /// The training loss for two views: first f_k <- m f_k + (1 - m) f_q (no gradient),
+  /// then ctr(q1, k2) + ctr(q2, k1).
+  at::Tensor forward(const at::Tensor& view1, const at::Tensor& view2, double momentum);
+
+  /// InfoNCE of this process's queries against all processes' keys, times 2T.
+  at::Tensor ContrastiveLoss(const at::Tensor& queries, const at::Tensor& keys);
+
+  /// EMA over parameters only; the momentum encoder keeps its own BN buffers.
+  void UpdateMomentumEncoder(double momentum);
+
+  const MocoV3Options& options() const { return options_; }
+
+  std::shared_ptr<backbones::Backbone> base_encoder;
+  std::shared_ptr<backbones::Backbone> momentum_encoder;
+  nn::Mlp predictor{nullptr};
+
+ private:
+  MocoV3Impl(const MocoV3Options& options,
+             std::shared_ptr<distributed::Communicator> communicator);
+  MocoV3Options options_;
+  std::shared_ptr<distributed::Communicator> communicator_;
+};
+
+}  // namespace ssl::methods
+
+#endif  // SSL_METHODS_MOCOV3_H_

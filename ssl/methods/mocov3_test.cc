@@ -1,0 +1,197 @@
+#include "ssl/methods/mocov3.h"
+
+#include <ATen/ops/cat.h>
+#include <ATen/ops/eye.h>
+#include <ATen/ops/randn.h>
+#include <ATen/ops/zeros.h>
+#include <c10/core/GradMode.h>
+
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+#include "ssl/nn/state_dict.h"
+
+namespace ssl::methods {
+namespace {
+
+// A stand-in for a 2-process group, seen from rank 1: the other rank's keys come first.
+class FakeRankOne : public distributed::Communicator {
+ public:
+  explicit FakeRankOne(at::Tensor other_keys) : other_keys_(std::move(other_keys)) {}
+  int rank() const override { return 1; }
+  int world_size() const override { return 2; }
+  at::Tensor AllGather(const at::Tensor& t) override { return at::cat({other_keys_, t.detach()}); }
+  void AllReduceSum(at::Tensor&) override {}
+  void Broadcast(at::Tensor&, int) override {}
+  void Barrier() override {}
+
+ private:
+  at::Tensor other_keys_;
+};
+
+MocoV3Options Tiny() {
+  MocoV3Options options;
+  options.arch = "resnet18w0.125";
+  options.cifar_stem = true;
+  options.dim = 16;
+  options.mlp_dim = 32;
+  return options;
+}
+
+std::shared_ptr<MocoV3Impl> Make(MocoV3Options options,
+                                 std::shared_ptr<distributed::Communicator> comm =
+                                     distributed::MakeLocalCommunicator()) {
+  absl::StatusOr<std::shared_ptr<MocoV3Impl>> model = MocoV3Impl::Create(options, comm);
+  EXPECT_TRUE(model.ok()) << model.status();
+  return *model;
+}
+
+// Plain double-precision InfoNCE: queries vs all keys, positive of row i at column
+// offset + i, times 2T.
+double ReferenceLoss(const at::Tensor& q, const at::Tensor& k_all, int64_t offset, double t) {
+  const int64_t b = q.size(0), n = k_all.size(0), d = q.size(1);
+  auto normalized = [d](const at::Tensor& x, int64_t row) {
+    std::vector<double> v(d);
+    double norm = 0;
+    for (int64_t c = 0; c < d; ++c) norm += std::pow(x[row][c].item<double>(), 2);
+    for (int64_t c = 0; c < d; ++c) v[c] = x[row][c].item<double>() / std::sqrt(norm);
+    return v;
+  };
+  double total = 0;
+  for (int64_t i = 0; i < b; ++i) {
+    const std::vector<double> qi = normalized(q, i);
+    std::vector<double> logits(n);
+    double max_logit = -1e300;
+    for (int64_t j = 0; j < n; ++j) {
+      const std::vector<double> kj = normalized(k_all, j);
+      double dot = 0;
+      for (int64_t c = 0; c < d; ++c) dot += qi[c] * kj[c];
+      logits[j] = dot / t;
+      max_logit = std::max(max_logit, logits[j]);
+    }
+    double sum = 0;
+    for (double l : logits) sum += std::exp(l - max_logit);
+    total += -(logits[offset + i] - max_logit - std::log(sum));
+  }
+  return total / b * 2 * t;
+}
+
+TEST(MocoV3LossTest, MatchesAnIndependentComputation) {
+  MocoV3Options options = Tiny();
+  options.temperature = 0.7;
+  auto model = Make(options);
+  const at::Tensor q = at::randn({5, 16}), k = at::randn({5, 16});
+  EXPECT_NEAR(model->ContrastiveLoss(q, k).item<double>(), ReferenceLoss(q, k, 0, 0.7), 1e-5);
+}
+
+TEST(MocoV3LossTest, KnownValueForOrthonormalMatchingPairs) {
+  // q_i = k_i = e_i (B = 4): logits 1/T on the diagonal, 0 elsewhere, so each row's
+  // cross-entropy is -1/T + log(e^(1/T) + 3), times 2T.
+  const at::Tensor basis = at::eye(8).narrow(0, 0, 4);
+  for (double t : {1.0, 0.5}) {
+    MocoV3Options options = Tiny();
+    options.temperature = t;
+    auto model = Make(options);
+    const double expected = 2 * t * (-1 / t + std::log(std::exp(1 / t) + 3));
+    EXPECT_NEAR(model->ContrastiveLoss(basis * 3.0, basis).item<double>(), expected, 1e-6);
+  }
+  EXPECT_NEAR(2 * (std::log(std::exp(1.0) + 3) - 1), 1.48734, 1e-5);  // the T = 1 figure
+}
+
+TEST(MocoV3LossTest, GatheredKeysPutPositivesAtThisRanksOffset) {
+  // Each rank gathers already-normalized keys.
+  const at::Tensor other = at::randn({3, 16});
+  const at::Tensor other_normalized = other / other.norm(2, {1}, true);
+  auto model = Make(Tiny(), std::make_shared<FakeRankOne>(other_normalized));
+  const at::Tensor q = at::randn({3, 16}), k = at::randn({3, 16});
+  const double expected = ReferenceLoss(q, at::cat({other, k}), 3, 1.0);
+  EXPECT_NEAR(model->ContrastiveLoss(q, k).item<double>(), expected, 1e-5);
+}
+
+TEST(MocoV3Test, StateDictKeysFollowTheOriginalLayout) {
+  auto model = Make(Tiny());
+  std::set<std::string> keys;
+  for (const auto& [key, tensor] : nn::StateDict(*model)) keys.insert(key);
+  for (const char* key : {"base_encoder.conv1.weight", "base_encoder.layer4.1.bn2.running_var",
+                          "base_encoder.fc.0.weight", "base_encoder.fc.4.running_mean",
+                          "momentum_encoder.fc.3.weight", "predictor.0.weight",
+                          "predictor.1.running_mean", "predictor.3.weight"}) {
+    EXPECT_TRUE(keys.count(key)) << key;
+  }
+  EXPECT_FALSE(keys.count("predictor.4.running_mean"));  // no last BN on the predictor
+  EXPECT_FALSE(keys.count("momentum_encoder.fc.4.weight"));  // last BN has no affine
+}
+
+TEST(MocoV3Test, MomentumEncoderStartsAsACopyAndFollowsTheEma) {
+  auto model = Make(Tiny());
+  const auto base = model->base_encoder->parameters();
+  const auto momentum = model->momentum_encoder->parameters();
+  ASSERT_EQ(base.size(), momentum.size());
+  for (size_t i = 0; i < base.size(); ++i) {
+    ASSERT_TRUE(base[i].equal(momentum[i]));
+    ASSERT_FALSE(momentum[i].requires_grad());
+  }
+  {
+    c10::AutoGradMode no_grad(false);
+    base[0].add_(1.0);
+  }
+  const at::Tensor before = momentum[0].clone();
+  const at::Tensor running_mean =
+      model->momentum_encoder->named_buffers()["bn1.running_mean"].clone();
+  model->UpdateMomentumEncoder(0.9);
+  EXPECT_TRUE(momentum[0].allclose(before * 0.9 + base[0].detach() * 0.1, 1e-6, 1e-7));
+  EXPECT_TRUE(model->momentum_encoder->named_buffers()["bn1.running_mean"].equal(running_mean));
+}
+
+TEST(MocoV3Test, MomentumUpdateHappensBeforeTheKeys) {
+  auto model = Make(Tiny());
+  {
+    c10::AutoGradMode no_grad(false);
+    for (at::Tensor& p : model->base_encoder->parameters()) p.add_(at::randn(p.sizes()) * 0.05);
+  }
+  const at::Tensor x1 = at::randn({8, 3, 32, 32}), x2 = at::randn({8, 3, 32, 32});
+  // m = 0 copies the base encoder: keys must then come from the base weights.
+  const double loss = model->forward(x1, x2, 0.0).item<double>();
+  c10::AutoGradMode no_grad(false);
+  const at::Tensor q1 = model->predictor->forward(model->base_encoder->forward(x1));
+  const at::Tensor q2 = model->predictor->forward(model->base_encoder->forward(x2));
+  const at::Tensor k1 = model->base_encoder->forward(x1), k2 = model->base_encoder->forward(x2);
+  const double expected =
+      model->ContrastiveLoss(q1, k2).item<double>() + model->ContrastiveLoss(q2, k1).item<double>();
+  EXPECT_NEAR(loss, expected, 1e-5);
+}
+
+TEST(MocoV3Test, GradientsReachBaseAndPredictorButNeverTheMomentumEncoder) {
+  auto model = Make(Tiny());
+  const at::Tensor loss = model->forward(at::randn({8, 3, 32, 32}), at::randn({8, 3, 32, 32}), 0.99);
+  loss.backward();
+  for (const at::Tensor& p : model->momentum_encoder->parameters()) EXPECT_FALSE(p.grad().defined());
+  for (const at::Tensor& p : model->predictor->parameters()) {
+    ASSERT_TRUE(p.grad().defined());
+    EXPECT_GT(p.grad().abs().sum().item<double>(), 0);
+  }
+  EXPECT_GT(model->base_encoder->parameters()[0].grad().abs().sum().item<double>(), 0);
+}
+
+TEST(MocoV3Test, InitialLossIsAboutFourLogB) {
+  // Sanity figure from the paper's code: ~2 ln B per term at T = 1 (13.9 for B = 32).
+  auto model = Make(Tiny());
+  const double loss = model->forward(at::randn({32, 3, 32, 32}), at::randn({32, 3, 32, 32}), 0.99)
+                          .item<double>();
+  EXPECT_NEAR(loss, 4 * std::log(32.0), 0.1 * 4 * std::log(32.0));
+}
+
+TEST(MocoV3Test, BadOptionsAreOneClearError) {
+  MocoV3Options options = Tiny();
+  options.arch = "resnet7";
+  EXPECT_EQ(MocoV3Impl::Create(options, distributed::MakeLocalCommunicator()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  options = Tiny();
+  options.temperature = 0;
+  EXPECT_EQ(MocoV3Impl::Create(options, distributed::MakeLocalCommunicator()).status().message(),
+            "moco temperature must be > 0, got 0");
+}
+
+}  // namespace
+}  // namespace ssl::methods
