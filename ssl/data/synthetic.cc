@@ -52,8 +52,6 @@ bool InsideShape(int shape, double u, double v) {
   }
 }
 
-double Luminance(const double rgb[3]) { return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]; }
-
 }  // namespace
 
 std::vector<std::string> SyntheticClassNames(int num_classes) {
@@ -63,54 +61,46 @@ std::vector<std::string> SyntheticClassNames(int num_classes) {
 }
 
 Image DrawSyntheticImage(int label, int size, Rng& rng) {
-  // Colours: background and foreground far enough apart in luminance to stay visible
-  // after grayscale and jitter.
+  // Colours come from a small palette shared by every class, slightly perturbed: colour
+  // says nothing about the class, and (unlike freely drawn colours) little about the
+  // instance, so instance discrimination cannot shortcut through the colour histogram
+  // and has to look at the shape.
+  static constexpr double kPalette[][2][3] = {
+      {{0.95, 0.92, 0.85}, {0.15, 0.20, 0.45}}, {{0.20, 0.22, 0.25}, {0.95, 0.80, 0.20}},
+      {{0.55, 0.75, 0.90}, {0.70, 0.15, 0.15}}, {{0.30, 0.55, 0.30}, {0.98, 0.98, 0.95}},
+      {{0.85, 0.55, 0.20}, {0.10, 0.10, 0.10}}, {{0.45, 0.25, 0.55}, {0.60, 0.90, 0.60}}};
+  const int palette = static_cast<int>(rng.UniformInt(0, 5));
+  const bool swap = rng.Bernoulli(0.5);
   double background[3], foreground[3];
-  for (double& c : background) c = rng.Uniform();
-  do {
-    for (double& c : foreground) c = rng.Uniform();
-  } while (std::abs(Luminance(foreground) - Luminance(background)) < 0.25);
-  // Low-frequency background texture: a few random plane waves.
-  struct Wave { double fx, fy, phase, amplitude; } waves[3];
-  for (Wave& w : waves) {
-    w = {rng.Uniform(-3, 3), rng.Uniform(-3, 3), rng.Uniform(0, 2 * kPi), rng.Uniform(0.02, 0.08)};
+  for (int c = 0; c < 3; ++c) {
+    background[c] = std::clamp(kPalette[palette][swap ? 1 : 0][c] + rng.Uniform(-0.06, 0.06), 0.0, 1.0);
+    foreground[c] = std::clamp(kPalette[palette][swap ? 0 : 1][c] + rng.Uniform(-0.06, 0.06), 0.0, 1.0);
   }
   // Pose: centre, scale and a small rotation (large ones would merge plus and cross).
-  const double scale = rng.Uniform(0.22, 0.4) * size;
+  const double scale = rng.Uniform(0.25, 0.42) * size;
   const double cx = rng.Uniform(scale, size - scale), cy = rng.Uniform(scale, size - scale);
   const double angle = rng.Uniform(-0.35, 0.35);
   const double cos_a = std::cos(angle), sin_a = std::sin(angle);
-  // Distractors: small blobs in random colours.
-  struct Blob { double x, y, radius, color[3]; } blobs[3];
-  const int num_blobs = static_cast<int>(rng.UniformInt(0, 3));
-  for (int b = 0; b < num_blobs; ++b) {
-    blobs[b].x = rng.Uniform(0, size);
-    blobs[b].y = rng.Uniform(0, size);
-    blobs[b].radius = rng.Uniform(0.03, 0.07) * size;
-    for (double& c : blobs[b].color) c = rng.Uniform();
-  }
+  // A faint gradient across the background.
+  const double gradient_x = rng.Uniform(-0.08, 0.08), gradient_y = rng.Uniform(-0.08, 0.08);
   Image image(size, size);
   constexpr int kSuper = 3;  // supersampling per axis for antialiased edges
   for (int y = 0; y < size; ++y) {
     for (int x = 0; x < size; ++x) {
-      const double texture = waves[0].amplitude * std::sin(2 * kPi * (waves[0].fx * x + waves[0].fy * y) / size + waves[0].phase) +
-                             waves[1].amplitude * std::sin(2 * kPi * (waves[1].fx * x + waves[1].fy * y) / size + waves[1].phase) +
-                             waves[2].amplitude * std::sin(2 * kPi * (waves[2].fx * x + waves[2].fy * y) / size + waves[2].phase);
-      double pixel[3] = {0, 0, 0};
+      double coverage = 0;
       for (int sy = 0; sy < kSuper; ++sy) {
         for (int sx = 0; sx < kSuper; ++sx) {
           const double px = x + (sx + 0.5) / kSuper, py = y + (sy + 0.5) / kSuper;
           const double dx = (px - cx) / scale, dy = (py - cy) / scale;
           const double u = cos_a * dx + sin_a * dy, v = -sin_a * dx + cos_a * dy;
-          const double* color = InsideShape(label, u, v) ? foreground : background;
-          for (int b = 0; b < num_blobs; ++b) {
-            if (std::hypot(px - blobs[b].x, py - blobs[b].y) < blobs[b].radius) color = blobs[b].color;
-          }
-          for (int c = 0; c < 3; ++c) pixel[c] += color[c];
+          coverage += InsideShape(label, u, v);
         }
       }
+      coverage /= kSuper * kSuper;
+      const double shade = gradient_x * (x - size / 2.0) / size + gradient_y * (y - size / 2.0) / size;
       for (int c = 0; c < 3; ++c) {
-        const double value = pixel[c] / (kSuper * kSuper) + texture + rng.Uniform(-0.03, 0.03);
+        const double value = coverage * foreground[c] + (1 - coverage) * (background[c] + shade) +
+                             rng.Uniform(-0.03, 0.03);
         image.at(y, x, c) = static_cast<uint8_t>(std::lround(255 * std::clamp(value, 0.0, 1.0)));
       }
     }
@@ -135,7 +125,7 @@ absl::Status WriteSyntheticImageFolder(const SyntheticDatasetOptions& options,
         " val ", options.val_per_class));
   }
   const std::string manifest = absl::StrFormat(
-      "{\"generator\": \"ssl synthetic shapes v1\", \"num_classes\": %d, "
+      "{\"generator\": \"ssl synthetic shapes v2\", \"num_classes\": %d, "
       "\"train_per_class\": %d, \"val_per_class\": %d, \"image_size\": %d, \"seed\": %d, "
       "\"jpeg_quality\": %d}\n",
       options.num_classes, options.train_per_class, options.val_per_class, options.image_size,

@@ -1,8 +1,9 @@
 // A procedurally drawn ImageFolder for quickstarts and tests. Each class is a shape
-// (disk, triangle, star, ...); colour, background, texture, position, size, a small
-// rotation and distractor blobs vary per image. Colour is pure nuisance, so a random
-// network's features (dominated by colour and layout) classify poorly, while a network
-// trained with crop and colour invariances learns shape: the gap self-supervised
+// (disk, triangle, star, ...); the colour pair (from a small palette shared by all
+// classes), position, size, a small rotation and a background gradient vary per image.
+// Colour is pure nuisance, so a random network's features (dominated by colour and
+// layout) classify poorly; and since colour barely identifies an instance either,
+// instance discrimination under crops must learn shape: the gap self-supervised
 // pretraining should open under kNN evaluation.
 #ifndef SSL_DATA_SYNTHETIC_H_
 #define SSL_DATA_SYNTHETIC_H_

@@ -1,0 +1,125 @@
+#include <ATen/ops/tensor.h>
+#include <ATen/ops/randn.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/zeros.h>
+
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+#include "eval/features.h"
+#include "eval/knn.h"
+#include "eval/linear.h"
+#include "ssl/backbones/backbone.h"
+#include "ssl/data/synthetic.h"
+#include "ssl/data/test_util.h"
+#include "ssl/data/views.h"
+
+namespace ssl::eval {
+namespace {
+
+TEST(KnnTest, WeightedVotesAsComputedByHand) {
+  // Bank on the unit circle: class 0 at 0 and 10 degrees, class 1 at 30 degrees.
+  auto point = [](double degrees) {
+    const double r = degrees * M_PI / 180;
+    return std::vector<float>{static_cast<float>(std::cos(r)), static_cast<float>(std::sin(r))};
+  };
+  std::vector<float> bank_values;
+  for (double d : {0.0, 10.0, 30.0}) {
+    for (float v : point(d)) bank_values.push_back(v);
+  }
+  FeatureSet bank{at::tensor(bank_values).reshape({3, 2}), at::tensor(std::vector<int64_t>{0, 0, 1})};
+  // Query at 25 degrees: neighbours 30 (cos 5 = 0.9962, class 1) then 10 (cos 15 =
+  // 0.9659, class 0). At T = 0.5, k = 1 -> class 1; k = 2 -> class 1 (weight 7.33 vs
+  // 6.90); k = 3 adds 0 degrees (cos 25 = 0.9063, weight 6.13): class 0 sums to 13.03.
+  const std::vector<float> q = point(25);
+  FeatureSet query{at::tensor(q).reshape({1, 2}) * 3.0, at::tensor(std::vector<int64_t>{1})};
+  const std::vector<KnnResult> results = KnnClassify(bank, query, {1, 2, 3}, 0.5, 2);
+  EXPECT_DOUBLE_EQ(results[0].top1, 100.0);
+  EXPECT_DOUBLE_EQ(results[1].top1, 100.0);
+  EXPECT_DOUBLE_EQ(results[2].top1, 0.0);
+  EXPECT_LT(std::exp(0.9659 / 0.5), std::exp(0.9962 / 0.5));
+  // At T = 0.07 the nearest neighbour dominates even with three votes.
+  EXPECT_DOUBLE_EQ(KnnClassify(bank, query, {3}, 0.07, 2)[0].top1, 100.0);
+  // k beyond the bank is clamped; with 2 classes top-5 is always a hit.
+  EXPECT_DOUBLE_EQ(KnnClassify(bank, query, {200}, 0.07, 2)[0].top5, 100.0);
+}
+
+TEST(KnnTest, SeparatedClustersAreFullyCorrect) {
+  const at::Tensor centres = at::randn({4, 16}) * 10;
+  std::vector<at::Tensor> train, test;
+  std::vector<int64_t> train_labels, test_labels;
+  for (int c = 0; c < 4; ++c) {
+    train.push_back(centres[c] + at::randn({25, 16}) * 0.1);
+    test.push_back(centres[c] + at::randn({5, 16}) * 0.1);
+    train_labels.insert(train_labels.end(), 25, c);
+    test_labels.insert(test_labels.end(), 5, c);
+  }
+  const std::vector<KnnResult> results =
+      KnnClassify({at::cat(train), at::tensor(train_labels)}, {at::cat(test), at::tensor(test_labels)},
+                  {20, 200}, 0.07, 4);
+  EXPECT_DOUBLE_EQ(results[0].top1, 100.0);
+  EXPECT_EQ(results[1].k, 200);
+}
+
+class LinearEvalTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = new std::string(data::testing::MakeTempDir("linear_data"));
+    data::SyntheticDatasetOptions options;
+    options.num_classes = 3;
+    options.train_per_class = 24;
+    options.val_per_class = 8;
+    options.image_size = 32;
+    ASSERT_TRUE(data::WriteSyntheticImageFolder(options, *root_).ok());
+  }
+  static std::string* root_;
+};
+std::string* LinearEvalTest::root_ = nullptr;
+
+TEST_F(LinearEvalTest, TrainsOnlyTheClassifierAndPassesTheSanityCheck) {
+  backbones::BackboneOptions backbone_options;
+  backbone_options.cifar_stem = true;
+  auto backbone = *backbones::CreateBackbone("resnet18w0.125", backbone_options);
+  const auto train = *data::ImageFolder::Open(*root_ + "/train");
+  const auto val = *data::ImageFolder::Open(*root_ + "/val");
+  for (bool cached : {true, false}) {
+    LinearEvalOptions options;
+    options.epochs = 3;
+    options.batch_size = 24;
+    options.image_size = 32;
+    options.resize = 32;
+    options.cached_features = cached;
+    options.verbose = false;
+    absl::StatusOr<LinearEvalResult> result = RunLinearEval(*backbone, train, val, options);
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_TRUE(result->frozen_weights_unchanged);
+    EXPECT_EQ(result->mode, cached ? "cached-features" : "augmented");
+    EXPECT_GE(result->best_top1, result->top1);
+    EXPECT_GE(result->top5, result->top1);
+    EXPECT_DOUBLE_EQ(result->top5, 100.0);  // 3 classes: top-5 always hits
+    EXPECT_FALSE(backbone->is_training());
+    EXPECT_EQ(result->ToJson()["epochs"], 3);
+  }
+  LinearEvalOptions bad;
+  bad.epochs = 0;
+  EXPECT_FALSE(RunLinearEval(*backbone, train, val, bad).ok());
+}
+
+TEST_F(LinearEvalTest, FeaturesFollowTheFolderOrder) {
+  backbones::BackboneOptions backbone_options;
+  backbone_options.cifar_stem = true;
+  auto backbone = *backbones::CreateBackbone("resnet18w0.125", backbone_options);
+  const auto val = *data::ImageFolder::Open(*root_ + "/val");
+  ExtractOptions options;
+  options.batch_size = 5;  // ragged last batch kept
+  absl::StatusOr<FeatureSet> set = ExtractFeatures(*backbone, val, data::EvalViews(32, 32), options);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->features.sizes(), (at::IntArrayRef{24, 64}));
+  for (int i = 0; i < 24; ++i) EXPECT_EQ(set->labels[i].item<int64_t>(), val.samples()[i].label);
+  EXPECT_TRUE(backbone->is_training());  // mode restored
+}
+
+}  // namespace
+}  // namespace ssl::eval

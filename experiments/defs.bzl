@@ -1,0 +1,134 @@
+"""Experiment entries: one declared target per paper-table entry.
+
+An entry is a dict (kept in a per-method entries.bzl so that both the method's
+experiments/<method>/BUILD and results/BUILD can read it) passed to `ssl_experiment`:
+
+    ssl_experiment(
+        name = "r50_100ep",
+        method = "mocov3",
+        table = "MoCo v3, ResNet-50 linear classification (ImageNet)",
+        dataset = "imagenet",            # what --data must point at
+        flags = ["--epochs=100", "--lr=0.6"],   # deltas from the program's defaults
+        reference = {"linear_top1": 68.9},      # published (or first recorded) values
+        tolerance = {"linear_top1": 0.5},       # absolute, same units
+        source = "published",            # or "recorded": our own first measurement
+    )
+
+creates `bazel run //experiments/<method>:<name> -- [--data=...] [--record]`, which
+pretrains, evaluates (kNN, linear, random-init baseline) and with --record writes
+results/<method>/<name>.json. `ci_test = True` also creates `<name>_regression_test`,
+which runs the entry inside `bazel test` and checks its metrics against the reference.
+"""
+
+_DATASETS = ["imagenet", "imagenette", "cifar10", "synthetic"]
+_REQUIRED = ["name", "method", "table", "dataset", "flags", "reference", "tolerance", "source"]
+
+def _validate(entry):
+    for key in _REQUIRED:
+        if key not in entry:
+            fail("experiment entry %s lacks %s" % (entry.get("name", "?"), key))
+    name = entry["name"]
+    if entry["dataset"] not in _DATASETS:
+        fail("entry %s: dataset must be one of %s, got %s" % (name, _DATASETS, entry["dataset"]))
+    if not entry["reference"]:
+        fail("entry %s: needs at least one reference metric" % name)
+    for metric in entry["reference"]:
+        if metric not in entry["tolerance"]:
+            fail("entry %s: reference metric %s has no tolerance" % (name, metric))
+    for flag in entry["flags"]:
+        if not flag.startswith("--"):
+            fail("entry %s: flag %s must start with --" % (name, flag))
+    if entry["source"] not in ["published", "recorded"]:
+        fail("entry %s: source must be published or recorded" % name)
+
+def _entry_flags(entry):
+    flags = ["--name=" + entry["name"], "--method=" + entry["method"]]
+    if entry["dataset"] == "synthetic":
+        flags.append("--synthetic")
+    return flags + entry["flags"]
+
+def entry_command(entry):
+    """The one command that reproduces an entry's recorded result."""
+    data = "" if entry["dataset"] == "synthetic" else " --data=<%s root>" % entry["dataset"]
+    return "bazel run //experiments/%s:%s --%s --record" % (entry["method"], entry["name"], data)
+
+def ssl_experiment(name, method, table, dataset, flags, reference, tolerance, source,
+                   ci_test = False, ci_data = None, description = ""):
+    """Declares one experiment entry; see the module docstring."""
+    entry = dict(name = name, method = method, table = table, dataset = dataset, flags = flags,
+                 reference = reference, tolerance = tolerance, source = source)
+    _validate(entry)
+    command = entry_command(entry)
+    native.sh_binary(
+        name = name,
+        srcs = ["//experiments:launch.sh"],
+        data = ["//tools:run_experiment"],
+        args = _entry_flags(entry) + ["--command='%s'" % command],
+        tags = ["ssl_experiment", "method_" + method, "dataset_" + dataset],
+    )
+    if ci_test:
+        checks = []
+        for metric, value in reference.items():
+            checks.append("--check=%s:%s:%s" % (metric, value, tolerance[metric]))
+        native.sh_test(
+            name = name + "_regression_test",
+            srcs = ["//experiments:regression_test.sh"],
+            data = ["//tools:run_experiment", "//experiments:check_result"],
+            args = _entry_flags(entry) + (ci_data or []) + ["--"] + checks,
+            size = "large",
+            tags = ["ssl_regression"],
+        )
+
+def ssl_result_tests(entries, recorded):
+    """One test per entry that has a recorded results/<method>/<name>.json.
+
+    `recorded` is the glob of results files of the calling (results/) package.
+    """
+    for entry in entries:
+        _validate(entry)
+        path = "%s/%s.json" % (entry["method"], entry["name"])
+        if path not in recorded:
+            continue
+        checks = ["--check=%s:%s:%s" % (m, v, entry["tolerance"][m]) for m, v in entry["reference"].items()]
+        native.sh_test(
+            name = "%s_%s_test" % (entry["method"], entry["name"]),
+            srcs = ["//experiments:recorded_test.sh"],
+            data = [path, "//experiments:check_result"],
+            args = ["$(location %s)" % path] + checks,
+            size = "small",
+        )
+
+def _json_scalar(value):
+    if type(value) == "string":
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if type(value) == "bool":
+        return "true" if value else "false"
+    return str(value)
+
+def _json_value(value):
+    # Entries nest one level (dicts of numbers, lists of strings); Starlark has no
+    # recursion, and Bazel 4's struct.to_json rejects floats.
+    if type(value) == "dict":
+        return "{" + ",".join([_json_scalar(k) + ":" + _json_scalar(v) for k, v in value.items()]) + "}"
+    if type(value) == "list":
+        return "[" + ",".join([_json_scalar(v) for v in value]) + "]"
+    return _json_scalar(value)
+
+def entries_json(entries):
+    """The entries as JSON, with their commands, for the results report."""
+    out = []
+    for entry in entries:
+        _validate(entry)
+        fields = dict(entry)
+        fields["command"] = entry_command(entry)
+        out.append("{" + ",".join([_json_scalar(k) + ":" + _json_value(fields[k]) for k in sorted(fields.keys())]) + "}")
+    return "[" + ",".join(out) + "]"
+
+def ssl_experiments(entries):
+    """Declares every entry of a method's entries.bzl, plus a test_suite of its CI tests."""
+    for entry in entries:
+        ssl_experiment(**entry)
+    native.test_suite(
+        name = "regression_tests",
+        tags = ["ssl_regression"],
+    )

@@ -1,0 +1,121 @@
+#include "ssl/train/checkpoint.h"
+
+#include <ATen/core/Dict.h>
+#include <c10/core/GradMode.h>
+#include <torch/csrc/jit/serialization/pickle.h>
+
+#include <filesystem>
+#include <regex>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "ssl/data/image_io.h"
+
+namespace ssl::train {
+namespace fs = std::filesystem;
+
+absl::Status SaveIValue(const c10::IValue& value, const std::string& path) {
+  std::vector<char> bytes;
+  try {
+    bytes = torch::jit::pickle_save(value);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("cannot serialize ", path, ": ", e.what()));
+  }
+  return data::WriteFileAtomically(path, std::string_view(bytes.data(), bytes.size()));
+}
+
+absl::StatusOr<c10::IValue> LoadIValue(const std::string& path) {
+  absl::StatusOr<std::string> bytes = data::ReadFileBytes(path);
+  if (!bytes.ok()) return bytes.status();
+  try {
+    return torch::jit::pickle_load(std::vector<char>(bytes->begin(), bytes->end()));
+  } catch (const std::exception& e) {
+    return absl::DataLossError(absl::StrCat(path, " is not a readable checkpoint: ",
+                                            std::string(e.what()).substr(0, 200)));
+  }
+}
+
+c10::impl::GenericDict StateDictToIValue(const torch::nn::Module& module,
+                                         const std::string& prefix) {
+  c10::impl::GenericDict dict(c10::StringType::get(), c10::TensorType::get());
+  for (const auto& [key, tensor] : nn::StateDict(module, prefix)) dict.insert(key, tensor.detach());
+  return dict;
+}
+
+absl::Status LoadStateDictFromIValue(torch::nn::Module& module,
+                                     const c10::impl::GenericDict& state,
+                                     const std::string& prefix,
+                                     const std::vector<std::string>& skip_prefixes,
+                                     bool allow_unexpected) {
+  auto skipped = [&skip_prefixes](const std::string& key) {
+    for (const std::string& skip : skip_prefixes) {
+      if (key.rfind(skip, 0) == 0) return true;
+    }
+    return false;
+  };
+  std::set<std::string> expected;
+  std::vector<std::string> missing, bad_shape;
+  c10::AutoGradMode no_grad(false);
+  for (auto& [key, tensor] : nn::StateDict(module)) {
+    if (skipped(key)) continue;
+    expected.insert(key);
+    const std::string full = prefix + key;
+    if (!state.contains(full)) {
+      missing.push_back(full);
+      continue;
+    }
+    const at::Tensor source = state.at(full).toTensor();
+    if (!source.sizes().equals(tensor.sizes())) {
+      bad_shape.push_back(absl::StrCat(full, " (file ", c10::str(source.sizes()), ", model ",
+                                       c10::str(tensor.sizes()), ")"));
+      continue;
+    }
+    tensor.copy_(source);
+  }
+  std::vector<std::string> unexpected;
+  if (!allow_unexpected) {
+    for (const auto& item : state) {
+      const std::string key = item.key().toStringRef();
+      if (key.rfind(prefix, 0) != 0) continue;
+      const std::string local = key.substr(prefix.size());
+      if (!skipped(local) && !expected.count(local)) unexpected.push_back(key);
+    }
+  }
+  if (missing.empty() && bad_shape.empty() && unexpected.empty()) return absl::OkStatus();
+  auto first = [](const std::vector<std::string>& keys) {
+    std::vector<std::string> head(keys.begin(), keys.begin() + std::min<size_t>(keys.size(), 5));
+    return absl::StrCat(absl::StrJoin(head, ", "), keys.size() > 5 ? ", ..." : "");
+  };
+  std::string message = "state dict does not fit the model:";
+  if (!missing.empty()) absl::StrAppend(&message, " missing ", missing.size(), " keys (", first(missing), ")");
+  if (!bad_shape.empty()) absl::StrAppend(&message, " wrong shape for ", first(bad_shape));
+  if (!unexpected.empty()) {
+    absl::StrAppend(&message, " unexpected ", unexpected.size(), " keys (", first(unexpected), ")");
+  }
+  return absl::InvalidArgumentError(message);
+}
+
+std::string CheckpointPath(const std::string& dir, int epoch) {
+  return (fs::path(dir) / absl::StrFormat("checkpoint_%04d.pth.tar", epoch)).string();
+}
+
+absl::StatusOr<std::string> LatestCheckpoint(const std::string& dir) {
+  static const std::regex kPattern(R"(checkpoint_(\d+)\.pth\.tar)");
+  std::error_code error;
+  int best = -1;
+  std::string best_path;
+  for (const auto& entry : fs::directory_iterator(dir, error)) {
+    std::smatch match;
+    const std::string name = entry.path().filename().string();
+    if (std::regex_match(name, match, kPattern) && std::stoi(match[1]) > best) {
+      best = std::stoi(match[1]);
+      best_path = entry.path().string();
+    }
+  }
+  if (best < 0) return absl::NotFoundError(absl::StrCat("no checkpoint_*.pth.tar in ", dir));
+  return best_path;
+}
+
+}  // namespace ssl::train

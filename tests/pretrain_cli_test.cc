@@ -1,0 +1,183 @@
+// The pretraining program as a user runs it, in real processes: a run killed with
+// SIGKILL and resumed ends bitwise equal to an uninterrupted one; Python's torch.load
+// reads the checkpoints in MoCo v3's layout; a non-finite loss stops the run with a
+// saved diagnostic.
+#include <ATen/core/Dict.h>
+#include <ATen/ops/full_like.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "ssl/data/synthetic.h"
+#include "ssl/data/test_util.h"
+#include "ssl/train/checkpoint.h"
+
+namespace ssl {
+namespace {
+namespace fs = std::filesystem;
+
+std::string Runfile(const std::string& path) {
+  return std::string(std::getenv("TEST_SRCDIR")) + "/" + std::getenv("TEST_WORKSPACE") + "/" + path;
+}
+
+class PretrainCliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    data_ = new std::string(data::testing::MakeTempDir("cli_data"));
+    data::SyntheticDatasetOptions options;
+    options.num_classes = 4;
+    options.train_per_class = 40;  // 160 images: 10 iterations of 16 per epoch
+    options.val_per_class = 2;
+    options.image_size = 32;
+    ASSERT_TRUE(data::WriteSyntheticImageFolder(options, *data_).ok());
+  }
+
+  // Starts main_moco with the tiny configuration; returns the child's pid.
+  static pid_t Start(const std::string& output_dir, const std::vector<std::string>& extra,
+                     const std::string& log) {
+    std::vector<std::string> args = {
+        Runfile("tools/main_moco"), "--data=" + *data_ + "/train", "--output_dir=" + output_dir,
+        "--arch=resnet18w0.125", "--cifar_stem", "--image_size=32", "--batch_size=16",
+        "--epochs=3", "--warmup_epochs=1", "--moco_dim=16", "--moco_mlp_dim=32",
+        "--workers=2", "--threads=1", "--print_freq=5", "--seed=3"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const pid_t pid = fork();
+    if (pid == 0) {
+      freopen(log.c_str(), "w", stderr);
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    return pid;
+  }
+
+  static int Wait(pid_t pid) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return status;
+  }
+
+  static c10::impl::GenericDict StateDict(const std::string& checkpoint) {
+    absl::StatusOr<c10::IValue> loaded = train::LoadIValue(checkpoint);
+    EXPECT_TRUE(loaded.ok()) << loaded.status();
+    return loaded->toGenericDict().at("state_dict").toGenericDict();
+  }
+
+  static std::string* data_;
+};
+std::string* PretrainCliTest::data_ = nullptr;
+
+TEST_F(PretrainCliTest, KilledAndResumedRunEndsBitwiseEqual) {
+  const std::string straight = data::testing::MakeTempDir("straight");
+  const std::string killed = data::testing::MakeTempDir("killed");
+  int status = Wait(Start(straight, {}, straight + "/log.txt"));
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+  // Kill -9 during the second epoch, once the first checkpoint exists.
+  const pid_t pid = Start(killed, {}, killed + "/log.txt");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(killed + "/checkpoint_0000.pth.tar") && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  status = Wait(pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before it could be killed";
+  ASSERT_FALSE(fs::exists(killed + "/checkpoint_0002.pth.tar"));
+
+  status = Wait(Start(killed, {"--resume=latest"}, killed + "/resume_log.txt"));
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  const c10::impl::GenericDict a = StateDict(straight + "/checkpoint_0002.pth.tar");
+  const c10::impl::GenericDict b = StateDict(killed + "/checkpoint_0002.pth.tar");
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& item : a) {
+    const std::string key = item.key().toStringRef();
+    ASSERT_TRUE(b.contains(key)) << key;
+    ASSERT_TRUE(item.value().toTensor().equal(b.at(key).toTensor())) << key << " differs";
+  }
+  // The optimizer state continues exactly too.
+  absl::StatusOr<c10::IValue> x = train::LoadIValue(straight + "/checkpoint_0002.pth.tar");
+  absl::StatusOr<c10::IValue> y = train::LoadIValue(killed + "/checkpoint_0002.pth.tar");
+  const auto mu_a = x->toGenericDict().at("optimizer").toGenericDict().at("state").toGenericDict();
+  const auto mu_b = y->toGenericDict().at("optimizer").toGenericDict().at("state").toGenericDict();
+  ASSERT_EQ(mu_a.size(), mu_b.size());
+  for (const auto& item : mu_a) {
+    ASSERT_TRUE(item.value().toGenericDict().at("mu").toTensor().equal(
+        mu_b.at(item.key()).toGenericDict().at("mu").toTensor()));
+  }
+  // Metrics were written as JSON lines for all three epochs.
+  std::ifstream metrics(killed + "/metrics.jsonl");
+  std::string line, all;
+  while (std::getline(metrics, line)) all += line + "\n";
+  EXPECT_NE(all.find("\"epoch\":3,\"loss\""), std::string::npos) << all;
+}
+
+TEST_F(PretrainCliTest, PythonTorchLoadReadsTheMocoV3Layout) {
+  if (system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) {
+    GTEST_SKIP() << "Debian's python3-torch is not installed";
+  }
+  const std::string dir = data::testing::MakeTempDir("python");
+  const int status = Wait(Start(dir, {"--epochs=1", "--warmup_epochs=0"}, dir + "/log.txt"));
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  const std::string script = dir + "/check.py";
+  std::ofstream(script) << R"(
+import sys, torch
+ck = torch.load(sys.argv[1], map_location="cpu")
+assert ck["epoch"] == 1 and ck["arch"] == "resnet18w0.125", (ck["epoch"], ck["arch"])
+sd = ck["state_dict"]
+for key in ["module.base_encoder.conv1.weight", "module.base_encoder.fc.0.weight",
+            "module.momentum_encoder.layer4.1.bn2.running_var", "module.predictor.3.weight"]:
+    assert key in sd, key
+assert sd["module.base_encoder.fc.0.weight"].shape == (32, 64)
+groups = ck["optimizer"]["param_groups"]
+assert groups[0]["lr"] >= 0 and "trust_coefficient" in groups[0]
+assert all("mu" in s for s in ck["optimizer"]["state"].values())
+print("ok")
+)";
+  EXPECT_EQ(system(("/usr/bin/python3 " + script + " " + dir + "/checkpoint_0000.pth.tar").c_str()), 0);
+}
+
+TEST_F(PretrainCliTest, NonFiniteLossStopsWithADiagnostic) {
+  const std::string dir = data::testing::MakeTempDir("nan");
+  int status = Wait(Start(dir, {"--epochs=1", "--warmup_epochs=0"}, dir + "/log.txt"));
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  // Poison one weight and resume from it.
+  absl::StatusOr<c10::IValue> loaded = train::LoadIValue(dir + "/checkpoint_0000.pth.tar");
+  ASSERT_TRUE(loaded.ok());
+  c10::impl::GenericDict state = loaded->toGenericDict().at("state_dict").toGenericDict();
+  const at::Tensor weight = state.at("module.predictor.0.weight").toTensor();
+  state.insert_or_assign("module.predictor.0.weight", at::full_like(weight, NAN));
+  ASSERT_TRUE(train::SaveIValue(*loaded, dir + "/poisoned.pth.tar").ok());
+  status = Wait(Start(dir, {"--epochs=2", "--resume=" + dir + "/poisoned.pth.tar"}, dir + "/nan_log.txt"));
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  std::ifstream log(dir + "/nan_log.txt");
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("loss became nan at epoch 1 iteration 0"), std::string::npos) << text;
+  EXPECT_TRUE(fs::exists(dir + "/nan_diagnostic_epoch0001_iter000000.pth"));
+  EXPECT_FALSE(fs::exists(dir + "/checkpoint_0001.pth.tar"));
+}
+
+TEST_F(PretrainCliTest, BadFlagsAreOneClearSentence) {
+  const std::string dir = data::testing::MakeTempDir("bad");
+  const int status = Wait(Start(dir, {"--batch_size=0"}, dir + "/log.txt"));
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  std::ifstream log(dir + "/log.txt");
+  std::string first;
+  std::getline(log, first);
+  EXPECT_EQ(first, "main_moco: batch size 0 must be a positive multiple of the 1 processes");
+}
+
+}  // namespace
+}  // namespace ssl

@@ -1,0 +1,258 @@
+// Runs one declared experiment end to end: (synthetic data if asked), MoCo v3
+// pretraining (resumable: rerunning continues), then kNN and linear evaluation of the
+// pretrained backbone and of a random-init backbone under the same protocol, a table on
+// the screen, and a results JSON (in --work_dir, and under the workspace's results/
+// with --record). experiments/defs.bzl generates the flags; see experiments/README.md.
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_format.h"
+#include "eval/features.h"
+#include "eval/knn.h"
+#include "eval/linear.h"
+#include "ssl/backbones/backbone.h"
+#include "ssl/data/image_folder.h"
+#include "ssl/data/image_io.h"
+#include "ssl/data/synthetic.h"
+#include "ssl/data/views.h"
+#include "ssl/distributed/communicator.h"
+#include "ssl/train/pretrain.h"
+
+DEFINE_string(name, "experiment", "Entry name (results file name).");
+DEFINE_string(method, "mocov3", "Method; MoCo v3 is the one implemented so far.");
+DEFINE_string(data, "", "Dataset root holding the --train_split and --val_split ImageFolders. "
+                        "Empty with --synthetic: the built-in shapes dataset is generated.");
+DEFINE_bool(synthetic, false, "Generate the synthetic shapes dataset into <work_dir>/data.");
+DEFINE_int32(synthetic_classes, 10, "Synthetic: classes.");
+DEFINE_int32(synthetic_train_per_class, 300, "Synthetic: training images per class.");
+DEFINE_int32(synthetic_val_per_class, 100, "Synthetic: validation images per class.");
+DEFINE_int32(synthetic_image_size, 64, "Synthetic: image side.");
+DEFINE_string(train_split, "train", "Sub-folder with the training images.");
+DEFINE_string(val_split, "val", "Sub-folder with the evaluation images (CIFAR-10: test).");
+DEFINE_string(work_dir, "", "Checkpoints, logs and results (default /tmp/ssl_experiments/<name>).");
+DEFINE_bool(record, false, "Also write results/<method>/<name>.json into the workspace.");
+DEFINE_string(command, "", "The command that reproduces this run, stored in the results.");
+DEFINE_bool(random_init_baseline, true, "Also evaluate a random-init backbone.");
+// Pretraining (main_moco.py's flags).
+DEFINE_string(arch, "resnet50", "Backbone name.");
+DEFINE_bool(cifar_stem, false, "CIFAR stem (3x3 stride 1, no max-pool).");
+DEFINE_int64(batch_size, 4096, "Global pretraining batch.");
+DEFINE_double(lr, 0.6, "Base lr (scaled by batch / 256).");
+DEFINE_int32(epochs, 100, "Pretraining epochs.");
+DEFINE_double(warmup_epochs, 10, "Warmup epochs.");
+DEFINE_string(optimizer, "lars", "lars, sgd or adamw.");
+DEFINE_double(weight_decay, 1e-6, "Weight decay.");
+DEFINE_int64(moco_dim, 256, "Projector/predictor output.");
+DEFINE_int64(moco_mlp_dim, 4096, "MLP hidden width.");
+DEFINE_double(moco_t, 1.0, "Temperature.");
+DEFINE_double(moco_m, 0.99, "Momentum (start value with m-cos).");
+DEFINE_bool(moco_m_cos, true, "Cosine momentum schedule.");
+DEFINE_double(crop_min, 0.2, "RandomResizedCrop minimum scale.");
+DEFINE_int32(image_size, 224, "Crop size.");
+DEFINE_uint64(seed, 0, "Seed.");
+DEFINE_int32(workers, 2, "Loader threads.");
+DEFINE_int32(threads, 0, "Compute threads (0: default).");
+DEFINE_int32(print_freq, 20, "Iterations between progress lines.");
+// Evaluation.
+DEFINE_int32(eval_resize, 0, "Short side before the eval center crop (0: image_size * 8 / 7).");
+DEFINE_string(knn_k, "20,200", "kNN neighbour counts.");
+DEFINE_double(knn_t, 0.07, "kNN temperature.");
+DEFINE_bool(linear, true, "Run linear classification.");
+DEFINE_int32(linear_epochs, 90, "Linear classification epochs.");
+DEFINE_int64(linear_batch_size, 1024, "Linear classification batch.");
+DEFINE_double(linear_lr, 0.1, "Linear classification base lr (scaled by batch / 256).");
+DEFINE_bool(linear_cached_features, false, "Train the classifier on cached center-crop features.");
+
+namespace {
+
+using nlohmann::json;
+
+std::string Absolute(const std::string& path) {
+  if (path.empty() || std::filesystem::path(path).is_absolute()) return path;
+  const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY");
+  return (std::filesystem::path(cwd ? cwd : ".") / path).string();
+}
+
+std::vector<int> ParseInts(const std::string& text) {
+  std::vector<int> values;
+  std::stringstream stream(text);
+  for (std::string item; std::getline(stream, item, ',');) {
+    if (!item.empty()) values.push_back(std::stoi(item));
+  }
+  return values;
+}
+
+int Fail(const absl::Status& status) {
+  std::cerr << "run_experiment: " << status.message() << "\n";
+  return 1;
+}
+
+// kNN and (optionally) linear accuracy of a backbone.
+absl::StatusOr<json> Evaluate(ssl::backbones::Backbone& backbone, const ssl::data::ImageFolder& train,
+                              const ssl::data::ImageFolder& val, const std::string& label) {
+  const int resize = FLAGS_eval_resize > 0 ? FLAGS_eval_resize : FLAGS_image_size * 8 / 7;
+  ssl::eval::ExtractOptions extract;
+  extract.workers = FLAGS_workers;
+  const ssl::data::ViewRecipe views = ssl::data::EvalViews(FLAGS_image_size, resize);
+  LOG(INFO) << label << ": extracting features for kNN";
+  auto bank = ssl::eval::ExtractFeatures(backbone, train, views, extract);
+  if (!bank.ok()) return bank.status();
+  auto queries = ssl::eval::ExtractFeatures(backbone, val, views, extract);
+  if (!queries.ok()) return queries.status();
+  json result;
+  for (const auto& r : ssl::eval::KnnClassify(*bank, *queries, ParseInts(FLAGS_knn_k), FLAGS_knn_t,
+                                              train.num_classes())) {
+    result["knn_top1_k" + std::to_string(r.k)] = r.top1;
+  }
+  if (FLAGS_linear) {
+    LOG(INFO) << label << ": linear classification";
+    ssl::eval::LinearEvalOptions linear;
+    linear.epochs = FLAGS_linear_epochs;
+    linear.batch_size = FLAGS_linear_batch_size;
+    linear.base_lr = FLAGS_linear_lr;
+    linear.image_size = FLAGS_image_size;
+    linear.resize = resize;
+    linear.cached_features = FLAGS_linear_cached_features;
+    linear.workers = FLAGS_workers;
+    linear.seed = FLAGS_seed;
+    linear.eval_every = std::max(1, FLAGS_linear_epochs / 10);
+    auto lin = ssl::eval::RunLinearEval(backbone, train, val, linear);
+    if (!lin.ok()) return lin.status();
+    result["linear_top1"] = lin->top1;
+    result["linear_top5"] = lin->top5;
+    result["linear_best_top1"] = lin->best_top1;
+    result["linear_mode"] = lin->mode;
+    result["linear_epochs"] = lin->epochs;
+  }
+  return result;
+}
+
+std::string Cell(const json& j, const std::string& key) {
+  return j.contains(key) ? absl::StrFormat("%.2f", j[key].get<double>()) : "-";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage("Pretrain + evaluate one experiment entry (see experiments/README.md)");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+  if (FLAGS_method != "mocov3") {
+    return Fail(absl::UnimplementedError("method \"" + FLAGS_method + "\" has no trainer yet; mocov3 has"));
+  }
+  if (FLAGS_threads > 0) at::set_num_threads(FLAGS_threads);
+  const std::string work_dir = Absolute(FLAGS_work_dir.empty()
+                                            ? (std::filesystem::temp_directory_path() / "ssl_experiments" / FLAGS_name).string()
+                                            : FLAGS_work_dir);
+  std::filesystem::create_directories(work_dir);
+  std::string data_root = Absolute(FLAGS_data);
+  if (data_root.empty()) {
+    if (!FLAGS_synthetic) {
+      return Fail(absl::InvalidArgumentError("entry " + FLAGS_name + " needs --data=<dataset root with " +
+                                             FLAGS_train_split + "/ and " + FLAGS_val_split + "/>"));
+    }
+    data_root = work_dir + "/data";
+    ssl::data::SyntheticDatasetOptions synthetic;
+    synthetic.num_classes = FLAGS_synthetic_classes;
+    synthetic.train_per_class = FLAGS_synthetic_train_per_class;
+    synthetic.val_per_class = FLAGS_synthetic_val_per_class;
+    synthetic.image_size = FLAGS_synthetic_image_size;
+    synthetic.seed = FLAGS_seed;
+    LOG(INFO) << "writing the synthetic shapes dataset to " << data_root;
+    if (absl::Status s = ssl::data::WriteSyntheticImageFolder(synthetic, data_root); !s.ok()) return Fail(s);
+  }
+  auto train = ssl::data::ImageFolder::Open(data_root + "/" + FLAGS_train_split);
+  if (!train.ok()) return Fail(train.status());
+  auto val = ssl::data::ImageFolder::Open(data_root + "/" + FLAGS_val_split);
+  if (!val.ok()) return Fail(val.status());
+
+  ssl::train::PretrainOptions options;
+  options.data = train->root();
+  options.output_dir = work_dir + "/pretrain";
+  options.moco.arch = FLAGS_arch;
+  options.moco.cifar_stem = FLAGS_cifar_stem;
+  options.moco.dim = FLAGS_moco_dim;
+  options.moco.mlp_dim = FLAGS_moco_mlp_dim;
+  options.moco.temperature = FLAGS_moco_t;
+  options.batch_size = FLAGS_batch_size;
+  options.epochs = FLAGS_epochs;
+  options.warmup_epochs = FLAGS_warmup_epochs;
+  options.optimizer = FLAGS_optimizer;
+  options.base_lr = FLAGS_lr;
+  options.weight_decay = FLAGS_weight_decay;
+  options.moco_m = FLAGS_moco_m;
+  options.moco_m_cos = FLAGS_moco_m_cos;
+  options.crop_min = FLAGS_crop_min;
+  options.image_size = FLAGS_image_size;
+  options.print_freq = FLAGS_print_freq;
+  options.seed = FLAGS_seed;
+  options.workers = FLAGS_workers;
+  options.resume = "latest";
+  const auto start = std::chrono::steady_clock::now();
+  auto pretrained = ssl::train::RunMocoV3Pretraining(options, ssl::distributed::MakeLocalCommunicator());
+  if (!pretrained.ok()) return Fail(pretrained.status());
+  const double pretrain_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  json results = {{"entry", FLAGS_name}, {"method", FLAGS_method}, {"command", FLAGS_command},
+                  {"dataset", {{"root", data_root}, {"train_images", train->size()},
+                               {"val_images", val->size()}, {"classes", train->num_classes()},
+                               {"synthetic", FLAGS_synthetic && FLAGS_data.empty()}}},
+                  {"pretrain", {{"arch", FLAGS_arch}, {"epochs", FLAGS_epochs}, {"batch_size", FLAGS_batch_size},
+                                {"image_size", FLAGS_image_size}, {"final_loss", pretrained->final_loss},
+                                {"seconds_this_run", pretrain_seconds},
+                                {"images_per_second", pretrained->images_per_second},
+                                {"threads", at::get_num_threads()}}}};
+  auto backbone = ssl::train::LoadPretrainedBackbone(pretrained->last_checkpoint);
+  if (!backbone.ok()) return Fail(backbone.status());
+  auto scores = Evaluate(**backbone, *train, *val, "pretrained");
+  if (!scores.ok()) return Fail(scores.status());
+  results["pretrained"] = *scores;
+  if (FLAGS_random_init_baseline) {
+    at::manual_seed(FLAGS_seed);
+    ssl::backbones::BackboneOptions backbone_options;
+    backbone_options.cifar_stem = FLAGS_cifar_stem;
+    backbone_options.zero_init_residual = true;
+    auto random = ssl::backbones::CreateBackbone(FLAGS_arch, backbone_options);
+    if (!random.ok()) return Fail(random.status());
+    auto baseline = Evaluate(**random, *train, *val, "random init");
+    if (!baseline.ok()) return Fail(baseline.status());
+    results["random_init"] = *baseline;
+  }
+
+  std::cout << "\n" << FLAGS_name << " (" << FLAGS_arch << ", " << FLAGS_epochs << " epochs, "
+            << train->size() << " training images)\n";
+  std::cout << absl::StrFormat("%-14s %10s %10s %10s %10s\n", "backbone", "kNN k=20", "kNN k=200",
+                               "linear", "linear5");
+  for (const char* which : {"pretrained", "random_init"}) {
+    if (!results.contains(which)) continue;
+    const json& r = results[which];
+    std::cout << absl::StrFormat("%-14s %10s %10s %10s %10s\n", which, Cell(r, "knn_top1_k20"),
+                                 Cell(r, "knn_top1_k200"), Cell(r, "linear_top1"), Cell(r, "linear_top5"));
+  }
+  const std::string local = work_dir + "/results.json";
+  if (absl::Status s = ssl::data::WriteFileAtomically(local, results.dump(2) + "\n"); !s.ok()) return Fail(s);
+  std::cout << "results: " << local << "\n";
+  if (FLAGS_record) {
+    const char* workspace = std::getenv("BUILD_WORKSPACE_DIRECTORY");
+    if (workspace == nullptr) {
+      return Fail(absl::FailedPreconditionError("--record needs `bazel run` (BUILD_WORKSPACE_DIRECTORY unset)"));
+    }
+    const std::filesystem::path dir = std::filesystem::path(workspace) / "results" / FLAGS_method;
+    std::filesystem::create_directories(dir);
+    const std::string recorded = (dir / (FLAGS_name + ".json")).string();
+    if (absl::Status s = ssl::data::WriteFileAtomically(recorded, results.dump(2) + "\n"); !s.ok()) return Fail(s);
+    std::cout << "recorded: " << recorded << " (refresh results/README.md with bazel run //results:report)\n";
+  }
+  return 0;
+}
