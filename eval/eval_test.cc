@@ -119,6 +119,15 @@ TEST_F(LinearEvalTest, FeaturesFollowTheFolderOrder) {
   EXPECT_EQ(set->features.sizes(), (at::IntArrayRef{24, 64}));
   for (int i = 0; i < 24; ++i) EXPECT_EQ(set->labels[i].item<int64_t>(), val.samples()[i].label);
   EXPECT_TRUE(backbone->is_training());  // mode restored
+  // The saved file is what Python's torch.load reads.
+  const std::string path = data::testing::MakeTempDir("features") + "/val.pth";
+  ASSERT_TRUE(SaveFeatures(*set, val.classes(), path).ok());
+  if (system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) return;
+  const std::string check =
+      "/usr/bin/python3 -c \"import torch, sys; d = torch.load(sys.argv[1]); "
+      "assert d['features'].shape == (24, 64), d['features'].shape; "
+      "assert d['labels'].tolist()[:8] == [0] * 8; assert d['classes'][0] == '00_disk'\" ";
+  EXPECT_EQ(system((check + path).c_str()), 0);
 }
 
 }  // namespace

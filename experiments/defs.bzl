@@ -17,17 +17,23 @@ experiments/<method>/BUILD and results/BUILD can read it) passed to `ssl_experim
 creates `bazel run //experiments/<method>:<name> -- [--data=...] [--record]`, which
 pretrains, evaluates (kNN, linear, random-init baseline) and with --record writes
 results/<method>/<name>.json. `ci_test = True` also creates `<name>_regression_test`,
-which runs the entry inside `bazel test` and checks its metrics against the reference.
+which runs the entry inside `bazel test` (on ../shared/datasets/<dataset> for real
+data, skipped where that is absent) and checks its metrics against the reference.
+`description` says what the entry shows and how it deviates from the paper's recipe.
 """
 
 _DATASETS = ["imagenet", "imagenette", "cifar10", "synthetic"]
 _REQUIRED = ["name", "method", "table", "dataset", "flags", "reference", "tolerance", "source"]
+_OPTIONAL = ["ci_test", "description"]
 
 def _validate(entry):
     for key in _REQUIRED:
         if key not in entry:
             fail("experiment entry %s lacks %s" % (entry.get("name", "?"), key))
     name = entry["name"]
+    for key in entry:
+        if key not in _REQUIRED and key not in _OPTIONAL:
+            fail("entry %s: unknown field %s" % (name, key))
     if entry["dataset"] not in _DATASETS:
         fail("entry %s: dataset must be one of %s, got %s" % (name, _DATASETS, entry["dataset"]))
     if not entry["reference"]:
@@ -53,10 +59,12 @@ def entry_command(entry):
     return "bazel run //experiments/%s:%s --%s --record" % (entry["method"], entry["name"], data)
 
 def ssl_experiment(name, method, table, dataset, flags, reference, tolerance, source,
-                   ci_test = False, ci_data = None, description = ""):
+                   ci_test = False, description = ""):
     """Declares one experiment entry; see the module docstring."""
     entry = dict(name = name, method = method, table = table, dataset = dataset, flags = flags,
                  reference = reference, tolerance = tolerance, source = source)
+    if ci_test and dataset == "imagenet":
+        fail("entry %s: ImageNet entries cannot be CI tests" % name)
     _validate(entry)
     command = entry_command(entry)
     native.sh_binary(
@@ -70,11 +78,13 @@ def ssl_experiment(name, method, table, dataset, flags, reference, tolerance, so
         checks = []
         for metric, value in reference.items():
             checks.append("--check=%s:%s:%s" % (metric, value, tolerance[metric]))
+        # Real-data entries read ../shared/datasets/<dataset> in CI (skipped elsewhere).
+        shared = "-" if dataset == "synthetic" else dataset
         native.sh_test(
             name = name + "_regression_test",
             srcs = ["//experiments:regression_test.sh"],
-            data = ["//tools:run_experiment", "//experiments:check_result"],
-            args = _entry_flags(entry) + (ci_data or []) + ["--"] + checks,
+            data = ["//:WORKSPACE", "//tools:run_experiment", "//experiments:check_result"],
+            args = [shared] + _entry_flags(entry) + ["--"] + checks,
             size = "large",
             tags = ["ssl_regression"],
         )

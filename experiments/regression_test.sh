@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
 # Runs an experiment entry for real inside `bazel test` and checks its metrics:
-#   regression_test.sh <run_experiment flags...> -- --check=metric:reference:tolerance ...
+#   regression_test.sh <shared dataset or -> <run_experiment flags...> -- --check=metric:ref:tol ...
+# A shared dataset (e.g. imagenette) is looked up in ../shared/datasets beside the
+# source tree; where it is absent (a user's machine) the test is skipped.
 set -euo pipefail
 runfiles="${RUNFILES_DIR:-$0.runfiles}"
+shared="$1"; shift
 flags=()
 while [[ $# -gt 0 && "$1" != "--" ]]; do flags+=("$1"); shift; done
 shift || true
+if [[ "$shared" != "-" ]]; then
+  source_root="$(dirname "$(readlink -f "$runfiles/ssl/WORKSPACE")")"
+  data="$source_root/../shared/datasets/$shared"
+  if [[ ! -d "$data" ]]; then
+    echo "SKIPPED: $data is not on this machine"
+    exit 0
+  fi
+  flags+=("--data=$data")
+fi
 "$runfiles/ssl/tools/run_experiment" "${flags[@]}" --work_dir="$TEST_TMPDIR/run" --print_freq=1000
 exec "$runfiles/ssl/experiments/check_result" --result="$TEST_TMPDIR/run/results.json" "$@"

@@ -19,6 +19,7 @@
 #include "ssl/data/image_folder.h"
 #include "ssl/data/image_io.h"
 #include "ssl/train/pretrain.h"
+#include "tools/cli_util.h"
 
 DEFINE_string(pretrained, "", "Pretraining checkpoint, required.");
 DEFINE_string(data, "", "Dataset root with --train_split (memory bank) and --val_split (queries).");
@@ -30,9 +31,9 @@ DEFINE_int32(image_size, 0, "Center crop (0: the pretraining image size).");
 DEFINE_int32(resize, 0, "Short side before the crop (0: image_size * 8 / 7).");
 DEFINE_string(extract, "", "Instead of kNN: extract features of this ImageFolder ...");
 DEFINE_string(features_out, "features.pth", "... into this file ({features, labels, classes}).");
-DEFINE_string(output, "", "kNN results JSON (default: knn_eval.json beside the checkpoint).");
 DEFINE_int32(workers, 2, "Loader threads.");
-DEFINE_int32(threads, 0, "Compute threads (0: default).");
+DEFINE_int32(threads, 0, "Compute threads (0: one per core).");
+DEFINE_string(output, "", "kNN results JSON (default: knn_eval.json beside the checkpoint).");
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("kNN evaluation / feature extraction of a pretrained checkpoint");
@@ -43,11 +44,9 @@ int main(int argc, char** argv) {
     std::cerr << "knn_eval: " << s.message() << "\n";
     return 1;
   };
-  const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY");
-  for (std::string* path : {&FLAGS_pretrained, &FLAGS_data, &FLAGS_extract, &FLAGS_features_out, &FLAGS_output}) {
-    if (cwd && !path->empty() && std::filesystem::path(*path).is_relative()) {
-      *path = (std::filesystem::path(cwd) / *path).string();
-    }
+  for (std::string* path :
+       {&FLAGS_pretrained, &FLAGS_data, &FLAGS_extract, &FLAGS_features_out, &FLAGS_output}) {
+    *path = ssl::tools::UserPath(*path);
   }
   if (FLAGS_pretrained.empty()) return fail(absl::InvalidArgumentError("--pretrained is required"));
   if (FLAGS_threads > 0) at::set_num_threads(FLAGS_threads);

@@ -16,6 +16,7 @@
 #include "ssl/data/image_folder.h"
 #include "ssl/data/image_io.h"
 #include "ssl/train/pretrain.h"
+#include "tools/cli_util.h"
 
 DEFINE_string(pretrained, "", "Pretraining checkpoint (checkpoint_%04d.pth.tar), required.");
 DEFINE_string(data, "", "Dataset root with the --train_split and --val_split ImageFolders.");
@@ -29,9 +30,9 @@ DEFINE_int32(image_size, 0, "Crop size (0: the pretraining image size).");
 DEFINE_int32(resize, 0, "Validation short side before the crop (0: image_size * 8 / 7).");
 DEFINE_bool(cached_features, false, "CPU shortcut: train on cached center-crop features.");
 DEFINE_int32(eval_every, 1, "Validate every N epochs.");
-DEFINE_int32(workers, 2, "Loader threads.");
-DEFINE_int32(threads, 0, "Compute threads (0: default).");
 DEFINE_uint64(seed, 0, "Seed of the classifier init and data order.");
+DEFINE_int32(workers, 2, "Loader threads.");
+DEFINE_int32(threads, 0, "Compute threads (0: one per core).");
 DEFINE_string(output, "", "Results JSON (default: linear_eval.json beside the checkpoint).");
 
 int main(int argc, char** argv) {
@@ -43,11 +44,8 @@ int main(int argc, char** argv) {
     std::cerr << "main_lincls: " << s.message() << "\n";
     return 1;
   };
-  const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY");
   for (std::string* path : {&FLAGS_pretrained, &FLAGS_data, &FLAGS_output}) {
-    if (cwd && !path->empty() && std::filesystem::path(*path).is_relative()) {
-      *path = (std::filesystem::path(cwd) / *path).string();
-    }
+    *path = ssl::tools::UserPath(*path);
   }
   if (FLAGS_pretrained.empty() || FLAGS_data.empty()) {
     return fail(absl::InvalidArgumentError("--pretrained and --data are required"));

@@ -5,7 +5,6 @@
 //   bazel run //tools:main_moco -- --data=/path/to/train --output_dir=/tmp/run
 //
 // Rerunning with --resume=latest continues from the newest checkpoint exactly.
-#include <ATen/Parallel.h>
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
@@ -18,34 +17,13 @@
 #include "ssl/data/views.h"
 #include "ssl/distributed/communicator.h"
 #include "ssl/train/pretrain.h"
+#include "tools/moco_flags.h"
 
 DEFINE_string(data, "", "Training images as an ImageFolder (<root>/<class>/<image>). May also be "
                         "given as the first positional argument, as in main_moco.py.");
 DEFINE_string(output_dir, "", "Where checkpoint_%04d.pth.tar and metrics.jsonl go (required).");
-DEFINE_string(arch, "resnet50", "Backbone: resnet18/34/50/101/152, optionally widened "
-                                "(resnet50w2) or narrowed for CPU runs (resnet18w0.25).");
-DEFINE_bool(cifar_stem, false, "3x3 stride-1 first conv without max-pool (32 px images).");
-DEFINE_int64(batch_size, 4096, "Global batch over all processes; the lr scales with it.");
-DEFINE_double(lr, 0.6, "Base learning rate; the peak is lr * batch_size / 256. ResNet-50 "
-                       "recipes: 0.6 (100 ep), 0.3 (300 and 1000 ep).");
-DEFINE_int32(epochs, 100, "Total epochs (the schedules span all of them).");
-DEFINE_double(warmup_epochs, 10, "Linear lr warmup before the half-cosine decay.");
-DEFINE_string(optimizer, "lars", "lars (ResNets), adamw (ViTs) or sgd.");
-DEFINE_double(weight_decay, 1e-6, "1e-6 for ResNet-50 100/300 ep, 1.5e-6 for 1000 ep, 0.1 for ViT.");
-DEFINE_int64(moco_dim, 256, "Output width of the projector and predictor.");
-DEFINE_int64(moco_mlp_dim, 4096, "Hidden width of both MLP heads.");
-DEFINE_double(moco_t, 1.0, "Softmax temperature: 1.0 for ResNets, 0.2 for ViTs.");
-DEFINE_double(moco_m, 0.99, "Momentum of the momentum encoder (its start value with m-cos): "
-                            "0.99, or 0.996 for the 1000-epoch ResNet recipe.");
-DEFINE_bool(moco_m_cos, true, "Raise the momentum to 1 along a half-cosine (--nomoco_m_cos: fixed).");
-DEFINE_double(crop_min, 0.2, "Minimum RandomResizedCrop area: 0.2 for ResNets, 0.08 for ViTs.");
 DEFINE_bool(stop_grad_conv1, false, "ViT only: keep the patch projection at its random init.");
-DEFINE_int32(image_size, 224, "Crop size of both views.");
-DEFINE_int32(print_freq, 10, "Iterations between progress lines.");
-DEFINE_uint64(seed, 0, "Seeds initialization, data order and augmentations.");
 DEFINE_string(resume, "", "Checkpoint to resume from, or \"latest\" for the newest in --output_dir.");
-DEFINE_int32(workers, 2, "Data loading threads.");
-DEFINE_int32(threads, 0, "Intra-op compute threads (0: LibTorch's default).");
 DEFINE_int32(max_epochs_this_run, 0, "Stop after this many epochs in this invocation (0: all).");
 DEFINE_int32(knn_every, 0, "Run the kNN monitor every N epochs (0: off); needs --knn_val.");
 DEFINE_string(knn_train, "", "kNN memory bank images (default: --data).");
@@ -78,46 +56,20 @@ int main(int argc, char** argv) {
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
   if (FLAGS_data.empty() && argc > 1) FLAGS_data = argv[1];
-  // `bazel run` starts in the runfiles tree: resolve relative paths against the caller's.
-  if (const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY")) {
-    for (std::string* path : {&FLAGS_data, &FLAGS_output_dir, &FLAGS_knn_train, &FLAGS_knn_val}) {
-      if (!path->empty() && std::filesystem::path(*path).is_relative()) {
-        *path = (std::filesystem::path(cwd) / *path).string();
-      }
-    }
-    if (!FLAGS_resume.empty() && FLAGS_resume != "latest" &&
-        std::filesystem::path(FLAGS_resume).is_relative()) {
-      FLAGS_resume = (std::filesystem::path(cwd) / FLAGS_resume).string();
-    }
+  for (std::string* path : {&FLAGS_data, &FLAGS_output_dir, &FLAGS_knn_train, &FLAGS_knn_val}) {
+    *path = ssl::tools::UserPath(*path);
   }
+  if (FLAGS_resume != "latest") FLAGS_resume = ssl::tools::UserPath(FLAGS_resume);
   if (FLAGS_stop_grad_conv1) {
     return Fail(absl::InvalidArgumentError(
         "--stop_grad_conv1 applies to ViT backbones, and --arch " + FLAGS_arch + " is a ResNet"));
   }
-  if (FLAGS_threads > 0) at::set_num_threads(FLAGS_threads);
+  ssl::tools::ApplyThreadsFlag();
 
-  ssl::train::PretrainOptions options;
+  ssl::train::PretrainOptions options = ssl::tools::PretrainOptionsFromFlags();
   options.data = FLAGS_data;
   options.output_dir = FLAGS_output_dir;
-  options.moco.arch = FLAGS_arch;
-  options.moco.cifar_stem = FLAGS_cifar_stem;
-  options.moco.dim = FLAGS_moco_dim;
-  options.moco.mlp_dim = FLAGS_moco_mlp_dim;
-  options.moco.temperature = FLAGS_moco_t;
-  options.batch_size = FLAGS_batch_size;
-  options.epochs = FLAGS_epochs;
-  options.warmup_epochs = FLAGS_warmup_epochs;
-  options.optimizer = FLAGS_optimizer;
-  options.base_lr = FLAGS_lr;
-  options.weight_decay = FLAGS_weight_decay;
-  options.moco_m = FLAGS_moco_m;
-  options.moco_m_cos = FLAGS_moco_m_cos;
-  options.crop_min = FLAGS_crop_min;
-  options.image_size = FLAGS_image_size;
-  options.print_freq = FLAGS_print_freq;
-  options.seed = FLAGS_seed;
   options.resume = FLAGS_resume;
-  options.workers = FLAGS_workers;
   options.max_epochs_this_run = FLAGS_max_epochs_this_run;
 
   ssl::train::EpochMonitor monitor;

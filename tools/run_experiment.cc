@@ -4,7 +4,6 @@
 // the screen, and a results JSON (in --work_dir, and under the workspace's results/
 // with --record). experiments/defs.bzl generates the flags; see experiments/README.md.
 #include <ATen/Context.h>
-#include <ATen/Parallel.h>
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
@@ -27,6 +26,7 @@
 #include "ssl/data/views.h"
 #include "ssl/distributed/communicator.h"
 #include "ssl/train/pretrain.h"
+#include "tools/moco_flags.h"
 
 DEFINE_string(name, "experiment", "Entry name (results file name).");
 DEFINE_string(method, "mocov3", "Method; MoCo v3 is the one implemented so far.");
@@ -43,26 +43,7 @@ DEFINE_string(work_dir, "", "Checkpoints, logs and results (default /tmp/ssl_exp
 DEFINE_bool(record, false, "Also write results/<method>/<name>.json into the workspace.");
 DEFINE_string(command, "", "The command that reproduces this run, stored in the results.");
 DEFINE_bool(random_init_baseline, true, "Also evaluate a random-init backbone.");
-// Pretraining (main_moco.py's flags).
-DEFINE_string(arch, "resnet50", "Backbone name.");
-DEFINE_bool(cifar_stem, false, "CIFAR stem (3x3 stride 1, no max-pool).");
-DEFINE_int64(batch_size, 4096, "Global pretraining batch.");
-DEFINE_double(lr, 0.6, "Base lr (scaled by batch / 256).");
-DEFINE_int32(epochs, 100, "Pretraining epochs.");
-DEFINE_double(warmup_epochs, 10, "Warmup epochs.");
-DEFINE_string(optimizer, "lars", "lars, sgd or adamw.");
-DEFINE_double(weight_decay, 1e-6, "Weight decay.");
-DEFINE_int64(moco_dim, 256, "Projector/predictor output.");
-DEFINE_int64(moco_mlp_dim, 4096, "MLP hidden width.");
-DEFINE_double(moco_t, 1.0, "Temperature.");
-DEFINE_double(moco_m, 0.99, "Momentum (start value with m-cos).");
-DEFINE_bool(moco_m_cos, true, "Cosine momentum schedule.");
-DEFINE_double(crop_min, 0.2, "RandomResizedCrop minimum scale.");
-DEFINE_int32(image_size, 224, "Crop size.");
-DEFINE_uint64(seed, 0, "Seed.");
-DEFINE_int32(workers, 2, "Loader threads.");
-DEFINE_int32(threads, 0, "Compute threads (0: default).");
-DEFINE_int32(print_freq, 20, "Iterations between progress lines.");
+// Pretraining flags: tools/moco_flags.cc.
 // Evaluation.
 DEFINE_int32(eval_resize, 0, "Short side before the eval center crop (0: image_size * 8 / 7).");
 DEFINE_string(knn_k, "20,200", "kNN neighbour counts.");
@@ -76,12 +57,6 @@ DEFINE_bool(linear_cached_features, false, "Train the classifier on cached cente
 namespace {
 
 using nlohmann::json;
-
-std::string Absolute(const std::string& path) {
-  if (path.empty() || std::filesystem::path(path).is_absolute()) return path;
-  const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY");
-  return (std::filesystem::path(cwd ? cwd : ".") / path).string();
-}
 
 std::vector<int> ParseInts(const std::string& text) {
   std::vector<int> values;
@@ -151,12 +126,12 @@ int main(int argc, char** argv) {
   if (FLAGS_method != "mocov3") {
     return Fail(absl::UnimplementedError("method \"" + FLAGS_method + "\" has no trainer yet; mocov3 has"));
   }
-  if (FLAGS_threads > 0) at::set_num_threads(FLAGS_threads);
-  const std::string work_dir = Absolute(FLAGS_work_dir.empty()
+  ssl::tools::ApplyThreadsFlag();
+  const std::string work_dir = ssl::tools::UserPath(FLAGS_work_dir.empty()
                                             ? (std::filesystem::temp_directory_path() / "ssl_experiments" / FLAGS_name).string()
                                             : FLAGS_work_dir);
   std::filesystem::create_directories(work_dir);
-  std::string data_root = Absolute(FLAGS_data);
+  std::string data_root = ssl::tools::UserPath(FLAGS_data);
   if (data_root.empty()) {
     if (!FLAGS_synthetic) {
       return Fail(absl::InvalidArgumentError("entry " + FLAGS_name + " needs --data=<dataset root with " +
@@ -177,27 +152,9 @@ int main(int argc, char** argv) {
   auto val = ssl::data::ImageFolder::Open(data_root + "/" + FLAGS_val_split);
   if (!val.ok()) return Fail(val.status());
 
-  ssl::train::PretrainOptions options;
+  ssl::train::PretrainOptions options = ssl::tools::PretrainOptionsFromFlags();
   options.data = train->root();
   options.output_dir = work_dir + "/pretrain";
-  options.moco.arch = FLAGS_arch;
-  options.moco.cifar_stem = FLAGS_cifar_stem;
-  options.moco.dim = FLAGS_moco_dim;
-  options.moco.mlp_dim = FLAGS_moco_mlp_dim;
-  options.moco.temperature = FLAGS_moco_t;
-  options.batch_size = FLAGS_batch_size;
-  options.epochs = FLAGS_epochs;
-  options.warmup_epochs = FLAGS_warmup_epochs;
-  options.optimizer = FLAGS_optimizer;
-  options.base_lr = FLAGS_lr;
-  options.weight_decay = FLAGS_weight_decay;
-  options.moco_m = FLAGS_moco_m;
-  options.moco_m_cos = FLAGS_moco_m_cos;
-  options.crop_min = FLAGS_crop_min;
-  options.image_size = FLAGS_image_size;
-  options.print_freq = FLAGS_print_freq;
-  options.seed = FLAGS_seed;
-  options.workers = FLAGS_workers;
   options.resume = "latest";
   const auto start = std::chrono::steady_clock::now();
   auto pretrained = ssl::train::RunMocoV3Pretraining(options, ssl::distributed::MakeLocalCommunicator());

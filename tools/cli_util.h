@@ -1,0 +1,15 @@
+// Small helpers shared by the command-line programs.
+#ifndef TOOLS_CLI_UTIL_H_
+#define TOOLS_CLI_UTIL_H_
+
+#include <string>
+
+namespace ssl::tools {
+
+/// `bazel run` starts programs in the runfiles tree: relative paths given by the user
+/// are resolved against the directory the command was typed in.
+std::string UserPath(const std::string& path);
+
+}  // namespace ssl::tools
+
+#endif  // TOOLS_CLI_UTIL_H_

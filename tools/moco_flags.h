@@ -1,0 +1,34 @@
+// MoCo v3 pretraining flags (main_moco.py's names and the ResNet-50 100-epoch defaults),
+// defined once for every program that pretrains (main_moco, run_experiment).
+#ifndef TOOLS_MOCO_FLAGS_H_
+#define TOOLS_MOCO_FLAGS_H_
+
+#include <string>
+
+#include <gflags/gflags.h>
+
+#include "ssl/train/pretrain.h"
+#include "tools/cli_util.h"
+
+DECLARE_string(arch);
+DECLARE_bool(cifar_stem);
+DECLARE_int64(batch_size);
+DECLARE_double(lr);
+DECLARE_int32(epochs);
+DECLARE_int32(image_size);
+DECLARE_uint64(seed);
+DECLARE_int32(workers);
+DECLARE_int32(threads);
+DECLARE_int32(print_freq);
+
+namespace ssl::tools {
+
+/// PretrainOptions from the flags; data, output_dir and resume are left to the caller.
+train::PretrainOptions PretrainOptionsFromFlags();
+
+/// Applies --threads (when > 0) to LibTorch's intra-op pool.
+void ApplyThreadsFlag();
+
+}  // namespace ssl::tools
+
+#endif  // TOOLS_MOCO_FLAGS_H_
