@@ -86,7 +86,8 @@ def ssl_experiment(name, method, table, dataset, flags, reference, tolerance, so
             data = ["//:WORKSPACE", "//tools:run_experiment", "//experiments:check_result"],
             args = [shared] + _entry_flags(entry) + ["--"] + checks,
             size = "large",
-            tags = ["ssl_regression"],
+            # Alone on the machine: its 2 compute threads would otherwise fight other tests.
+            tags = ["exclusive", "ssl_regression"],
         )
 
 def ssl_result_tests(entries, recorded):

@@ -3,12 +3,16 @@
 #define TOOLS_CLI_UTIL_H_
 
 #include <string>
+#include <vector>
 
 namespace ssl::tools {
 
 /// `bazel run` starts programs in the runfiles tree: relative paths given by the user
 /// are resolved against the directory the command was typed in.
 std::string UserPath(const std::string& path);
+
+/// "20,200" -> {20, 200}; empty items are skipped.
+std::vector<int> ParseIntList(const std::string& text);
 
 }  // namespace ssl::tools
 

@@ -80,9 +80,7 @@ int main(int argc, char** argv) {
   if (!bank.ok()) return fail(bank.status());
   auto queries = ssl::eval::ExtractFeatures(**backbone, *val, views, extract);
   if (!queries.ok()) return fail(queries.status());
-  std::vector<int> ks;
-  std::stringstream stream(FLAGS_k);
-  for (std::string item; std::getline(stream, item, ',');) ks.push_back(std::stoi(item));
+  const std::vector<int> ks = ssl::tools::ParseIntList(FLAGS_k);
   nlohmann::json json = {{"pretrained", FLAGS_pretrained}, {"t", FLAGS_t}};
   for (const auto& r : ssl::eval::KnnClassify(*bank, *queries, ks, FLAGS_t, train->num_classes())) {
     json["knn_top1_k" + std::to_string(r.k)] = r.top1;

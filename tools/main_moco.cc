@@ -34,15 +34,6 @@ DEFINE_int32(knn_resize, 0, "Short side before the kNN center crop (0: image_siz
 
 namespace {
 
-std::vector<int> ParseInts(const std::string& text) {
-  std::vector<int> values;
-  std::stringstream stream(text);
-  for (std::string item; std::getline(stream, item, ',');) {
-    if (!item.empty()) values.push_back(std::stoi(item));
-  }
-  return values;
-}
-
 int Fail(const absl::Status& status) {
   std::cerr << "main_moco: " << status.message() << "\n";
   return 1;
@@ -83,7 +74,7 @@ int main(int argc, char** argv) {
     knn_train = std::make_unique<ssl::data::ImageFolder>(*std::move(train));
     knn_val = std::make_unique<ssl::data::ImageFolder>(*std::move(val));
     const int resize = FLAGS_knn_resize > 0 ? FLAGS_knn_resize : FLAGS_image_size * 8 / 7;
-    const std::vector<int> ks = ParseInts(FLAGS_knn_k);
+    const std::vector<int> ks = ssl::tools::ParseIntList(FLAGS_knn_k);
     monitor = [&, resize, ks](int epoch, ssl::backbones::Backbone& backbone)
         -> absl::StatusOr<nlohmann::json> {
       if (epoch % FLAGS_knn_every != 0 && epoch != FLAGS_epochs) return nlohmann::json::object();

@@ -2,7 +2,7 @@
 // pretraining (resumable: rerunning continues), then kNN and linear evaluation of the
 // pretrained backbone and of a random-init backbone under the same protocol, a table on
 // the screen, and a results JSON (in --work_dir, and under the workspace's results/
-// with --record). experiments/defs.bzl generates the flags; see experiments/README.md.
+// with --record). experiments/defs.bzl generates the flags of each declared entry.
 #include <ATen/Context.h>
 #include <gflags/gflags.h>
 #include <glog/logging.h>
@@ -58,15 +58,6 @@ namespace {
 
 using nlohmann::json;
 
-std::vector<int> ParseInts(const std::string& text) {
-  std::vector<int> values;
-  std::stringstream stream(text);
-  for (std::string item; std::getline(stream, item, ',');) {
-    if (!item.empty()) values.push_back(std::stoi(item));
-  }
-  return values;
-}
-
 int Fail(const absl::Status& status) {
   std::cerr << "run_experiment: " << status.message() << "\n";
   return 1;
@@ -85,7 +76,7 @@ absl::StatusOr<json> Evaluate(ssl::backbones::Backbone& backbone, const ssl::dat
   auto queries = ssl::eval::ExtractFeatures(backbone, val, views, extract);
   if (!queries.ok()) return queries.status();
   json result;
-  for (const auto& r : ssl::eval::KnnClassify(*bank, *queries, ParseInts(FLAGS_knn_k), FLAGS_knn_t,
+  for (const auto& r : ssl::eval::KnnClassify(*bank, *queries, ssl::tools::ParseIntList(FLAGS_knn_k), FLAGS_knn_t,
                                               train.num_classes())) {
     result["knn_top1_k" + std::to_string(r.k)] = r.top1;
   }
@@ -119,7 +110,7 @@ std::string Cell(const json& j, const std::string& key) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("Pretrain + evaluate one experiment entry (see experiments/README.md)");
+  gflags::SetUsageMessage("Pretrain + evaluate one experiment entry (see experiments/defs.bzl)");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
