@@ -1,12 +1,11 @@
-#include <ATen/ops/tensor.h>
-#include <ATen/ops/randn.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/randn.h>
+#include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
+#include <gtest/gtest.h>
 
 #include <cmath>
-
-#include <gtest/gtest.h>
 
 #include "eval/features.h"
 #include "eval/knn.h"
@@ -29,7 +28,8 @@ TEST(KnnTest, WeightedVotesAsComputedByHand) {
   for (double d : {0.0, 10.0, 30.0}) {
     for (float v : point(d)) bank_values.push_back(v);
   }
-  FeatureSet bank{at::tensor(bank_values).reshape({3, 2}), at::tensor(std::vector<int64_t>{0, 0, 1})};
+  FeatureSet bank{at::tensor(bank_values).reshape({3, 2}),
+                  at::tensor(std::vector<int64_t>{0, 0, 1})};
   // Query at 25 degrees: neighbours 30 (cos 5 = 0.9962, class 1) then 10 (cos 15 =
   // 0.9659, class 0). At T = 0.5, k = 1 -> class 1; k = 2 -> class 1 (weight 7.33 vs
   // 6.90); k = 3 adds 0 degrees (cos 25 = 0.9063, weight 6.13): class 0 sums to 13.03.
@@ -57,8 +57,8 @@ TEST(KnnTest, SeparatedClustersAreFullyCorrect) {
     test_labels.insert(test_labels.end(), 5, c);
   }
   const std::vector<KnnResult> results =
-      KnnClassify({at::cat(train), at::tensor(train_labels)}, {at::cat(test), at::tensor(test_labels)},
-                  {20, 200}, 0.07, 4);
+      KnnClassify({at::cat(train), at::tensor(train_labels)},
+                  {at::cat(test), at::tensor(test_labels)}, {20, 200}, 0.07, 4);
   EXPECT_DOUBLE_EQ(results[0].top1, 100.0);
   EXPECT_EQ(results[1].k, 200);
 }
@@ -114,7 +114,8 @@ TEST_F(LinearEvalTest, FeaturesFollowTheFolderOrder) {
   const auto val = *data::ImageFolder::Open(*root_ + "/val");
   ExtractOptions options;
   options.batch_size = 5;  // ragged last batch kept
-  absl::StatusOr<FeatureSet> set = ExtractFeatures(*backbone, val, data::EvalViews(32, 32), options);
+  absl::StatusOr<FeatureSet> set =
+      ExtractFeatures(*backbone, val, data::EvalViews(32, 32), options);
   ASSERT_TRUE(set.ok()) << set.status();
   EXPECT_EQ(set->features.sizes(), (at::IntArrayRef{24, 64}));
   for (int i = 0; i < 24; ++i) EXPECT_EQ(set->labels[i].item<int64_t>(), val.samples()[i].label);

@@ -1,8 +1,8 @@
 #include "eval/knn.h"
 
-#include <ATen/ops/zeros.h>
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/topk.h>
+#include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
 #include <torch/nn/functional/normalization.h>
 
@@ -15,17 +15,21 @@ std::vector<KnnResult> KnnClassify(const FeatureSet& train, const FeatureSet& te
                                    int num_classes) {
   c10::AutoGradMode no_grad(false);
   namespace F = torch::nn::functional;
-  const at::Tensor bank = F::normalize(train.features.to(at::kFloat), F::NormalizeFuncOptions().dim(1));
-  const at::Tensor queries = F::normalize(test.features.to(at::kFloat), F::NormalizeFuncOptions().dim(1));
+  const at::Tensor bank =
+      F::normalize(train.features.to(at::kFloat), F::NormalizeFuncOptions().dim(1));
+  const at::Tensor queries =
+      F::normalize(test.features.to(at::kFloat), F::NormalizeFuncOptions().dim(1));
   const int64_t n_train = bank.size(0), n_test = queries.size(0);
-  const int max_k = static_cast<int>(std::min<int64_t>(*std::max_element(ks.begin(), ks.end()), n_train));
+  const int max_k =
+      static_cast<int>(std::min<int64_t>(*std::max_element(ks.begin(), ks.end()), n_train));
   std::vector<int64_t> correct1(ks.size(), 0), correct5(ks.size(), 0);
   constexpr int64_t kChunk = 256;  // bounds the similarity matrix's memory
   for (int64_t start = 0; start < n_test; start += kChunk) {
     const int64_t rows = std::min(kChunk, n_test - start);
     const at::Tensor similarity = at::matmul(queries.narrow(0, start, rows), bank.t());
     const auto [top_similarity, top_index] = at::topk(similarity, max_k, 1);
-    const at::Tensor neighbour_labels = train.labels.index_select(0, top_index.reshape(-1)).reshape({rows, max_k});
+    const at::Tensor neighbour_labels =
+        train.labels.index_select(0, top_index.reshape(-1)).reshape({rows, max_k});
     const at::Tensor weights = top_similarity.div(temperature).exp();
     const at::Tensor truth = test.labels.narrow(0, start, rows);
     for (size_t i = 0; i < ks.size(); ++i) {

@@ -19,8 +19,7 @@ struct KnnResult {
 /// Classifies every test feature against the training bank for each k in `ks`
 /// (k larger than the bank is clamped). Features are L2-normalized here.
 std::vector<KnnResult> KnnClassify(const FeatureSet& train, const FeatureSet& test,
-                                   const std::vector<int>& ks, double temperature,
-                                   int num_classes);
+                                   const std::vector<int>& ks, double temperature, int num_classes);
 
 }  // namespace ssl::eval
 

@@ -1,9 +1,9 @@
 #include "eval/linear.h"
 
+#include <ATen/Context.h>
 #include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/randperm.h>
 #include <ATen/ops/topk.h>
-#include <ATen/Context.h>
 #include <c10/core/GradMode.h>
 #include <glog/logging.h>
 #include <torch/nn/init.h>
@@ -25,20 +25,27 @@ struct Accuracy {
   double top1 = 0, top5 = 0;
 };
 
-Accuracy Evaluate(torch::nn::Linear& classifier, const at::Tensor& features, const at::Tensor& labels) {
+Accuracy Evaluate(torch::nn::Linear& classifier, const at::Tensor& features,
+                  const at::Tensor& labels) {
   c10::AutoGradMode no_grad(false);
   const at::Tensor logits = classifier(features);
   const int top = std::min<int64_t>(5, logits.size(1));
   const at::Tensor hits = std::get<1>(at::topk(logits, top, 1)).eq(labels.unsqueeze(1));
   const double n = static_cast<double>(labels.size(0));
-  return {100.0 * hits.narrow(1, 0, 1).sum().item<int64_t>() / n, 100.0 * hits.sum().item<int64_t>() / n};
+  return {100.0 * hits.narrow(1, 0, 1).sum().item<int64_t>() / n,
+          100.0 * hits.sum().item<int64_t>() / n};
 }
 
 }  // namespace
 
 nlohmann::json LinearEvalResult::ToJson() const {
-  return {{"top1", top1}, {"top5", top5}, {"best_top1", best_top1}, {"best_top5", best_top5},
-          {"best_epoch", best_epoch}, {"epochs", epochs}, {"mode", mode},
+  return {{"top1", top1},
+          {"top5", top5},
+          {"best_top1", best_top1},
+          {"best_top5", best_top5},
+          {"best_epoch", best_epoch},
+          {"epochs", epochs},
+          {"mode", mode},
           {"frozen_weights_unchanged", frozen_weights_unchanged}};
 }
 
@@ -47,13 +54,13 @@ absl::StatusOr<LinearEvalResult> RunLinearEval(backbones::Backbone& backbone,
                                                const data::ImageFolder& val,
                                                const LinearEvalOptions& options) {
   if (options.epochs < 1 || options.batch_size < 1 || !(options.base_lr > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "linear evaluation needs epochs >= 1, batch size >= 1 and lr > 0, got ", options.epochs,
-        ", ", options.batch_size, ", ", options.base_lr));
+    return absl::InvalidArgumentError(
+        absl::StrCat("linear evaluation needs epochs >= 1, batch size >= 1 and lr > 0, got ",
+                     options.epochs, ", ", options.batch_size, ", ", options.base_lr));
   }
   if (train.classes() != val.classes()) {
-    return absl::InvalidArgumentError(absl::StrCat("the class folders of ", train.root(), " and ",
-                                                   val.root(), " differ"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the class folders of ", train.root(), " and ", val.root(), " differ"));
   }
   // Frozen backbone: no gradients, eval mode throughout, and a snapshot to verify it.
   backbone.eval();
@@ -113,9 +120,9 @@ absl::StatusOr<LinearEvalResult> RunLinearEval(backbones::Backbone& backbone,
         const int64_t start = b * options.batch_size;
         const int64_t rows = std::min<int64_t>(options.batch_size, order.size(0) - start);
         const at::Tensor index = order.narrow(0, start, rows);
-        const at::Tensor loss = at::cross_entropy_loss(
-            classifier(train_features.features.index_select(0, index)),
-            train_features.labels.index_select(0, index));
+        const at::Tensor loss =
+            at::cross_entropy_loss(classifier(train_features.features.index_select(0, index)),
+                                   train_features.labels.index_select(0, index));
         sgd->ZeroGrad();
         loss.backward();
         sgd->Step();

@@ -9,9 +9,8 @@
 #define EVAL_LINEAR_H_
 
 #include <memory>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "ssl/backbones/backbone.h"

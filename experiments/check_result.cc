@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
     } else if (std::strncmp(argv[i], "--check=", 8) == 0) {
       const auto check = ssl::experiments::ParseCheck(argv[i] + 8);
       if (!check) {
-        std::cerr << "check_result: --check must be metric:reference:tolerance, got " << argv[i] + 8 << "\n";
+        std::cerr << "check_result: --check must be metric:reference:tolerance, got " << argv[i] + 8
+                  << "\n";
         return 2;
       }
       checks.push_back(*check);

@@ -3,7 +3,8 @@
 namespace ssl::experiments {
 
 std::optional<double> FindMetric(const nlohmann::json& results, const std::string& metric) {
-  auto lookup = [&results](const std::string& section, const std::string& key) -> std::optional<double> {
+  auto lookup = [&results](const std::string& section,
+                           const std::string& key) -> std::optional<double> {
     if (!results.contains(section) || !results[section].contains(key) ||
         !results[section][key].is_number()) {
       return std::nullopt;

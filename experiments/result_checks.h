@@ -3,10 +3,9 @@
 #ifndef EXPERIMENTS_RESULT_CHECKS_H_
 #define EXPERIMENTS_RESULT_CHECKS_H_
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 namespace ssl::experiments {
 

@@ -6,8 +6,9 @@ namespace ssl::experiments {
 namespace {
 
 TEST(ResultChecksTest, FindsPretrainedBaselineAndGainMetrics) {
-  const nlohmann::json results = {{"pretrained", {{"knn_top1_k20", 61.5}, {"linear_mode", "augmented"}}},
-                                  {"random_init", {{"knn_top1_k20", 20.0}}}};
+  const nlohmann::json results = {
+      {"pretrained", {{"knn_top1_k20", 61.5}, {"linear_mode", "augmented"}}},
+      {"random_init", {{"knn_top1_k20", 20.0}}}};
   EXPECT_DOUBLE_EQ(*FindMetric(results, "knn_top1_k20"), 61.5);
   EXPECT_DOUBLE_EQ(*FindMetric(results, "random_init.knn_top1_k20"), 20.0);
   EXPECT_DOUBLE_EQ(*FindMetric(results, "gain.knn_top1_k20"), 41.5);

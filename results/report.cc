@@ -8,9 +8,8 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "absl/strings/str_format.h"
 #include "experiments/result_checks.h"
@@ -51,22 +50,26 @@ std::string Render(const json& entries, const std::string& results_dir) {
       if (have) {
         const auto v = ssl::experiments::FindMetric(recorded, metric);
         value = v ? absl::StrFormat("%.2f", *v) : "missing";
-        const std::string base_metric = metric.rfind("gain.", 0) == 0 ? "" : "random_init." + metric;
+        const std::string base_metric =
+            metric.rfind("gain.", 0) == 0 ? "" : "random_init." + metric;
         if (!base_metric.empty()) {
-          if (const auto b = ssl::experiments::FindMetric(recorded, base_metric)) baseline = absl::StrFormat("%.2f", *b);
+          if (const auto b = ssl::experiments::FindMetric(recorded, base_metric))
+            baseline = absl::StrFormat("%.2f", *b);
         }
         status = v && std::abs(*v - reference.get<double>()) <= tolerance ? "pass" : "FAIL";
       }
       (status == "pass" ? passing : status == "FAIL" ? failing : pending)++;
-      table += absl::StrFormat("| %s | %s | %s | %s | %.2f ± %.2f (%s) | %s | %s | **%s** | `%s` |\n",
-                               method + ":" + name, std::string(entry["table"]),
-                               std::string(entry["dataset"]), metric, reference.get<double>(),
-                               tolerance, std::string(entry["source"]), value, baseline, status,
-                               std::string(entry["command"]));
+      table += absl::StrFormat(
+          "| %s | %s | %s | %s | %.2f ± %.2f (%s) | %s | %s | **%s** | `%s` |\n",
+          method + ":" + name, std::string(entry["table"]), std::string(entry["dataset"]), metric,
+          reference.get<double>(), tolerance, std::string(entry["source"]), value, baseline, status,
+          std::string(entry["command"]));
     }
   }
   out += absl::StrFormat("%d pass, %d fail, %d pending.\n\n", passing, failing, pending);
-  out += "| entry | table | dataset | metric | reference | recorded | random init | status | command |\n";
+  out +=
+      "| entry | table | dataset | metric | reference | recorded | random init | status | command "
+      "|\n";
   out += "|---|---|---|---|---|---|---|---|---|\n";
   return out + table;
 }
@@ -76,9 +79,12 @@ std::string Render(const json& entries, const std::string& results_dir) {
 int main(int argc, char** argv) {
   std::string entries_path, results_dir, check_path;
   for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--entries=", 10) == 0) entries_path = argv[i] + 10;
-    else if (std::strncmp(argv[i], "--results_dir=", 14) == 0) results_dir = argv[i] + 14;
-    else if (std::strncmp(argv[i], "--check=", 8) == 0) check_path = argv[i] + 8;
+    if (std::strncmp(argv[i], "--entries=", 10) == 0)
+      entries_path = argv[i] + 10;
+    else if (std::strncmp(argv[i], "--results_dir=", 14) == 0)
+      results_dir = argv[i] + 14;
+    else if (std::strncmp(argv[i], "--check=", 8) == 0)
+      check_path = argv[i] + 8;
   }
   const char* workspace = std::getenv("BUILD_WORKSPACE_DIRECTORY");
   if (results_dir.empty() && workspace) results_dir = std::string(workspace) + "/results";

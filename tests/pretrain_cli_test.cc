@@ -4,6 +4,7 @@
 // saved diagnostic.
 #include <ATen/core/Dict.h>
 #include <ATen/ops/full_like.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,8 +14,6 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "ssl/data/synthetic.h"
 #include "ssl/data/test_util.h"
@@ -43,11 +42,21 @@ class PretrainCliTest : public ::testing::Test {
   // Starts main_moco with the tiny configuration; returns the child's pid.
   static pid_t Start(const std::string& output_dir, const std::vector<std::string>& extra,
                      const std::string& log) {
-    std::vector<std::string> args = {
-        Runfile("tools/main_moco"), "--data=" + *data_ + "/train", "--output_dir=" + output_dir,
-        "--arch=resnet18w0.125", "--cifar_stem", "--image_size=32", "--batch_size=16",
-        "--epochs=3", "--warmup_epochs=1", "--moco_dim=16", "--moco_mlp_dim=32",
-        "--workers=2", "--threads=1", "--print_freq=5", "--seed=3"};
+    std::vector<std::string> args = {Runfile("tools/main_moco"),
+                                     "--data=" + *data_ + "/train",
+                                     "--output_dir=" + output_dir,
+                                     "--arch=resnet18w0.125",
+                                     "--cifar_stem",
+                                     "--image_size=32",
+                                     "--batch_size=16",
+                                     "--epochs=3",
+                                     "--warmup_epochs=1",
+                                     "--moco_dim=16",
+                                     "--moco_mlp_dim=32",
+                                     "--workers=2",
+                                     "--threads=1",
+                                     "--print_freq=5",
+                                     "--seed=3"};
     args.insert(args.end(), extra.begin(), extra.end());
     const pid_t pid = fork();
     if (pid == 0) {
@@ -86,7 +95,8 @@ TEST_F(PretrainCliTest, KilledAndResumedRunEndsBitwiseEqual) {
   // Kill -9 during the second epoch, once the first checkpoint exists.
   const pid_t pid = Start(killed, {}, killed + "/log.txt");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(killed + "/checkpoint_0000.pth.tar") && std::chrono::steady_clock::now() < deadline) {
+  while (!fs::exists(killed + "/checkpoint_0000.pth.tar") &&
+         std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
@@ -144,7 +154,8 @@ assert groups[0]["lr"] >= 0 and "trust_coefficient" in groups[0]
 assert all("mu" in s for s in ck["optimizer"]["state"].values())
 print("ok")
 )";
-  EXPECT_EQ(system(("/usr/bin/python3 " + script + " " + dir + "/checkpoint_0000.pth.tar").c_str()), 0);
+  EXPECT_EQ(system(("/usr/bin/python3 " + script + " " + dir + "/checkpoint_0000.pth.tar").c_str()),
+            0);
 }
 
 TEST_F(PretrainCliTest, NonFiniteLossStopsWithADiagnostic) {
@@ -158,7 +169,8 @@ TEST_F(PretrainCliTest, NonFiniteLossStopsWithADiagnostic) {
   const at::Tensor weight = state.at("module.predictor.0.weight").toTensor();
   state.insert_or_assign("module.predictor.0.weight", at::full_like(weight, NAN));
   ASSERT_TRUE(train::SaveIValue(*loaded, dir + "/poisoned.pth.tar").ok());
-  status = Wait(Start(dir, {"--epochs=2", "--resume=" + dir + "/poisoned.pth.tar"}, dir + "/nan_log.txt"));
+  status = Wait(
+      Start(dir, {"--epochs=2", "--resume=" + dir + "/poisoned.pth.tar"}, dir + "/nan_log.txt"));
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 1);
   std::ifstream log(dir + "/nan_log.txt");

@@ -1,8 +1,5 @@
 // Exercises each system library through its //third_party alias with a real call whose
 // result is checked, so a broken wiring or a wrong library version fails here first.
-#include <cstdio>
-#include <vector>
-
 #include <ATen/Functions.h>
 #include <ATen/core/Tensor.h>
 #include <gflags/gflags.h>
@@ -11,8 +8,10 @@
 #include <jpeglib.h>
 
 #include <chrono>
+#include <cstdio>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"

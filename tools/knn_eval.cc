@@ -10,9 +10,8 @@
 
 #include <filesystem>
 #include <iostream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "eval/features.h"
 #include "eval/knn.h"
@@ -64,14 +63,16 @@ int main(int argc, char** argv) {
     if (!folder.ok()) return fail(folder.status());
     auto set = ssl::eval::ExtractFeatures(**backbone, *folder, views, extract);
     if (!set.ok()) return fail(set.status());
-    if (absl::Status s = ssl::eval::SaveFeatures(*set, folder->classes(), FLAGS_features_out); !s.ok()) {
+    if (absl::Status s = ssl::eval::SaveFeatures(*set, folder->classes(), FLAGS_features_out);
+        !s.ok()) {
       return fail(s);
     }
     std::cout << "wrote " << set->features.size(0) << " x " << set->features.size(1)
               << " features to " << FLAGS_features_out << "\n";
     return 0;
   }
-  if (FLAGS_data.empty()) return fail(absl::InvalidArgumentError("--data (or --extract) is required"));
+  if (FLAGS_data.empty())
+    return fail(absl::InvalidArgumentError("--data (or --extract) is required"));
   auto train = ssl::data::ImageFolder::Open(FLAGS_data + "/" + FLAGS_train_split);
   if (!train.ok()) return fail(train.status());
   auto val = ssl::data::ImageFolder::Open(FLAGS_data + "/" + FLAGS_val_split);
@@ -87,9 +88,11 @@ int main(int argc, char** argv) {
     json["knn_top5_k" + std::to_string(r.k)] = r.top5;
     std::cout << "k=" << r.k << ": top-1 " << r.top1 << " top-5 " << r.top5 << "\n";
   }
-  const std::string output = FLAGS_output.empty()
-      ? (std::filesystem::path(FLAGS_pretrained).parent_path() / "knn_eval.json").string()
-      : FLAGS_output;
-  if (absl::Status s = ssl::data::WriteFileAtomically(output, json.dump(2) + "\n"); !s.ok()) return fail(s);
+  const std::string output =
+      FLAGS_output.empty()
+          ? (std::filesystem::path(FLAGS_pretrained).parent_path() / "knn_eval.json").string()
+          : FLAGS_output;
+  if (absl::Status s = ssl::data::WriteFileAtomically(output, json.dump(2) + "\n"); !s.ok())
+    return fail(s);
   return 0;
 }

@@ -76,11 +76,14 @@ int main(int argc, char** argv) {
   json["pretrained"] = FLAGS_pretrained;
   json["arch"] = config->arch;
   json["pretrain_epochs"] = config->epoch;
-  const std::string output = FLAGS_output.empty()
-      ? (std::filesystem::path(FLAGS_pretrained).parent_path() / "linear_eval.json").string()
-      : FLAGS_output;
-  if (absl::Status s = ssl::data::WriteFileAtomically(output, json.dump(2) + "\n"); !s.ok()) return fail(s);
+  const std::string output =
+      FLAGS_output.empty()
+          ? (std::filesystem::path(FLAGS_pretrained).parent_path() / "linear_eval.json").string()
+          : FLAGS_output;
+  if (absl::Status s = ssl::data::WriteFileAtomically(output, json.dump(2) + "\n"); !s.ok())
+    return fail(s);
   std::cout << "top-1 " << result->top1 << " (best " << result->best_top1 << " at epoch "
-            << result->best_epoch << "), top-5 " << result->top5 << "; written to " << output << "\n";
+            << result->best_epoch << "), top-5 " << result->top5 << "; written to " << output
+            << "\n";
   return 0;
 }

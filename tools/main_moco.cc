@@ -19,11 +19,13 @@
 #include "ssl/train/pretrain.h"
 #include "tools/moco_flags.h"
 
-DEFINE_string(data, "", "Training images as an ImageFolder (<root>/<class>/<image>). May also be "
-                        "given as the first positional argument, as in main_moco.py.");
+DEFINE_string(data, "",
+              "Training images as an ImageFolder (<root>/<class>/<image>). May also be "
+              "given as the first positional argument, as in main_moco.py.");
 DEFINE_string(output_dir, "", "Where checkpoint_%04d.pth.tar and metrics.jsonl go (required).");
 DEFINE_bool(stop_grad_conv1, false, "ViT only: keep the patch projection at its random init.");
-DEFINE_string(resume, "", "Checkpoint to resume from, or \"latest\" for the newest in --output_dir.");
+DEFINE_string(resume, "",
+              "Checkpoint to resume from, or \"latest\" for the newest in --output_dir.");
 DEFINE_int32(max_epochs_this_run, 0, "Stop after this many epochs in this invocation (0: all).");
 DEFINE_int32(knn_every, 0, "Run the kNN monitor every N epochs (0: off); needs --knn_val.");
 DEFINE_string(knn_train, "", "kNN memory bank images (default: --data).");
@@ -66,8 +68,10 @@ int main(int argc, char** argv) {
   ssl::train::EpochMonitor monitor;
   std::unique_ptr<ssl::data::ImageFolder> knn_train, knn_val;
   if (FLAGS_knn_every > 0) {
-    if (FLAGS_knn_val.empty()) return Fail(absl::InvalidArgumentError("--knn_every needs --knn_val"));
-    auto train = ssl::data::ImageFolder::Open(FLAGS_knn_train.empty() ? FLAGS_data : FLAGS_knn_train);
+    if (FLAGS_knn_val.empty())
+      return Fail(absl::InvalidArgumentError("--knn_every needs --knn_val"));
+    auto train =
+        ssl::data::ImageFolder::Open(FLAGS_knn_train.empty() ? FLAGS_data : FLAGS_knn_train);
     if (!train.ok()) return Fail(train.status());
     auto val = ssl::data::ImageFolder::Open(FLAGS_knn_val);
     if (!val.ok()) return Fail(val.status());
@@ -75,8 +79,8 @@ int main(int argc, char** argv) {
     knn_val = std::make_unique<ssl::data::ImageFolder>(*std::move(val));
     const int resize = FLAGS_knn_resize > 0 ? FLAGS_knn_resize : FLAGS_image_size * 8 / 7;
     const std::vector<int> ks = ssl::tools::ParseIntList(FLAGS_knn_k);
-    monitor = [&, resize, ks](int epoch, ssl::backbones::Backbone& backbone)
-        -> absl::StatusOr<nlohmann::json> {
+    monitor = [&, resize, ks](
+                  int epoch, ssl::backbones::Backbone& backbone) -> absl::StatusOr<nlohmann::json> {
       if (epoch % FLAGS_knn_every != 0 && epoch != FLAGS_epochs) return nlohmann::json::object();
       const ssl::data::ViewRecipe views = ssl::data::EvalViews(FLAGS_image_size, resize);
       ssl::eval::ExtractOptions extract;
@@ -86,15 +90,15 @@ int main(int argc, char** argv) {
       auto queries = ssl::eval::ExtractFeatures(backbone, *knn_val, views, extract);
       if (!queries.ok()) return queries.status();
       nlohmann::json record;
-      for (const auto& r : ssl::eval::KnnClassify(*bank, *queries, ks, FLAGS_knn_t,
-                                                  knn_train->num_classes())) {
+      for (const auto& r :
+           ssl::eval::KnnClassify(*bank, *queries, ks, FLAGS_knn_t, knn_train->num_classes())) {
         record["knn_top1_k" + std::to_string(r.k)] = r.top1;
       }
       return record;
     };
   }
-  absl::StatusOr<ssl::train::PretrainResult> result = ssl::train::RunMocoV3Pretraining(
-      options, ssl::distributed::MakeLocalCommunicator(), monitor);
+  absl::StatusOr<ssl::train::PretrainResult> result =
+      ssl::train::RunMocoV3Pretraining(options, ssl::distributed::MakeLocalCommunicator(), monitor);
   if (!result.ok()) return Fail(result.status());
   std::cout << "finished " << result->epochs_completed << "/" << FLAGS_epochs
             << " epochs; last checkpoint " << result->last_checkpoint << "; "

@@ -8,7 +8,8 @@
 
 #include "ssl/data/synthetic.h"
 
-DEFINE_string(output, "", "Destination root (required); reused when complete with the same options.");
+DEFINE_string(output, "",
+              "Destination root (required); reused when complete with the same options.");
 DEFINE_int32(num_classes, 10, "Shape classes, 2 to 12.");
 DEFINE_int32(train_per_class, 300, "Training images per class.");
 DEFINE_int32(val_per_class, 100, "Validation images per class.");

@@ -2,25 +2,30 @@
 
 #include <ATen/Parallel.h>
 
-
-DEFINE_string(arch, "resnet50", "Backbone: resnet18/34/50/101/152, optionally widened "
-                                "(resnet50w2) or narrowed for CPU runs (resnet18w0.25).");
+DEFINE_string(arch, "resnet50",
+              "Backbone: resnet18/34/50/101/152, optionally widened "
+              "(resnet50w2) or narrowed for CPU runs (resnet18w0.25).");
 DEFINE_bool(cifar_stem, false, "3x3 stride-1 first conv without max-pool (32 px images).");
 DEFINE_int64(batch_size, 4096, "Global batch over all processes; the lr scales with it.");
-DEFINE_double(lr, 0.6, "Base learning rate; the peak is lr * batch_size / 256. ResNet-50 "
-                       "recipes: 0.6 (100 ep), 0.3 (300 and 1000 ep). LARS steps are "
-                       "proportional to the lr: small batches need a larger base lr.");
+DEFINE_double(lr, 0.6,
+              "Base learning rate; the peak is lr * batch_size / 256. ResNet-50 "
+              "recipes: 0.6 (100 ep), 0.3 (300 and 1000 ep). LARS steps are "
+              "proportional to the lr: small batches need a larger base lr.");
 DEFINE_int32(epochs, 100, "Total epochs (the schedules span all of them).");
 DEFINE_double(warmup_epochs, 10, "Linear lr warmup before the half-cosine decay.");
 DEFINE_string(optimizer, "lars", "lars (ResNets), adamw (ViTs) or sgd.");
-DEFINE_double(weight_decay, 1e-6, "1e-6 for ResNet-50 100/300 ep, 1.5e-6 for 1000 ep, 0.1 for ViT.");
+DEFINE_double(weight_decay, 1e-6,
+              "1e-6 for ResNet-50 100/300 ep, 1.5e-6 for 1000 ep, 0.1 for ViT.");
 DEFINE_int64(moco_dim, 256, "Output width of the projector and predictor.");
 DEFINE_int64(moco_mlp_dim, 4096, "Hidden width of both MLP heads.");
-DEFINE_double(moco_t, 1.0, "Softmax temperature: 1.0 for ResNets at batch 4096, 0.2 for ViTs "
-                           "(and for small batches).");
-DEFINE_double(moco_m, 0.99, "Momentum of the momentum encoder (its start value with m-cos): "
-                            "0.99, or 0.996 for the 1000-epoch ResNet recipe.");
-DEFINE_bool(moco_m_cos, true, "Raise the momentum to 1 along a half-cosine (--nomoco_m_cos: fixed).");
+DEFINE_double(moco_t, 1.0,
+              "Softmax temperature: 1.0 for ResNets at batch 4096, 0.2 for ViTs "
+              "(and for small batches).");
+DEFINE_double(moco_m, 0.99,
+              "Momentum of the momentum encoder (its start value with m-cos): "
+              "0.99, or 0.996 for the 1000-epoch ResNet recipe.");
+DEFINE_bool(moco_m_cos, true,
+            "Raise the momentum to 1 along a half-cosine (--nomoco_m_cos: fixed).");
 DEFINE_double(crop_min, 0.2, "Minimum RandomResizedCrop area: 0.2 for ResNets, 0.08 for ViTs.");
 DEFINE_int32(image_size, 224, "Crop size of both views.");
 DEFINE_int32(print_freq, 10, "Iterations between progress lines.");

@@ -3,9 +3,9 @@
 #ifndef TOOLS_MOCO_FLAGS_H_
 #define TOOLS_MOCO_FLAGS_H_
 
-#include <string>
-
 #include <gflags/gflags.h>
+
+#include <string>
 
 #include "ssl/train/pretrain.h"
 #include "tools/cli_util.h"

@@ -11,9 +11,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "absl/strings/str_format.h"
 #include "eval/features.h"
@@ -30,8 +29,9 @@
 
 DEFINE_string(name, "experiment", "Entry name (results file name).");
 DEFINE_string(method, "mocov3", "Method; MoCo v3 is the one implemented so far.");
-DEFINE_string(data, "", "Dataset root holding the --train_split and --val_split ImageFolders. "
-                        "Empty with --synthetic: the built-in shapes dataset is generated.");
+DEFINE_string(data, "",
+              "Dataset root holding the --train_split and --val_split ImageFolders. "
+              "Empty with --synthetic: the built-in shapes dataset is generated.");
 DEFINE_bool(synthetic, false, "Generate the synthetic shapes dataset into <work_dir>/data.");
 DEFINE_int32(synthetic_classes, 10, "Synthetic: classes.");
 DEFINE_int32(synthetic_train_per_class, 300, "Synthetic: training images per class.");
@@ -64,7 +64,8 @@ int Fail(const absl::Status& status) {
 }
 
 // kNN and (optionally) linear accuracy of a backbone.
-absl::StatusOr<json> Evaluate(ssl::backbones::Backbone& backbone, const ssl::data::ImageFolder& train,
+absl::StatusOr<json> Evaluate(ssl::backbones::Backbone& backbone,
+                              const ssl::data::ImageFolder& train,
                               const ssl::data::ImageFolder& val, const std::string& label) {
   const int resize = FLAGS_eval_resize > 0 ? FLAGS_eval_resize : FLAGS_image_size * 8 / 7;
   ssl::eval::ExtractOptions extract;
@@ -76,8 +77,9 @@ absl::StatusOr<json> Evaluate(ssl::backbones::Backbone& backbone, const ssl::dat
   auto queries = ssl::eval::ExtractFeatures(backbone, val, views, extract);
   if (!queries.ok()) return queries.status();
   json result;
-  for (const auto& r : ssl::eval::KnnClassify(*bank, *queries, ssl::tools::ParseIntList(FLAGS_knn_k), FLAGS_knn_t,
-                                              train.num_classes())) {
+  for (const auto& r :
+       ssl::eval::KnnClassify(*bank, *queries, ssl::tools::ParseIntList(FLAGS_knn_k), FLAGS_knn_t,
+                              train.num_classes())) {
     result["knn_top1_k" + std::to_string(r.k)] = r.top1;
   }
   if (FLAGS_linear) {
@@ -115,18 +117,21 @@ int main(int argc, char** argv) {
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
   if (FLAGS_method != "mocov3") {
-    return Fail(absl::UnimplementedError("method \"" + FLAGS_method + "\" has no trainer yet; mocov3 has"));
+    return Fail(
+        absl::UnimplementedError("method \"" + FLAGS_method + "\" has no trainer yet; mocov3 has"));
   }
   ssl::tools::ApplyThreadsFlag();
-  const std::string work_dir = ssl::tools::UserPath(FLAGS_work_dir.empty()
-                                            ? (std::filesystem::temp_directory_path() / "ssl_experiments" / FLAGS_name).string()
-                                            : FLAGS_work_dir);
+  const std::string work_dir = ssl::tools::UserPath(
+      FLAGS_work_dir.empty()
+          ? (std::filesystem::temp_directory_path() / "ssl_experiments" / FLAGS_name).string()
+          : FLAGS_work_dir);
   std::filesystem::create_directories(work_dir);
   std::string data_root = ssl::tools::UserPath(FLAGS_data);
   if (data_root.empty()) {
     if (!FLAGS_synthetic) {
-      return Fail(absl::InvalidArgumentError("entry " + FLAGS_name + " needs --data=<dataset root with " +
-                                             FLAGS_train_split + "/ and " + FLAGS_val_split + "/>"));
+      return Fail(
+          absl::InvalidArgumentError("entry " + FLAGS_name + " needs --data=<dataset root with " +
+                                     FLAGS_train_split + "/ and " + FLAGS_val_split + "/>"));
     }
     data_root = work_dir + "/data";
     ssl::data::SyntheticDatasetOptions synthetic;
@@ -136,7 +141,8 @@ int main(int argc, char** argv) {
     synthetic.image_size = FLAGS_synthetic_image_size;
     synthetic.seed = FLAGS_seed;
     LOG(INFO) << "writing the synthetic shapes dataset to " << data_root;
-    if (absl::Status s = ssl::data::WriteSyntheticImageFolder(synthetic, data_root); !s.ok()) return Fail(s);
+    if (absl::Status s = ssl::data::WriteSyntheticImageFolder(synthetic, data_root); !s.ok())
+      return Fail(s);
   }
   auto train = ssl::data::ImageFolder::Open(data_root + "/" + FLAGS_train_split);
   if (!train.ok()) return Fail(train.status());
@@ -148,19 +154,30 @@ int main(int argc, char** argv) {
   options.output_dir = work_dir + "/pretrain";
   options.resume = "latest";
   const auto start = std::chrono::steady_clock::now();
-  auto pretrained = ssl::train::RunMocoV3Pretraining(options, ssl::distributed::MakeLocalCommunicator());
+  auto pretrained =
+      ssl::train::RunMocoV3Pretraining(options, ssl::distributed::MakeLocalCommunicator());
   if (!pretrained.ok()) return Fail(pretrained.status());
-  const double pretrain_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double pretrain_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  json results = {{"entry", FLAGS_name}, {"method", FLAGS_method}, {"command", FLAGS_command},
-                  {"dataset", {{"root", data_root}, {"train_images", train->size()},
-                               {"val_images", val->size()}, {"classes", train->num_classes()},
-                               {"synthetic", FLAGS_synthetic && FLAGS_data.empty()}}},
-                  {"pretrain", {{"arch", FLAGS_arch}, {"epochs", FLAGS_epochs}, {"batch_size", FLAGS_batch_size},
-                                {"image_size", FLAGS_image_size}, {"final_loss", pretrained->final_loss},
-                                {"seconds_this_run", pretrain_seconds},
-                                {"images_per_second", pretrained->images_per_second},
-                                {"threads", at::get_num_threads()}}}};
+  json results = {{"entry", FLAGS_name},
+                  {"method", FLAGS_method},
+                  {"command", FLAGS_command},
+                  {"dataset",
+                   {{"root", data_root},
+                    {"train_images", train->size()},
+                    {"val_images", val->size()},
+                    {"classes", train->num_classes()},
+                    {"synthetic", FLAGS_synthetic && FLAGS_data.empty()}}},
+                  {"pretrain",
+                   {{"arch", FLAGS_arch},
+                    {"epochs", FLAGS_epochs},
+                    {"batch_size", FLAGS_batch_size},
+                    {"image_size", FLAGS_image_size},
+                    {"final_loss", pretrained->final_loss},
+                    {"seconds_this_run", pretrain_seconds},
+                    {"images_per_second", pretrained->images_per_second},
+                    {"threads", at::get_num_threads()}}}};
   auto backbone = ssl::train::LoadPretrainedBackbone(pretrained->last_checkpoint);
   if (!backbone.ok()) return Fail(backbone.status());
   auto scores = Evaluate(**backbone, *train, *val, "pretrained");
@@ -178,7 +195,8 @@ int main(int argc, char** argv) {
     results["random_init"] = *baseline;
   }
 
-  std::cout << "\n" << FLAGS_name << " (" << FLAGS_arch << ", " << FLAGS_epochs << " epochs, "
+  std::cout << "\n"
+            << FLAGS_name << " (" << FLAGS_arch << ", " << FLAGS_epochs << " epochs, "
             << train->size() << " training images)\n";
   std::cout << absl::StrFormat("%-14s %10s %10s %10s %10s\n", "backbone", "kNN k=20", "kNN k=200",
                                "linear", "linear5");
@@ -186,21 +204,26 @@ int main(int argc, char** argv) {
     if (!results.contains(which)) continue;
     const json& r = results[which];
     std::cout << absl::StrFormat("%-14s %10s %10s %10s %10s\n", which, Cell(r, "knn_top1_k20"),
-                                 Cell(r, "knn_top1_k200"), Cell(r, "linear_top1"), Cell(r, "linear_top5"));
+                                 Cell(r, "knn_top1_k200"), Cell(r, "linear_top1"),
+                                 Cell(r, "linear_top5"));
   }
   const std::string local = work_dir + "/results.json";
-  if (absl::Status s = ssl::data::WriteFileAtomically(local, results.dump(2) + "\n"); !s.ok()) return Fail(s);
+  if (absl::Status s = ssl::data::WriteFileAtomically(local, results.dump(2) + "\n"); !s.ok())
+    return Fail(s);
   std::cout << "results: " << local << "\n";
   if (FLAGS_record) {
     const char* workspace = std::getenv("BUILD_WORKSPACE_DIRECTORY");
     if (workspace == nullptr) {
-      return Fail(absl::FailedPreconditionError("--record needs `bazel run` (BUILD_WORKSPACE_DIRECTORY unset)"));
+      return Fail(absl::FailedPreconditionError(
+          "--record needs `bazel run` (BUILD_WORKSPACE_DIRECTORY unset)"));
     }
     const std::filesystem::path dir = std::filesystem::path(workspace) / "results" / FLAGS_method;
     std::filesystem::create_directories(dir);
     const std::string recorded = (dir / (FLAGS_name + ".json")).string();
-    if (absl::Status s = ssl::data::WriteFileAtomically(recorded, results.dump(2) + "\n"); !s.ok()) return Fail(s);
-    std::cout << "recorded: " << recorded << " (refresh results/README.md with bazel run //results:report)\n";
+    if (absl::Status s = ssl::data::WriteFileAtomically(recorded, results.dump(2) + "\n"); !s.ok())
+      return Fail(s);
+    std::cout << "recorded: " << recorded
+              << " (refresh results/README.md with bazel run //results:report)\n";
   }
   return 0;
 }

@@ -21,8 +21,8 @@ absl::StatusOr<TransferDatasetSpec> FindTransferDataset(const std::string& name)
     if (spec.name == name) return spec;
     known.push_back(spec.name);
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown transfer dataset \"", name,
-                                                 "\"; known: ", absl::StrJoin(known, ", ")));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown transfer dataset \"", name, "\"; known: ", absl::StrJoin(known, ", ")));
 }
 
 absl::StatusOr<TransferSplits> OpenTransferDataset(const TransferDatasetSpec& spec,
@@ -33,9 +33,9 @@ absl::StatusOr<TransferSplits> OpenTransferDataset(const TransferDatasetSpec& sp
   if (!test.ok()) return test.status();
   for (const data::ImageFolder* split : {&*train, &*test}) {
     if (split->num_classes() != spec.num_classes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          spec.name, " expects ", spec.num_classes, " classes but ", split->root(), " has ",
-          split->num_classes()));
+      return absl::InvalidArgumentError(absl::StrCat(spec.name, " expects ", spec.num_classes,
+                                                     " classes but ", split->root(), " has ",
+                                                     split->num_classes()));
     }
   }
   if (train->classes() != test->classes()) {

@@ -12,7 +12,7 @@
 namespace ssl::transfer {
 
 struct TransferDatasetSpec {
-  std::string name;         ///< "cifar10", "cifar100", "flowers", "pets"
+  std::string name;  ///< "cifar10", "cifar100", "flowers", "pets"
   int num_classes = 0;
   std::string train_split;  ///< sub-folder names of the ImageFolder root
   std::string test_split;

@@ -1,9 +1,9 @@
 #include "transfer/datasets.h"
 
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 #include "ssl/data/test_util.h"
 
@@ -26,7 +26,8 @@ TEST(TransferDatasetsTest, ClassCountMismatchIsReported) {
       std::ofstream(root / split / cls / "x.jpg") << "x";
     }
   }
-  const absl::Status status = OpenTransferDataset(*FindTransferDataset("cifar10"), root.string()).status();
+  const absl::Status status =
+      OpenTransferDataset(*FindTransferDataset("cifar10"), root.string()).status();
   EXPECT_EQ(status.message(),
             "cifar10 expects 10 classes but " + (root / "train").string() + " has 2");
 }
@@ -34,7 +35,8 @@ TEST(TransferDatasetsTest, ClassCountMismatchIsReported) {
 TEST(TransferDatasetsTest, SharedCifar10OpensWithItsSplits) {
   const std::optional<std::string> root = data::testing::SharedDataset("cifar10");
   if (!root) GTEST_SKIP() << "../shared/datasets/cifar10 is not on this machine";
-  absl::StatusOr<TransferSplits> splits = OpenTransferDataset(*FindTransferDataset("cifar10"), *root);
+  absl::StatusOr<TransferSplits> splits =
+      OpenTransferDataset(*FindTransferDataset("cifar10"), *root);
   ASSERT_TRUE(splits.ok()) << splits.status();
   EXPECT_EQ(splits->train.size(), 50000);
   EXPECT_EQ(splits->test.size(), 10000);

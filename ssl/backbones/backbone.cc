@@ -16,10 +16,9 @@ struct ParsedResNet {
 };
 
 absl::Status UnknownName(const std::string& name) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown backbone \"", name, "\"; known: ",
-                   absl::StrJoin(KnownBackboneNames(), ", "),
-                   " (a ResNet also takes any w<multiplier> suffix, e.g. resnet18w0.25)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown backbone \"", name, "\"; known: ", absl::StrJoin(KnownBackboneNames(), ", "),
+      " (a ResNet also takes any w<multiplier> suffix, e.g. resnet18w0.25)"));
 }
 
 absl::StatusOr<ParsedResNet> ParseResNet(const std::string& name) {
@@ -48,8 +47,8 @@ absl::StatusOr<ParsedResNet> ParseResNet(const std::string& name) {
 }  // namespace
 
 std::vector<std::string> KnownBackboneNames() {
-  return {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-          "resnet50w2", "resnet50w4", "resnet50w5"};
+  return {"resnet18",  "resnet34",   "resnet50",   "resnet101",
+          "resnet152", "resnet50w2", "resnet50w4", "resnet50w5"};
 }
 
 absl::StatusOr<std::shared_ptr<Backbone>> CreateBackbone(const std::string& name,
@@ -60,13 +59,13 @@ absl::StatusOr<std::shared_ptr<Backbone>> CreateBackbone(const std::string& name
     return absl::InvalidArgumentError(
         absl::StrCat("num_classes must be >= 0, got ", options.num_classes));
   }
-  return std::shared_ptr<Backbone>(std::make_shared<ResNetImpl>(
-      ResNetOptions()
-          .depth(parsed->depth)
-          .width_multiplier(parsed->width)
-          .cifar_stem(options.cifar_stem)
-          .zero_init_residual(options.zero_init_residual)
-          .num_classes(options.num_classes)));
+  return std::shared_ptr<Backbone>(
+      std::make_shared<ResNetImpl>(ResNetOptions()
+                                       .depth(parsed->depth)
+                                       .width_multiplier(parsed->width)
+                                       .cifar_stem(options.cifar_stem)
+                                       .zero_init_residual(options.zero_init_residual)
+                                       .num_classes(options.num_classes)));
 }
 
 absl::StatusOr<int64_t> BackboneFeatureDim(const std::string& name) {

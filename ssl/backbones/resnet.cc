@@ -33,16 +33,21 @@ nn::Sequential MakeStage(int64_t& in_channels, int64_t planes, int blocks, int64
   return stage;
 }
 
-const int kStageBlocks[][4] = {{2, 2, 2, 2}, {3, 4, 6, 3}, {3, 4, 6, 3}, {3, 4, 23, 3},
-                               {3, 8, 36, 3}};
+const int kStageBlocks[][4] = {
+    {2, 2, 2, 2}, {3, 4, 6, 3}, {3, 4, 6, 3}, {3, 4, 23, 3}, {3, 8, 36, 3}};
 
 int DepthIndex(int depth) {
   switch (depth) {
-    case 18: return 0;
-    case 34: return 1;
-    case 50: return 2;
-    case 101: return 3;
-    case 152: return 4;
+    case 18:
+      return 0;
+    case 34:
+      return 1;
+    case 50:
+      return 2;
+    case 101:
+      return 3;
+    case 152:
+      return 4;
   }
   LOG(FATAL) << "ResNet depth must be 18, 34, 50, 101 or 152, got " << depth;
 }
@@ -93,8 +98,8 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
       << "64 * width multiplier must be a positive whole number, got " << base;
   const int64_t width = std::llround(base);
   const bool bottleneck = options.depth() >= 50;
-  conv1 = register_module("conv1", options.cifar_stem() ? Conv(3, width, 3, 1, 1)
-                                                        : Conv(3, width, 7, 2, 3));
+  conv1 = register_module("conv1",
+                          options.cifar_stem() ? Conv(3, width, 3, 1, 1) : Conv(3, width, 7, 2, 3));
   bn1 = register_module("bn1", nn::BatchNorm2d(width));
   int64_t channels = width;
   nn::Sequential* stages[] = {&layer1, &layer2, &layer3, &layer4};
@@ -102,10 +107,10 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
     const int64_t planes = width << s;
     const int blocks = kStageBlocks[depth_index][s];
     const int64_t stride = s == 0 ? 1 : 2;
-    *stages[s] = register_module(
-        absl::StrCat("layer", s + 1),
-        bottleneck ? MakeStage<Bottleneck>(channels, planes, blocks, stride)
-                   : MakeStage<BasicBlock>(channels, planes, blocks, stride));
+    *stages[s] =
+        register_module(absl::StrCat("layer", s + 1),
+                        bottleneck ? MakeStage<Bottleneck>(channels, planes, blocks, stride)
+                                   : MakeStage<BasicBlock>(channels, planes, blocks, stride));
   }
   feature_dim_ = channels;
   if (options.num_classes() > 0) {

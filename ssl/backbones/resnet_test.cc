@@ -4,14 +4,13 @@
 #include <ATen/ops/randn.h>
 #include <ATen/ops/relu.h>
 #include <ATen/ops/sin.h>
+#include <gtest/gtest.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
-
-#include <gtest/gtest.h>
 
 #include "ssl/backbones/backbone.h"
 #include "ssl/nn/state_dict.h"
@@ -26,8 +25,8 @@ struct Golden {
 
 Golden ReadGolden(const std::string& arch) {
   const std::string path = std::string(std::getenv("TEST_SRCDIR")) + "/" +
-                           std::getenv("TEST_WORKSPACE") +
-                           "/ssl/backbones/testdata/torchvision_" + arch + ".txt";
+                           std::getenv("TEST_WORKSPACE") + "/ssl/backbones/testdata/torchvision_" +
+                           arch + ".txt";
   std::ifstream file(path);
   EXPECT_TRUE(file.good()) << path;
   Golden golden;
@@ -56,7 +55,8 @@ void FillDeterministically(Backbone& model) {
   int k = 0;
   for (auto& [name, tensor] : ssl::nn::StateDict(model)) {
     const int key = k++;
-    if (name.size() >= 19 && name.compare(name.size() - 19, 19, "num_batches_tracked") == 0) continue;
+    if (name.size() >= 19 && name.compare(name.size() - 19, 19, "num_batches_tracked") == 0)
+      continue;
     const at::Tensor i = at::arange(tensor.numel(), at::kDouble);
     const at::Tensor wave = at::sin(0.1 * i + key);
     at::Tensor values;
@@ -96,8 +96,9 @@ TEST_P(TorchvisionGoldenTest, KeysShapesAndLogitsMatchTorchvision) {
   FillDeterministically(**model);
   (*model)->eval();
   torch::NoGradGuard no_grad;
-  const at::Tensor input =
-      at::sin(0.05 * at::arange(2 * 3 * 64 * 64, at::kDouble)).reshape({2, 3, 64, 64}).to(at::kFloat);
+  const at::Tensor input = at::sin(0.05 * at::arange(2 * 3 * 64 * 64, at::kDouble))
+                               .reshape({2, 3, 64, 64})
+                               .to(at::kFloat);
   const at::Tensor logits = (*model)->forward(input);
   ASSERT_EQ(logits.sizes(), (at::IntArrayRef{2, 1000}));
   double scale = 0;
@@ -142,7 +143,8 @@ TEST(ResNetTest, ParameterCountsMatchTorchvisionAndSwav) {
 }
 
 TEST(ResNetTest, FeatureWidthsAgreeWithTheRegistry) {
-  for (const std::string name : {"resnet18", "resnet34", "resnet50", "resnet50w2", "resnet18w0.25"}) {
+  for (const std::string name :
+       {"resnet18", "resnet34", "resnet50", "resnet50w2", "resnet18w0.25"}) {
     auto model = CreateBackbone(name);
     ASSERT_TRUE(model.ok()) << name;
     EXPECT_EQ((*model)->feature_dim(), *BackboneFeatureDim(name)) << name;

@@ -1,10 +1,10 @@
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <set>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "ssl/core/progress.h"
 #include "ssl/core/random.h"

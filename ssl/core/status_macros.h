@@ -12,10 +12,10 @@
 #define SSL_STATUS_CONCAT_(a, b) SSL_STATUS_CONCAT_INNER_(a, b)
 
 /// Returns the status from the enclosing function if `expr` is not OK.
-#define SSL_RETURN_IF_ERROR(expr)                \
-  do {                                           \
-    const ::absl::Status ssl_status_ = (expr);   \
-    if (!ssl_status_.ok()) return ssl_status_;   \
+#define SSL_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    const ::absl::Status ssl_status_ = (expr); \
+    if (!ssl_status_.ok()) return ssl_status_; \
   } while (false)
 
 /// `SSL_ASSIGN_OR_RETURN(auto value, MaybeValue())`: unwraps a StatusOr or returns

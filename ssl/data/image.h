@@ -37,7 +37,9 @@ struct FloatImage {
   size_t plane_size() const { return static_cast<size_t>(height) * width; }
   float* plane(int c) { return data.data() + c * plane_size(); }
   const float* plane(int c) const { return data.data() + c * plane_size(); }
-  float& at(int c, int y, int x) { return data[c * plane_size() + static_cast<size_t>(y) * width + x]; }
+  float& at(int c, int y, int x) {
+    return data[c * plane_size() + static_cast<size_t>(y) * width + x];
+  }
   float at(int c, int y, int x) const {
     return data[c * plane_size() + static_cast<size_t>(y) * width + x];
   }

@@ -13,8 +13,8 @@ namespace fs = std::filesystem;
 
 bool HasImageExtension(const std::string& filename) {
   const std::string lower = absl::AsciiStrToLower(filename);
-  for (const char* ext : {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff",
-                          ".webp"}) {
+  for (const char* ext :
+       {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}) {
     const size_t n = std::char_traits<char>::length(ext);
     if (lower.size() > n && lower.compare(lower.size() - n, n, ext) == 0) return true;
   }
@@ -61,9 +61,9 @@ absl::StatusOr<ImageFolder> ImageFolder::Open(const std::string& root) {
     for (std::string& path : files) folder.samples_.push_back(Sample{std::move(path), label});
   }
   if (!empty_classes.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "dataset root ", root, " has class folders without images: ",
-        absl::StrJoin(empty_classes, ", ")));
+    return absl::InvalidArgumentError(
+        absl::StrCat("dataset root ", root,
+                     " has class folders without images: ", absl::StrJoin(empty_classes, ", ")));
   }
   return folder;
 }

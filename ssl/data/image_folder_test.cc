@@ -3,12 +3,12 @@
 // where it exists).
 #include "ssl/data/image_folder.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
-
-#include <gtest/gtest.h>
 
 #include "ssl/data/image_io.h"
 #include "ssl/data/sampler.h"
@@ -51,7 +51,8 @@ TEST(ImageFolderTest, BadRootsAreOneClearError) {
   const fs::path root = testing::MakeTempDir("bad");
   absl::StatusOr<ImageFolder> missing = ImageFolder::Open((root / "nope").string());
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(missing.status().message(), "dataset root " + (root / "nope").string() + " is not a directory");
+  EXPECT_EQ(missing.status().message(),
+            "dataset root " + (root / "nope").string() + " is not a directory");
   absl::StatusOr<ImageFolder> empty = ImageFolder::Open(root.string());
   EXPECT_NE(empty.status().message().find("has no class folders"), std::string_view::npos);
   Touch(root / "cats" / "1.jpg");
@@ -118,7 +119,8 @@ TEST(SyntheticTest, DrawingIsDeterministicAndClassesDiffer) {
   EXPECT_EQ(first.pixels, DrawSyntheticImage(3, 32, b).pixels);
   Rng c({1, 2, 3});
   EXPECT_NE(first.pixels, DrawSyntheticImage(4, 32, c).pixels);  // same pose, other shape
-  EXPECT_EQ(SyntheticClassNames(3), (std::vector<std::string>{"00_disk", "01_square", "02_triangle"}));
+  EXPECT_EQ(SyntheticClassNames(3),
+            (std::vector<std::string>{"00_disk", "01_square", "02_triangle"}));
 }
 
 TEST(SyntheticTest, WritesAnImageFolderAndReusesACompleteOne) {

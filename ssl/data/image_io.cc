@@ -74,8 +74,7 @@ absl::StatusOr<Image> DecodeJpeg(std::string_view encoded, const std::string& na
     jpeg_destroy_decompress(&cinfo);
     return absl::InvalidArgumentError(absl::StrCat("JPEG ", name, " is truncated"));
   }
-  const bool is_cmyk =
-      cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+  const bool is_cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
   cinfo.out_color_space = is_cmyk ? JCS_CMYK : JCS_RGB;  // libjpeg-turbo expands gray
   jpeg_start_decompress(&cinfo);
   image = Image(cinfo.output_height, cinfo.output_width);

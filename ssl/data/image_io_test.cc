@@ -1,13 +1,12 @@
 #include "ssl/data/image_io.h"
 
-#include <cmath>
-#include <filesystem>
-#include <vector>
-
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <filesystem>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <vector>
 
 #include "ssl/data/test_util.h"
 

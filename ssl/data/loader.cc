@@ -19,8 +19,7 @@ constexpr int64_t kMaxFallbacks = 64;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Loader>> Loader::Create(const ImageFolder& dataset,
-                                                       ViewRecipe recipe,
-                                                       LoaderOptions options) {
+                                                       ViewRecipe recipe, LoaderOptions options) {
   if (absl::Status s = recipe.Validate(); !s.ok()) return s;
   if (options.batch_size < 1) {
     return absl::InvalidArgumentError(
@@ -35,16 +34,14 @@ absl::StatusOr<std::unique_ptr<Loader>> Loader::Create(const ImageFolder& datase
         absl::StrCat("prefetch must be >= 1 batch, got ", options.prefetch_batches));
   }
   if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat("rank ", options.rank,
-                                                   " is not in a world of size ",
-                                                   options.world_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank ", options.rank, " is not in a world of size ", options.world_size));
   }
   const int64_t per_rank = dataset.size() / options.world_size;
   if (options.drop_last && per_rank < options.batch_size) {
     return absl::InvalidArgumentError(absl::StrCat(
         "dataset ", dataset.root(), " has ", dataset.size(), " images, ", per_rank,
-        " per process, fewer than one batch of ", options.batch_size,
-        "; lower the batch size"));
+        " per process, fewer than one batch of ", options.batch_size, "; lower the batch size"));
   }
   return std::unique_ptr<Loader>(new Loader(dataset, std::move(recipe), options));
 }
@@ -53,8 +50,7 @@ Loader::Loader(const ImageFolder& dataset, ViewRecipe recipe, LoaderOptions opti
     : dataset_(dataset),
       recipe_(std::move(recipe)),
       options_(options),
-      sampler_(dataset.size(), options.world_size, options.rank, options.shuffle,
-               options.seed) {}
+      sampler_(dataset.size(), options.world_size, options.rank, options.shuffle, options.seed) {}
 
 Loader::~Loader() { StopWorkers(); }
 
@@ -144,8 +140,8 @@ absl::StatusOr<int64_t> Loader::DecodeWithFallback(int64_t index, Image* image) 
     ++decode_failures_;
     std::lock_guard<std::mutex> lock(warned_mutex_);
     if (warned_.insert(candidate).second) {
-      LOG(WARNING) << "skipping unreadable image (" << decoded.status().message()
-                   << "); sample " << index << " uses the next readable one instead";
+      LOG(WARNING) << "skipping unreadable image (" << decoded.status().message() << "); sample "
+                   << index << " uses the next readable one instead";
     }
   }
   return absl::DataLossError(absl::StrCat("no readable image among ", std::min(kMaxFallbacks, n),
@@ -155,8 +151,8 @@ absl::StatusOr<int64_t> Loader::DecodeWithFallback(int64_t index, Image* image) 
 
 absl::StatusOr<Batch> Loader::BuildBatch(int64_t batch_index) {
   const int64_t begin = batch_index * options_.batch_size;
-  const int64_t b = std::min<int64_t>(options_.batch_size,
-                                      static_cast<int64_t>(epoch_indices_.size()) - begin);
+  const int64_t b =
+      std::min<int64_t>(options_.batch_size, static_cast<int64_t>(epoch_indices_.size()) - begin);
   Batch batch;
   batch.epoch = epoch_;
   batch.iteration = batch_index;

@@ -32,9 +32,9 @@ struct LoaderOptions {
   int num_workers = 2;       ///< threads decoding and augmenting
   int prefetch_batches = 2;  ///< batches prepared ahead of the consumer (>= 1)
   bool shuffle = true;
-  bool drop_last = true;     ///< drop the epoch's final partial batch
+  bool drop_last = true;  ///< drop the epoch's final partial batch
   uint64_t seed = 0;
-  int world_size = 1;        ///< sharding across processes
+  int world_size = 1;  ///< sharding across processes
   int rank = 0;
 };
 
@@ -60,8 +60,7 @@ class Loader {
  public:
   /// Validates options and recipe; InvalidArgument names the bad value.
   static absl::StatusOr<std::unique_ptr<Loader>> Create(const ImageFolder& dataset,
-                                                        ViewRecipe recipe,
-                                                        LoaderOptions options);
+                                                        ViewRecipe recipe, LoaderOptions options);
   ~Loader();
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;

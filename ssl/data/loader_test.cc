@@ -1,12 +1,11 @@
 #include "ssl/data/loader.h"
 
 #include <ATen/ops/equal.h>
+#include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
 #include <set>
-
-#include <gtest/gtest.h>
 
 #include "ssl/data/image_io.h"
 #include "ssl/data/synthetic.h"

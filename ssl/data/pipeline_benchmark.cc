@@ -99,7 +99,12 @@ void BM_MocoV3Loader(benchmark::State& state) {
   state.counters["images_per_s_per_core"] = benchmark::Counter(
       static_cast<double>(images) / options.num_workers, benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_MocoV3Loader)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->MinTime(5.0)->UseRealTime();
+BENCHMARK(BM_MocoV3Loader)
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(5.0)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace ssl::data

@@ -1,16 +1,19 @@
 #include "ssl/data/sampler.h"
 
-#include <numeric>
-
 #include <glog/logging.h>
+
+#include <numeric>
 
 #include "ssl/core/random.h"
 
 namespace ssl::data {
 
-DistributedSampler::DistributedSampler(int64_t dataset_size, int world_size, int rank,
-                                       bool shuffle, uint64_t seed)
-    : dataset_size_(dataset_size), world_size_(world_size), rank_(rank), shuffle_(shuffle),
+DistributedSampler::DistributedSampler(int64_t dataset_size, int world_size, int rank, bool shuffle,
+                                       uint64_t seed)
+    : dataset_size_(dataset_size),
+      world_size_(world_size),
+      rank_(rank),
+      shuffle_(shuffle),
       seed_(seed) {
   CHECK_GE(world_size, 1);
   CHECK(rank >= 0 && rank < world_size) << "rank " << rank << " of " << world_size;

@@ -13,8 +13,7 @@ namespace ssl::data {
 /// when shuffling, else 0..size-1. The ragged tail is dropped, never padded.
 class DistributedSampler {
  public:
-  DistributedSampler(int64_t dataset_size, int world_size, int rank, bool shuffle,
-                     uint64_t seed);
+  DistributedSampler(int64_t dataset_size, int world_size, int rank, bool shuffle, uint64_t seed);
 
   /// This rank's indices for `epoch`.
   std::vector<int64_t> EpochIndices(int64_t epoch) const;

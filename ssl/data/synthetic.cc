@@ -15,9 +15,9 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
-const char* const kShapeNames[kMaxSyntheticClasses] = {
-    "disk", "square", "triangle", "star", "plus", "ring",
-    "crescent", "hexagon", "cross", "stripes", "two_dots", "bar"};
+const char* const kShapeNames[kMaxSyntheticClasses] = {"disk",  "square",  "triangle", "star",
+                                                       "plus",  "ring",    "crescent", "hexagon",
+                                                       "cross", "stripes", "two_dots", "bar"};
 
 bool InsideRegularPolygon(double u, double v, int sides) {
   const double r = std::hypot(u, v);
@@ -31,24 +31,35 @@ bool InsideRegularPolygon(double u, double v, int sides) {
 bool InsideShape(int shape, double u, double v) {
   const double r = std::hypot(u, v);
   switch (shape) {
-    case 0: return r < 0.95;
-    case 1: return std::max(std::abs(u), std::abs(v)) < 0.8;
-    case 2: return InsideRegularPolygon(u, v * 1.1 - 0.15, 3);
+    case 0:
+      return r < 0.95;
+    case 1:
+      return std::max(std::abs(u), std::abs(v)) < 0.8;
+    case 2:
+      return InsideRegularPolygon(u, v * 1.1 - 0.15, 3);
     case 3: {
       const double theta = std::atan2(v, u) + kPi / 2;
       return r < 0.42 + 0.58 * std::pow(0.5 + 0.5 * std::cos(5 * theta), 2.0);
     }
-    case 4: return (std::abs(u) < 0.28 && std::abs(v) < 1) || (std::abs(v) < 0.28 && std::abs(u) < 1);
-    case 5: return r < 1 && r > 0.6;
-    case 6: return r < 0.95 && std::hypot(u - 0.45, v + 0.1) > 0.75;
-    case 7: return InsideRegularPolygon(v, u, 6);
+    case 4:
+      return (std::abs(u) < 0.28 && std::abs(v) < 1) || (std::abs(v) < 0.28 && std::abs(u) < 1);
+    case 5:
+      return r < 1 && r > 0.6;
+    case 6:
+      return r < 0.95 && std::hypot(u - 0.45, v + 0.1) > 0.75;
+    case 7:
+      return InsideRegularPolygon(v, u, 6);
     case 8: {
       const double a = (u + v) / std::sqrt(2.0), b = (u - v) / std::sqrt(2.0);
-      return (std::abs(a) < 0.22 && std::abs(b) < 1.05) || (std::abs(b) < 0.22 && std::abs(a) < 1.05);
+      return (std::abs(a) < 0.22 && std::abs(b) < 1.05) ||
+             (std::abs(b) < 0.22 && std::abs(a) < 1.05);
     }
-    case 9: return r < 0.95 && std::sin(u * 3 * kPi) > 0;
-    case 10: return std::hypot(u - 0.55, v) < 0.4 || std::hypot(u + 0.55, v) < 0.4;
-    default: return std::abs(u) < 1 && std::abs(v) < 0.3;
+    case 9:
+      return r < 0.95 && std::sin(u * 3 * kPi) > 0;
+    case 10:
+      return std::hypot(u - 0.55, v) < 0.4 || std::hypot(u + 0.55, v) < 0.4;
+    default:
+      return std::abs(u) < 1 && std::abs(v) < 0.3;
   }
 }
 
@@ -56,7 +67,8 @@ bool InsideShape(int shape, double u, double v) {
 
 std::vector<std::string> SyntheticClassNames(int num_classes) {
   std::vector<std::string> names;
-  for (int c = 0; c < num_classes; ++c) names.push_back(absl::StrFormat("%02d_%s", c, kShapeNames[c]));
+  for (int c = 0; c < num_classes; ++c)
+    names.push_back(absl::StrFormat("%02d_%s", c, kShapeNames[c]));
   return names;
 }
 
@@ -73,8 +85,10 @@ Image DrawSyntheticImage(int label, int size, Rng& rng) {
   const bool swap = rng.Bernoulli(0.5);
   double background[3], foreground[3];
   for (int c = 0; c < 3; ++c) {
-    background[c] = std::clamp(kPalette[palette][swap ? 1 : 0][c] + rng.Uniform(-0.06, 0.06), 0.0, 1.0);
-    foreground[c] = std::clamp(kPalette[palette][swap ? 0 : 1][c] + rng.Uniform(-0.06, 0.06), 0.0, 1.0);
+    background[c] =
+        std::clamp(kPalette[palette][swap ? 1 : 0][c] + rng.Uniform(-0.06, 0.06), 0.0, 1.0);
+    foreground[c] =
+        std::clamp(kPalette[palette][swap ? 0 : 1][c] + rng.Uniform(-0.06, 0.06), 0.0, 1.0);
   }
   // Pose: centre, scale and a small rotation (large ones would merge plus and cross).
   const double scale = rng.Uniform(0.25, 0.42) * size;
@@ -97,7 +111,8 @@ Image DrawSyntheticImage(int label, int size, Rng& rng) {
         }
       }
       coverage /= kSuper * kSuper;
-      const double shade = gradient_x * (x - size / 2.0) / size + gradient_y * (y - size / 2.0) / size;
+      const double shade =
+          gradient_x * (x - size / 2.0) / size + gradient_y * (y - size / 2.0) / size;
       for (int c = 0; c < 3; ++c) {
         const double value = coverage * foreground[c] + (1 - coverage) * (background[c] + shade) +
                              rng.Uniform(-0.03, 0.03);
@@ -120,9 +135,9 @@ absl::Status WriteSyntheticImageFolder(const SyntheticDatasetOptions& options,
         absl::StrCat("synthetic image_size must be >= 16, got ", options.image_size));
   }
   if (options.train_per_class < 1 || options.val_per_class < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "synthetic images per class must be >= 1, got train ", options.train_per_class,
-        " val ", options.val_per_class));
+    return absl::InvalidArgumentError(
+        absl::StrCat("synthetic images per class must be >= 1, got train ", options.train_per_class,
+                     " val ", options.val_per_class));
   }
   const std::string manifest = absl::StrFormat(
       "{\"generator\": \"ssl synthetic shapes v2\", \"num_classes\": %d, "
@@ -139,8 +154,11 @@ absl::Status WriteSyntheticImageFolder(const SyntheticDatasetOptions& options,
   fs::remove_all(fs::path(root) / "train", error);
   fs::remove_all(fs::path(root) / "val", error);
   const std::vector<std::string> names = SyntheticClassNames(options.num_classes);
-  const struct { const char* name; int count; uint64_t id; } splits[] = {
-      {"train", options.train_per_class, 1}, {"val", options.val_per_class, 2}};
+  const struct {
+    const char* name;
+    int count;
+    uint64_t id;
+  } splits[] = {{"train", options.train_per_class, 1}, {"val", options.val_per_class, 2}};
   for (const auto& split : splits) {
     for (int label = 0; label < options.num_classes; ++label) {
       const fs::path dir = fs::path(root) / split.name / names[label];

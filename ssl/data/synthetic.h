@@ -19,10 +19,10 @@
 namespace ssl::data {
 
 struct SyntheticDatasetOptions {
-  int num_classes = 10;       ///< 2 .. kMaxSyntheticClasses
+  int num_classes = 10;  ///< 2 .. kMaxSyntheticClasses
   int train_per_class = 300;
   int val_per_class = 100;
-  int image_size = 64;        ///< square images, >= 16
+  int image_size = 64;  ///< square images, >= 16
   uint64_t seed = 0;
   int jpeg_quality = 90;
 };

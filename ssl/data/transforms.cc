@@ -63,8 +63,8 @@ void ResampleWindow(const Image& src, const CropBox& box, int full_height, int f
   // Horizontal pass: source rows -> (rows, out_width, 3) floats.
   std::vector<float> horizontal(static_cast<size_t>(row_hi - row_lo) * out_width * 3);
   for (int y = row_lo; y < row_hi; ++y) {
-    const uint8_t* row = src.pixels.data() +
-                         (static_cast<size_t>(box.top + y) * src.width + box.left) * 3;
+    const uint8_t* row =
+        src.pixels.data() + (static_cast<size_t>(box.top + y) * src.width + box.left) * 3;
     float* dst = horizontal.data() + static_cast<size_t>(y - row_lo) * out_width * 3;
     for (int x = 0; x < out_width; ++x) {
       const int ox = window_left + x;
@@ -153,8 +153,8 @@ void ResizeShortSideCenterCrop(const Image& src, int resize_short, int crop, Flo
   const int crop_height = std::min(crop, new_height), crop_width = std::min(crop, new_width);
   const int top = RoundHalfEven((new_height - crop_height) / 2.0);
   const int left = RoundHalfEven((new_width - crop_width) / 2.0);
-  ResampleWindow(src, {0, 0, src.height, src.width}, new_height, new_width, top, left,
-                 crop_height, crop_width, out);
+  ResampleWindow(src, {0, 0, src.height, src.width}, new_height, new_width, top, left, crop_height,
+                 crop_width, out);
 }
 
 void AdjustBrightness(FloatImage& image, float factor) {
@@ -215,12 +215,36 @@ void AdjustHue(FloatImage& image, float hue_shift) {
     const float q = Clamp01(v * (1.0f - s * f));
     const float t = Clamp01(v * (1.0f - s * (1.0f - f)));
     switch (sector) {
-      case 0: rp[i] = v; gp[i] = t; bp[i] = p; break;
-      case 1: rp[i] = q; gp[i] = v; bp[i] = p; break;
-      case 2: rp[i] = p; gp[i] = v; bp[i] = t; break;
-      case 3: rp[i] = p; gp[i] = q; bp[i] = v; break;
-      case 4: rp[i] = t; gp[i] = p; bp[i] = v; break;
-      default: rp[i] = v; gp[i] = p; bp[i] = q; break;
+      case 0:
+        rp[i] = v;
+        gp[i] = t;
+        bp[i] = p;
+        break;
+      case 1:
+        rp[i] = q;
+        gp[i] = v;
+        bp[i] = p;
+        break;
+      case 2:
+        rp[i] = p;
+        gp[i] = v;
+        bp[i] = t;
+        break;
+      case 3:
+        rp[i] = p;
+        gp[i] = q;
+        bp[i] = v;
+        break;
+      case 4:
+        rp[i] = t;
+        gp[i] = p;
+        bp[i] = v;
+        break;
+      default:
+        rp[i] = v;
+        gp[i] = p;
+        bp[i] = q;
+        break;
     }
   }
 }
@@ -321,10 +345,18 @@ ColorJitterDraw SampleColorJitter(const ColorJitterStrength& strength, Rng& rng)
 void ApplyColorJitter(FloatImage& image, const ColorJitterDraw& draw) {
   for (int op : draw.order) {
     switch (op) {
-      case 0: if (draw.brightness != 1) AdjustBrightness(image, draw.brightness); break;
-      case 1: if (draw.contrast != 1) AdjustContrast(image, draw.contrast); break;
-      case 2: if (draw.saturation != 1) AdjustSaturation(image, draw.saturation); break;
-      default: if (draw.hue != 0) AdjustHue(image, draw.hue); break;
+      case 0:
+        if (draw.brightness != 1) AdjustBrightness(image, draw.brightness);
+        break;
+      case 1:
+        if (draw.contrast != 1) AdjustContrast(image, draw.contrast);
+        break;
+      case 2:
+        if (draw.saturation != 1) AdjustSaturation(image, draw.saturation);
+        break;
+      default:
+        if (draw.hue != 0) AdjustHue(image, draw.hue);
+        break;
     }
   }
 }

@@ -3,11 +3,11 @@
 // random parameter draws against their intended distributions.
 #include "ssl/data/transforms.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "ssl/data/test_util.h"
 #include "ssl/data/views.h"
@@ -218,17 +218,17 @@ TEST(ColorTest, GrayscaleSolarizeFlipNormalize) {
   for (int c = 0; c < 3; ++c) EXPECT_NEAR(gray.at(c, 0, 0), 0.299f, 1e-6);
   FloatImage solarized = image;
   Solarize(solarized);
-  EXPECT_FLOAT_EQ(solarized.at(0, 0, 1), 0.2f);            // below threshold: kept
-  EXPECT_FLOAT_EQ(solarized.at(1, 0, 1), 0.4f);            // 0.6 -> 0.4
-  EXPECT_FLOAT_EQ(solarized.at(2, 0, 1), 127.0f / 255);    // 128 -> 127
-  EXPECT_FLOAT_EQ(solarized.at(0, 0, 0), 0.0f);            // 1 -> 0
+  EXPECT_FLOAT_EQ(solarized.at(0, 0, 1), 0.2f);          // below threshold: kept
+  EXPECT_FLOAT_EQ(solarized.at(1, 0, 1), 0.4f);          // 0.6 -> 0.4
+  EXPECT_FLOAT_EQ(solarized.at(2, 0, 1), 127.0f / 255);  // 128 -> 127
+  EXPECT_FLOAT_EQ(solarized.at(0, 0, 0), 0.0f);          // 1 -> 0
   FloatImage flipped = image;
   HorizontalFlip(flipped);
   EXPECT_FLOAT_EQ(flipped.at(0, 0, 0), 0.2f);
   EXPECT_FLOAT_EQ(flipped.at(0, 0, 1), 1.0f);
   std::vector<float> normalized(6);
   Normalize(image, kImagenetMean, kImagenetStd, normalized.data());
-  EXPECT_NEAR(normalized[0], (1 - 0.485f) / 0.229f, 1e-5);   // R of pixel 0
+  EXPECT_NEAR(normalized[0], (1 - 0.485f) / 0.229f, 1e-5);     // R of pixel 0
   EXPECT_NEAR(normalized[3], (0.6f - 0.456f) / 0.224f, 1e-5);  // G of pixel 1
 }
 
@@ -345,7 +345,8 @@ TEST(ViewRecipeTest, MocoV3RecipeMatchesMainMoco) {
 TEST(ViewRecipeTest, ValidateNamesTheBadValue) {
   ViewRecipe recipe = MocoV3Views();
   recipe.groups[1].augmentation.blur_probability = 1.5;
-  EXPECT_EQ(recipe.Validate().message(), "crop group 1: blur probability must be in [0, 1], got 1.5");
+  EXPECT_EQ(recipe.Validate().message(),
+            "crop group 1: blur probability must be in [0, 1], got 1.5");
   MultiCropOptions options;
   options.sizes = {224};  // counts has two entries
   EXPECT_FALSE(MultiCropViews(options).Validate().ok());

@@ -33,7 +33,8 @@ int ViewRecipe::NumViews() const {
 }
 
 absl::Status ViewRecipe::Validate() const {
-  if (groups.empty()) return absl::InvalidArgumentError("a view recipe needs at least one crop group");
+  if (groups.empty())
+    return absl::InvalidArgumentError("a view recipe needs at least one crop group");
   for (int g = 0; g < static_cast<int>(groups.size()); ++g) {
     const CropGroup& group = groups[g];
     const CropAugmentation& a = group.augmentation;
@@ -50,30 +51,29 @@ absl::Status ViewRecipe::Validate() const {
           absl::StrCat("crop group ", g, ": resize_short must be >= 1, got ", a.resize_short));
     }
     if (!(a.scale_min > 0 && a.scale_min <= a.scale_max && a.scale_max <= 1)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "crop group ", g, ": scale range must satisfy 0 < min <= max <= 1, got (",
-          a.scale_min, ", ", a.scale_max, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("crop group ", g, ": scale range must satisfy 0 < min <= max <= 1, got (",
+                       a.scale_min, ", ", a.scale_max, ")"));
     }
     if (!(a.ratio_min > 0 && a.ratio_min <= a.ratio_max)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "crop group ", g, ": ratio range must satisfy 0 < min <= max, got (", a.ratio_min,
-          ", ", a.ratio_max, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("crop group ", g, ": ratio range must satisfy 0 < min <= max, got (",
+                       a.ratio_min, ", ", a.ratio_max, ")"));
     }
     if (!(a.blur_sigma_min > 0 && a.blur_sigma_min <= a.blur_sigma_max)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "crop group ", g, ": blur sigma range must satisfy 0 < min <= max, got (",
-          a.blur_sigma_min, ", ", a.blur_sigma_max, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("crop group ", g, ": blur sigma range must satisfy 0 < min <= max, got (",
+                       a.blur_sigma_min, ", ", a.blur_sigma_max, ")"));
     }
     if (a.jitter.hue < 0 || a.jitter.hue > 0.5) {
       return absl::InvalidArgumentError(
           absl::StrCat("crop group ", g, ": hue jitter must be in [0, 0.5], got ", a.jitter.hue));
     }
-    for (const auto& [p, name] :
-         {std::pair{a.jitter_probability, "jitter probability"},
-          std::pair{a.grayscale_probability, "grayscale probability"},
-          std::pair{a.blur_probability, "blur probability"},
-          std::pair{a.solarize_probability, "solarize probability"},
-          std::pair{a.flip_probability, "flip probability"}}) {
+    for (const auto& [p, name] : {std::pair{a.jitter_probability, "jitter probability"},
+                                  std::pair{a.grayscale_probability, "grayscale probability"},
+                                  std::pair{a.blur_probability, "blur probability"},
+                                  std::pair{a.solarize_probability, "solarize probability"},
+                                  std::pair{a.flip_probability, "flip probability"}}) {
       if (absl::Status s = CheckProbability(p, name, g); !s.ok()) return s;
     }
   }
@@ -134,13 +134,13 @@ ViewRecipe ClassifierTrainViews(int size) {
   return ViewRecipe{{CropGroup{1, a}}};
 }
 
-void AugmentView(const Image& image, const CropAugmentation& a, Rng& rng,
-                 FloatImage* scratch, float* out) {
+void AugmentView(const Image& image, const CropAugmentation& a, Rng& rng, FloatImage* scratch,
+                 float* out) {
   if (a.crop == CropAugmentation::Crop::kResizeCenter) {
     ResizeShortSideCenterCrop(image, a.resize_short, a.size, scratch);
   } else {
-    const CropBox box = SampleResizedCropBox(image.height, image.width, a.scale_min,
-                                             a.scale_max, a.ratio_min, a.ratio_max, rng);
+    const CropBox box = SampleResizedCropBox(image.height, image.width, a.scale_min, a.scale_max,
+                                             a.ratio_min, a.ratio_max, rng);
     ResizedCrop(image, box, a.size, a.size, scratch);
   }
   // Each RandomApply draws its coin first, then (if applied) its parameters, in

@@ -25,21 +25,21 @@ inline constexpr std::array<float, 3> kImagenetStd = {0.229f, 0.224f, 0.225f};
 struct CropAugmentation {
   enum class Crop { kRandomResized, kResizeCenter };
   Crop crop = Crop::kRandomResized;
-  int size = 224;                   ///< output side
-  int resize_short = 256;           ///< kResizeCenter: short side before the center crop
-  double scale_min = 0.08;          ///< kRandomResized: area fraction range
+  int size = 224;           ///< output side
+  int resize_short = 256;   ///< kResizeCenter: short side before the center crop
+  double scale_min = 0.08;  ///< kRandomResized: area fraction range
   double scale_max = 1.0;
-  double ratio_min = 3.0 / 4.0;     ///< kRandomResized: aspect ratio range
+  double ratio_min = 3.0 / 4.0;  ///< kRandomResized: aspect ratio range
   double ratio_max = 4.0 / 3.0;
   double jitter_probability = 0.0;  ///< RandomApply([ColorJitter], p)
   ColorJitterStrength jitter;
   double grayscale_probability = 0.0;
   double blur_probability = 0.0;
-  double blur_sigma_min = 0.1;      ///< sigma ~ U[min, max] pixels of the crop
+  double blur_sigma_min = 0.1;  ///< sigma ~ U[min, max] pixels of the crop
   double blur_sigma_max = 2.0;
   bool blur_before_grayscale = false;  ///< BYOL / Momentum^2 Teacher order
   double solarize_probability = 0.0;
-  bool solarize_after_flip = false;    ///< BYOL / Momentum^2 Teacher order
+  bool solarize_after_flip = false;  ///< BYOL / Momentum^2 Teacher order
   double flip_probability = 0.0;
   std::array<float, 3> mean = kImagenetMean;
   std::array<float, 3> std = kImagenetStd;

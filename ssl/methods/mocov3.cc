@@ -14,8 +14,7 @@ namespace ssl::methods {
 namespace {
 
 at::Tensor L2Normalize(const at::Tensor& x) {
-  return torch::nn::functional::normalize(
-      x, torch::nn::functional::NormalizeFuncOptions().dim(1));
+  return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(1));
 }
 
 }  // namespace
@@ -93,8 +92,7 @@ at::Tensor MocoV3Impl::ContrastiveLoss(const at::Tensor& queries, const at::Tens
   return at::cross_entropy_loss(logits, labels).mul(2.0 * options_.temperature);
 }
 
-at::Tensor MocoV3Impl::forward(const at::Tensor& view1, const at::Tensor& view2,
-                               double momentum) {
+at::Tensor MocoV3Impl::forward(const at::Tensor& view1, const at::Tensor& view2, double momentum) {
   const at::Tensor q1 = predictor->forward(base_encoder->forward(view1));
   const at::Tensor q2 = predictor->forward(base_encoder->forward(view2));
   at::Tensor k1, k2;

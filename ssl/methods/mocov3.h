@@ -22,8 +22,8 @@ namespace ssl::methods {
 struct MocoV3Options {
   std::string arch = "resnet50";
   bool cifar_stem = false;
-  int64_t dim = 256;       ///< output of projector and predictor (--moco-dim)
-  int64_t mlp_dim = 4096;  ///< hidden width of both MLPs (--moco-mlp-dim)
+  int64_t dim = 256;         ///< output of projector and predictor (--moco-dim)
+  int64_t mlp_dim = 4096;    ///< hidden width of both MLPs (--moco-mlp-dim)
   double temperature = 1.0;  ///< --moco-t: 1.0 for ResNets, 0.2 for ViTs
 };
 
@@ -50,8 +50,7 @@ class MocoV3Impl : public torch::nn::Module {
   nn::Mlp predictor{nullptr};
 
  private:
-  MocoV3Impl(const MocoV3Options& options,
-             std::shared_ptr<distributed::Communicator> communicator);
+  MocoV3Impl(const MocoV3Options& options, std::shared_ptr<distributed::Communicator> communicator);
   MocoV3Options options_;
   std::shared_ptr<distributed::Communicator> communicator_;
 };

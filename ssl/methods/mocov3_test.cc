@@ -5,10 +5,9 @@
 #include <ATen/ops/randn.h>
 #include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
+#include <gtest/gtest.h>
 
 #include <cmath>
-
-#include <gtest/gtest.h>
 
 #include "ssl/nn/state_dict.h"
 
@@ -39,9 +38,9 @@ MocoV3Options Tiny() {
   return options;
 }
 
-std::shared_ptr<MocoV3Impl> Make(MocoV3Options options,
-                                 std::shared_ptr<distributed::Communicator> comm =
-                                     distributed::MakeLocalCommunicator()) {
+std::shared_ptr<MocoV3Impl> Make(
+    MocoV3Options options,
+    std::shared_ptr<distributed::Communicator> comm = distributed::MakeLocalCommunicator()) {
   absl::StatusOr<std::shared_ptr<MocoV3Impl>> model = MocoV3Impl::Create(options, comm);
   EXPECT_TRUE(model.ok()) << model.status();
   return *model;
@@ -119,7 +118,7 @@ TEST(MocoV3Test, StateDictKeysFollowTheOriginalLayout) {
                           "predictor.1.running_mean", "predictor.3.weight"}) {
     EXPECT_TRUE(keys.count(key)) << key;
   }
-  EXPECT_FALSE(keys.count("predictor.4.running_mean"));  // no last BN on the predictor
+  EXPECT_FALSE(keys.count("predictor.4.running_mean"));      // no last BN on the predictor
   EXPECT_FALSE(keys.count("momentum_encoder.fc.4.weight"));  // last BN has no affine
 }
 
@@ -164,9 +163,11 @@ TEST(MocoV3Test, MomentumUpdateHappensBeforeTheKeys) {
 
 TEST(MocoV3Test, GradientsReachBaseAndPredictorButNeverTheMomentumEncoder) {
   auto model = Make(Tiny());
-  const at::Tensor loss = model->forward(at::randn({8, 3, 32, 32}), at::randn({8, 3, 32, 32}), 0.99);
+  const at::Tensor loss =
+      model->forward(at::randn({8, 3, 32, 32}), at::randn({8, 3, 32, 32}), 0.99);
   loss.backward();
-  for (const at::Tensor& p : model->momentum_encoder->parameters()) EXPECT_FALSE(p.grad().defined());
+  for (const at::Tensor& p : model->momentum_encoder->parameters())
+    EXPECT_FALSE(p.grad().defined());
   for (const at::Tensor& p : model->predictor->parameters()) {
     ASSERT_TRUE(p.grad().defined());
     EXPECT_GT(p.grad().abs().sum().item<double>(), 0);
@@ -177,8 +178,8 @@ TEST(MocoV3Test, GradientsReachBaseAndPredictorButNeverTheMomentumEncoder) {
 TEST(MocoV3Test, InitialLossIsAboutFourLogB) {
   // Sanity figure from the paper's code: ~2 ln B per term at T = 1 (13.9 for B = 32).
   auto model = Make(Tiny());
-  const double loss = model->forward(at::randn({32, 3, 32, 32}), at::randn({32, 3, 32, 32}), 0.99)
-                          .item<double>();
+  const double loss =
+      model->forward(at::randn({32, 3, 32, 32}), at::randn({32, 3, 32, 32}), 0.99).item<double>();
   EXPECT_NEAR(loss, 4 * std::log(32.0), 0.1 * 4 * std::log(32.0));
 }
 

@@ -1,12 +1,11 @@
+#include <ATen/ops/allclose.h>
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/relu.h>
-#include <ATen/ops/allclose.h>
+#include <gtest/gtest.h>
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/linear.h>
-
-#include <gtest/gtest.h>
 
 #include "ssl/nn/mlp.h"
 #include "ssl/nn/state_dict.h"
@@ -27,8 +26,7 @@ TEST(MlpTest, ProjectorKeysAndShapesMatchMocoV3) {
   EXPECT_EQ(Keys(state), (std::vector<std::string>{
                              "fc.0.weight", "fc.1.weight", "fc.1.bias", "fc.1.running_mean",
                              "fc.1.running_var", "fc.1.num_batches_tracked", "fc.3.weight",
-                             "fc.4.running_mean", "fc.4.running_var",
-                             "fc.4.num_batches_tracked"}));
+                             "fc.4.running_mean", "fc.4.running_var", "fc.4.num_batches_tracked"}));
   EXPECT_EQ(state[0].second.sizes(), (at::IntArrayRef{4096, 2048}));
   EXPECT_EQ(state[6].second.sizes(), (at::IntArrayRef{256, 4096}));
   // The last BN has no affine parameters: 2 Linear weights + BN gamma/beta.
@@ -36,15 +34,13 @@ TEST(MlpTest, ProjectorKeysAndShapesMatchMocoV3) {
 }
 
 TEST(MlpTest, PredictorHasNoLastBn) {
-  Mlp predictor =
-      BuildMlp(MlpOptions().input_dim(256).output_dim(256).last_bn(false));
+  Mlp predictor = BuildMlp(MlpOptions().input_dim(256).output_dim(256).last_bn(false));
   EXPECT_EQ(Keys(StateDict(*predictor)).back(), "3.weight");
   EXPECT_EQ(predictor->size(), 4u);
 }
 
 TEST(MlpTest, TrainForwardMatchesAHandWrittenComposition) {
-  Mlp mlp =
-      BuildMlp(MlpOptions().num_layers(3).input_dim(5).hidden_dim(7).output_dim(3));
+  Mlp mlp = BuildMlp(MlpOptions().num_layers(3).input_dim(5).hidden_dim(7).output_dim(3));
   mlp->train();
   const at::Tensor x = at::randn({6, 5});
   const at::Tensor y = mlp->forward(x);

@@ -1,9 +1,8 @@
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
+#include <gtest/gtest.h>
 
 #include <cmath>
-
-#include <gtest/gtest.h>
 
 #include "ssl/optim/optimizer.h"
 #include "ssl/optim/schedules.h"
@@ -48,12 +47,13 @@ TEST(LarsTest, VectorsGetNeitherDecayNorTrustAndZeroNormsAreSafe) {
   SetGrad(bias, {0.5f, 0.5f});
   SetGrad(zero, {1, 1, 1, 1});
   lars->Step();
-  EXPECT_FLOAT_EQ(bias[0].item<float>(), -4.0f);  // 1 - 10 * 0.5
+  EXPECT_FLOAT_EQ(bias[0].item<float>(), -4.0f);      // 1 - 10 * 0.5
   EXPECT_FLOAT_EQ(zero[0][0].item<float>(), -10.0f);  // ||p|| = 0: no scaling
   lars->Step();
   EXPECT_FLOAT_EQ(bias[0].item<float>(), -13.5f);  // mu = 0.95
   EXPECT_FLOAT_EQ(frozen[0].item<float>(), 5.0f);
-  const c10::impl::GenericDict state = lars->StateDict().toGenericDict().at("state").toGenericDict();
+  const c10::impl::GenericDict state =
+      lars->StateDict().toGenericDict().at("state").toGenericDict();
   EXPECT_EQ(state.size(), 2u);  // no state for the parameter without gradient
   EXPECT_TRUE(state.contains(0));
   EXPECT_FALSE(state.contains(2));

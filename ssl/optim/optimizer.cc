@@ -2,8 +2,8 @@
 
 #include <ATen/core/Dict.h>
 #include <ATen/core/List.h>
-#include <ATen/ops/zeros_like.h>
 #include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 #include <c10/core/GradMode.h>
 
 #include <cmath>
@@ -70,14 +70,14 @@ absl::Status Optimizer::LoadStateDict(const c10::IValue& state_dict) {
   const int64_t num_params = static_cast<int64_t>(group.at("params").toList().size());
   if (num_params != static_cast<int64_t>(params_.size())) {
     return absl::InvalidArgumentError(absl::StrCat("optimizer state covers ", num_params,
-                                                   " parameters, the model has ",
-                                                   params_.size()));
+                                                   " parameters, the model has ", params_.size()));
   }
   std::vector<State> states(params_.size());
   for (const auto& item : dict.at("state").toGenericDict()) {
     const int64_t index = item.key().toInt();
     if (index < 0 || index >= num_params) {
-      return absl::InvalidArgumentError(absl::StrCat("optimizer state index ", index, " out of range"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("optimizer state index ", index, " out of range"));
     }
     for (const auto& entry : item.value().toGenericDict()) {
       const at::Tensor tensor = entry.value().toTensor();
@@ -92,11 +92,16 @@ absl::Status Optimizer::LoadStateDict(const c10::IValue& state_dict) {
   for (const auto& [name, unused] : GroupHyperParameters()) {
     if (!group.contains(name)) continue;
     const double value = group.at(name).toDouble();
-    if (name == "lr") options_.lr = value;
-    else if (name == "weight_decay") options_.weight_decay = value;
-    else if (name == "momentum") options_.momentum = value;
-    else if (name == "trust_coefficient") options_.trust_coefficient = value;
-    else if (name == "eps") options_.eps = value;
+    if (name == "lr")
+      options_.lr = value;
+    else if (name == "weight_decay")
+      options_.weight_decay = value;
+    else if (name == "momentum")
+      options_.momentum = value;
+    else if (name == "trust_coefficient")
+      options_.trust_coefficient = value;
+    else if (name == "eps")
+      options_.eps = value;
   }
   states_ = std::move(states);
   return absl::OkStatus();

@@ -32,8 +32,8 @@ absl::StatusOr<c10::IValue> LoadIValue(const std::string& path) {
   try {
     return torch::jit::pickle_load(std::vector<char>(bytes->begin(), bytes->end()));
   } catch (const std::exception& e) {
-    return absl::DataLossError(absl::StrCat(path, " is not a readable checkpoint: ",
-                                            std::string(e.what()).substr(0, 200)));
+    return absl::DataLossError(absl::StrCat(
+        path, " is not a readable checkpoint: ", std::string(e.what()).substr(0, 200)));
   }
 }
 
@@ -44,8 +44,7 @@ c10::impl::GenericDict StateDictToIValue(const torch::nn::Module& module,
   return dict;
 }
 
-absl::Status LoadStateDictFromIValue(torch::nn::Module& module,
-                                     const c10::impl::GenericDict& state,
+absl::Status LoadStateDictFromIValue(torch::nn::Module& module, const c10::impl::GenericDict& state,
                                      const std::string& prefix,
                                      const std::vector<std::string>& skip_prefixes,
                                      bool allow_unexpected) {
@@ -89,7 +88,8 @@ absl::Status LoadStateDictFromIValue(torch::nn::Module& module,
     return absl::StrCat(absl::StrJoin(head, ", "), keys.size() > 5 ? ", ..." : "");
   };
   std::string message = "state dict does not fit the model:";
-  if (!missing.empty()) absl::StrAppend(&message, " missing ", missing.size(), " keys (", first(missing), ")");
+  if (!missing.empty())
+    absl::StrAppend(&message, " missing ", missing.size(), " keys (", first(missing), ")");
   if (!bad_shape.empty()) absl::StrAppend(&message, " wrong shape for ", first(bad_shape));
   if (!unexpected.empty()) {
     absl::StrAppend(&message, " unexpected ", unexpected.size(), " keys (", first(unexpected), ")");

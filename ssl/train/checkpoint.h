@@ -26,8 +26,7 @@ c10::impl::GenericDict StateDictToIValue(const torch::nn::Module& module,
 /// Every module key must be present with the same shape; entries of `state` under the
 /// prefix that the module lacks are errors too unless `allow_unexpected`. Keys starting
 /// with any of `skip_prefixes` (after the prefix) are left alone on both sides.
-absl::Status LoadStateDictFromIValue(torch::nn::Module& module,
-                                     const c10::impl::GenericDict& state,
+absl::Status LoadStateDictFromIValue(torch::nn::Module& module, const c10::impl::GenericDict& state,
                                      const std::string& prefix,
                                      const std::vector<std::string>& skip_prefixes = {},
                                      bool allow_unexpected = false);

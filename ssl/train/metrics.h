@@ -3,9 +3,8 @@
 #define SSL_TRAIN_METRICS_H_
 
 #include <fstream>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace ssl::train {
 

@@ -1,7 +1,7 @@
 #include "ssl/train/pretrain.h"
 
-#include <ATen/core/Dict.h>
 #include <ATen/Context.h>
+#include <ATen/core/Dict.h>
 #include <ATen/ops/isfinite.h>
 #include <glog/logging.h>
 
@@ -29,30 +29,38 @@ namespace {
 
 absl::Status Validate(const PretrainOptions& o, int world_size) {
   if (o.data.empty()) return absl::InvalidArgumentError("no training data given (--data)");
-  if (o.output_dir.empty()) return absl::InvalidArgumentError("no output directory given (--output_dir)");
+  if (o.output_dir.empty())
+    return absl::InvalidArgumentError("no output directory given (--output_dir)");
   if (o.batch_size < 1 || o.batch_size % world_size != 0) {
     return absl::InvalidArgumentError(absl::StrCat("batch size ", o.batch_size,
                                                    " must be a positive multiple of the ",
                                                    world_size, " processes"));
   }
-  if (o.epochs < 1) return absl::InvalidArgumentError(absl::StrCat("epochs must be >= 1, got ", o.epochs));
+  if (o.epochs < 1)
+    return absl::InvalidArgumentError(absl::StrCat("epochs must be >= 1, got ", o.epochs));
   if (o.warmup_epochs < 0 || (o.warmup_epochs >= o.epochs && o.warmup_epochs > 0)) {
     return absl::InvalidArgumentError(absl::StrCat("warmup epochs must be in [0, epochs), got ",
                                                    o.warmup_epochs, " of ", o.epochs));
   }
-  if (!(o.base_lr > 0)) return absl::InvalidArgumentError(absl::StrCat("learning rate must be > 0, got ", o.base_lr));
+  if (!(o.base_lr > 0))
+    return absl::InvalidArgumentError(absl::StrCat("learning rate must be > 0, got ", o.base_lr));
   if (o.weight_decay < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("weight decay must be >= 0, got ", o.weight_decay));
+    return absl::InvalidArgumentError(
+        absl::StrCat("weight decay must be >= 0, got ", o.weight_decay));
   }
   if (!(o.moco_m >= 0 && o.moco_m <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("moco momentum must be in [0, 1], got ", o.moco_m));
+    return absl::InvalidArgumentError(
+        absl::StrCat("moco momentum must be in [0, 1], got ", o.moco_m));
   }
   if (o.optimizer != "lars" && o.optimizer != "sgd" && o.optimizer != "adamw") {
     return absl::InvalidArgumentError(
         absl::StrCat("optimizer must be lars, sgd or adamw, got \"", o.optimizer, "\""));
   }
-  if (o.print_freq < 1) return absl::InvalidArgumentError(absl::StrCat("print frequency must be >= 1, got ", o.print_freq));
-  if (o.image_size < 16) return absl::InvalidArgumentError(absl::StrCat("image size must be >= 16, got ", o.image_size));
+  if (o.print_freq < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("print frequency must be >= 1, got ", o.print_freq));
+  if (o.image_size < 16)
+    return absl::InvalidArgumentError(absl::StrCat("image size must be >= 16, got ", o.image_size));
   if (!(o.crop_min > 0 && o.crop_min <= 1)) {
     return absl::InvalidArgumentError(absl::StrCat("crop-min must be in (0, 1], got ", o.crop_min));
   }
@@ -60,15 +68,24 @@ absl::Status Validate(const PretrainOptions& o, int world_size) {
 }
 
 nlohmann::json ConfigJson(const PretrainOptions& o) {
-  return {{"method", "mocov3"},          {"arch", o.moco.arch},
-          {"cifar_stem", o.moco.cifar_stem}, {"moco_dim", o.moco.dim},
-          {"moco_mlp_dim", o.moco.mlp_dim},  {"moco_t", o.moco.temperature},
-          {"batch_size", o.batch_size},      {"epochs", o.epochs},
-          {"warmup_epochs", o.warmup_epochs}, {"optimizer", o.optimizer},
-          {"lr", o.base_lr},                 {"weight_decay", o.weight_decay},
-          {"moco_m", o.moco_m},              {"moco_m_cos", o.moco_m_cos},
-          {"crop_min", o.crop_min},          {"image_size", o.image_size},
-          {"seed", o.seed},                  {"data", o.data}};
+  return {{"method", "mocov3"},
+          {"arch", o.moco.arch},
+          {"cifar_stem", o.moco.cifar_stem},
+          {"moco_dim", o.moco.dim},
+          {"moco_mlp_dim", o.moco.mlp_dim},
+          {"moco_t", o.moco.temperature},
+          {"batch_size", o.batch_size},
+          {"epochs", o.epochs},
+          {"warmup_epochs", o.warmup_epochs},
+          {"optimizer", o.optimizer},
+          {"lr", o.base_lr},
+          {"weight_decay", o.weight_decay},
+          {"moco_m", o.moco_m},
+          {"moco_m_cos", o.moco_m_cos},
+          {"crop_min", o.crop_min},
+          {"image_size", o.image_size},
+          {"seed", o.seed},
+          {"data", o.data}};
 }
 
 std::unique_ptr<optim::Optimizer> MakeOptimizer(const PretrainOptions& o,
@@ -120,12 +137,15 @@ absl::StatusOr<PretrainResult> RunMocoV3Pretraining(
       return absl::InvalidArgumentError(absl::StrCat(resume_path, " is not a MoCo v3 checkpoint"));
     }
     const c10::impl::GenericDict checkpoint = loaded->toGenericDict();
-    if (absl::Status s = LoadStateDictFromIValue(*model, checkpoint.at("state_dict").toGenericDict(), "module.");
+    if (absl::Status s =
+            LoadStateDictFromIValue(*model, checkpoint.at("state_dict").toGenericDict(), "module.");
         !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("cannot resume from ", resume_path, ": ", s.message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot resume from ", resume_path, ": ", s.message()));
     }
     if (absl::Status s = optimizer->LoadStateDict(checkpoint.at("optimizer")); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("cannot resume from ", resume_path, ": ", s.message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot resume from ", resume_path, ": ", s.message()));
     }
     start_epoch = static_cast<int>(checkpoint.at("epoch").toInt());
     if (is_main) LOG(INFO) << "resumed from " << resume_path << " at epoch " << start_epoch;
@@ -174,16 +194,18 @@ absl::StatusOr<PretrainResult> RunMocoV3Pretraining(
       const double fractional_epoch = epoch + static_cast<double>(it) / iters;
       const double lr = optim::WarmupCosineLearningRate(peak_lr, options.warmup_epochs,
                                                         options.epochs, fractional_epoch);
-      const double momentum = options.moco_m_cos
-                                  ? optim::CosineMomentum(options.moco_m, options.epochs, fractional_epoch)
-                                  : options.moco_m;
+      const double momentum =
+          options.moco_m_cos
+              ? optim::CosineMomentum(options.moco_m, options.epochs, fractional_epoch)
+              : options.moco_m;
       optimizer->set_lr(lr);
       const at::Tensor loss = model->forward(batch.views[0], batch.views[1], momentum);
       const double loss_value = loss.item<double>();
       if (!std::isfinite(loss_value)) {
-        const std::string diagnostic = (fs::path(options.output_dir) /
-                                        absl::StrFormat("nan_diagnostic_epoch%04d_iter%06d.pth", epoch, it))
-                                           .string();
+        const std::string diagnostic =
+            (fs::path(options.output_dir) /
+             absl::StrFormat("nan_diagnostic_epoch%04d_iter%06d.pth", epoch, it))
+                .string();
         c10::impl::GenericDict dump(c10::StringType::get(), c10::AnyType::get());
         dump.insert("epoch", static_cast<int64_t>(epoch));
         dump.insert("iteration", it);
@@ -194,9 +216,9 @@ absl::StatusOr<PretrainResult> RunMocoV3Pretraining(
         dump.insert("state_dict", StateDictToIValue(*model, "module."));
         const absl::Status saved = SaveIValue(dump, diagnostic);
         return absl::InternalError(absl::StrCat(
-            "loss became ", loss_value, " at epoch ", epoch, " iteration ", it, " (lr ", lr,
-            "); ", saved.ok() ? "diagnostic saved to " + diagnostic
-                              : "diagnostic could not be saved: " + std::string(saved.message()),
+            "loss became ", loss_value, " at epoch ", epoch, " iteration ", it, " (lr ", lr, "); ",
+            saved.ok() ? "diagnostic saved to " + diagnostic
+                       : "diagnostic could not be saved: " + std::string(saved.message()),
             ". Try a lower --lr or a longer --warmup_epochs"));
       }
       optimizer->ZeroGrad();
@@ -213,12 +235,17 @@ absl::StatusOr<PretrainResult> RunMocoV3Pretraining(
         const double data_share = window > 0 ? (wait_now - wait_before) / window : 0;
         LOG(INFO) << absl::StrFormat(
             "Epoch: [%d/%d][%*d/%d]  loss %.4f  lr %.6f  m %.5f  %.1f img/s  data %.1f%%  ETA %s",
-            epoch + 1, options.epochs, static_cast<int>(std::to_string(iters).size()), it + 1, iters,
-            loss_value, lr, momentum, images_per_second, 100 * data_share,
+            epoch + 1, options.epochs, static_cast<int>(std::to_string(iters).size()), it + 1,
+            iters, loss_value, lr, momentum, images_per_second, 100 * data_share,
             FormatDuration(progress.EtaSeconds()));
-        metrics.Write({{"type", "iteration"}, {"epoch", epoch}, {"iteration", it},
-                       {"loss", loss_value}, {"lr", lr}, {"momentum", momentum},
-                       {"images_per_second", images_per_second}, {"data_wait_share", data_share}});
+        metrics.Write({{"type", "iteration"},
+                       {"epoch", epoch},
+                       {"iteration", it},
+                       {"loss", loss_value},
+                       {"lr", lr},
+                       {"momentum", momentum},
+                       {"images_per_second", images_per_second},
+                       {"data_wait_share", data_share}});
         window_start = Clock::now();
         window_images = 0;
         wait_before = wait_now;
@@ -226,7 +253,9 @@ absl::StatusOr<PretrainResult> RunMocoV3Pretraining(
     }
     result.final_loss = loss_sum / iters;
     result.epochs_completed = epoch + 1;
-    nlohmann::json record = {{"type", "epoch"}, {"epoch", epoch + 1}, {"loss", result.final_loss},
+    nlohmann::json record = {{"type", "epoch"},
+                             {"epoch", epoch + 1},
+                             {"loss", result.final_loss},
                              {"decode_failures", (*loader)->stats().decode_failures}};
     if (is_main) {
       c10::impl::GenericDict checkpoint(c10::StringType::get(), c10::AnyType::get());
@@ -234,7 +263,8 @@ absl::StatusOr<PretrainResult> RunMocoV3Pretraining(
       checkpoint.insert("arch", options.moco.arch);
       checkpoint.insert("state_dict", StateDictToIValue(*model, "module."));
       checkpoint.insert("optimizer", optimizer->StateDict());
-      checkpoint.insert("scaler", c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get()));
+      checkpoint.insert("scaler",
+                        c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get()));
       checkpoint.insert("ssl_config", ConfigJson(options).dump());
       result.last_checkpoint = CheckpointPath(options.output_dir, epoch);
       if (absl::Status s = SaveIValue(checkpoint, result.last_checkpoint); !s.ok()) return s;
@@ -260,14 +290,16 @@ absl::StatusOr<CheckpointConfig> ReadCheckpointConfig(const std::string& path) {
   absl::StatusOr<c10::IValue> loaded = LoadIValue(path);
   if (!loaded.ok()) return loaded.status();
   if (!loaded->isGenericDict() || !loaded->toGenericDict().contains("arch")) {
-    return absl::InvalidArgumentError(absl::StrCat(path, " has no \"arch\" entry; not a pretraining checkpoint"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " has no \"arch\" entry; not a pretraining checkpoint"));
   }
   const c10::impl::GenericDict dict = loaded->toGenericDict();
   CheckpointConfig config;
   config.arch = dict.at("arch").toStringRef();
   if (dict.contains("epoch")) config.epoch = static_cast<int>(dict.at("epoch").toInt());
   if (dict.contains("ssl_config")) {
-    const nlohmann::json json = nlohmann::json::parse(dict.at("ssl_config").toStringRef(), nullptr, false);
+    const nlohmann::json json =
+        nlohmann::json::parse(dict.at("ssl_config").toStringRef(), nullptr, false);
     if (json.is_object()) {
       config.cifar_stem = json.value("cifar_stem", false);
       config.image_size = json.value("image_size", 224);
@@ -276,8 +308,8 @@ absl::StatusOr<CheckpointConfig> ReadCheckpointConfig(const std::string& path) {
   return config;
 }
 
-absl::StatusOr<std::shared_ptr<backbones::Backbone>> LoadPretrainedBackbone(
-    const std::string& path, int64_t num_classes) {
+absl::StatusOr<std::shared_ptr<backbones::Backbone>> LoadPretrainedBackbone(const std::string& path,
+                                                                            int64_t num_classes) {
   absl::StatusOr<CheckpointConfig> config = ReadCheckpointConfig(path);
   if (!config.ok()) return config.status();
   backbones::BackboneOptions backbone_options;
@@ -291,7 +323,8 @@ absl::StatusOr<std::shared_ptr<backbones::Backbone>> LoadPretrainedBackbone(
   const c10::impl::GenericDict state = loaded->toGenericDict().at("state_dict").toGenericDict();
   if (absl::Status s = LoadStateDictFromIValue(**backbone, state, "module.base_encoder.", {"fc."});
       !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot load the backbone of ", path, ": ", s.message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot load the backbone of ", path, ": ", s.message()));
   }
   return backbone;
 }

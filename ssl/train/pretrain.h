@@ -8,9 +8,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "ssl/backbones/backbone.h"
@@ -53,8 +52,8 @@ using EpochMonitor =
 struct PretrainResult {
   std::string last_checkpoint;
   int epochs_completed = 0;
-  double final_loss = 0;          ///< mean loss of the last epoch run
-  double images_per_second = 0;   ///< training throughput of this invocation
+  double final_loss = 0;         ///< mean loss of the last epoch run
+  double images_per_second = 0;  ///< training throughput of this invocation
 };
 
 absl::StatusOr<PretrainResult> RunMocoV3Pretraining(
