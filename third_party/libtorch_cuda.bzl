@@ -22,6 +22,11 @@ cc_library(
     name = "torch",
     hdrs = [":missing_libtorch_home"],
 )
+
+cc_library(
+    name = "torch_distributed",
+    deps = [":torch"],
+)
 """)
         return
     ctx.symlink(home + "/include", "include")
@@ -45,6 +50,12 @@ cc_library(
         "-lc10",
         "-Wl,--as-needed",
     ],
+)
+
+cc_library(
+    name = "torch_distributed",
+    defines = ["USE_C10D_GLOO", "USE_C10D_NCCL"],
+    deps = [":torch"],
 )
 """.format(lib = home + "/lib"))
 

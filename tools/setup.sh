@@ -9,6 +9,7 @@ readonly PACKAGES=(
   bazel-rules-java         # rules_java, which Bazel 4 asks for even in a C++-only build
   g++
   libtorch-dev             # LibTorch 1.13 (CPU), tensors + autograd + c10d/Gloo
+  libgloo-dev              # headers of the Gloo library c10d's CPU process group is built on
   libopenblas0-openmp      # optimized BLAS behind LibTorch's matmul
   libopencv-core-dev
   libopencv-imgcodecs-dev  # JPEG/PNG decode (libjpeg-turbo underneath)

@@ -20,7 +20,7 @@ nn::Conv2d Conv(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t
 
 nn::Sequential MaybeDownsample(int64_t in, int64_t out, int64_t stride) {
   if (stride == 1 && in == out) return nullptr;
-  return nn::Sequential(Conv(in, out, 1, stride, 0), nn::BatchNorm2d(out));
+  return nn::Sequential(Conv(in, out, 1, stride, 0), ssl::nn::BatchNorm2d(out));
 }
 
 template <typename Block>
@@ -56,9 +56,9 @@ int DepthIndex(int depth) {
 
 BasicBlockImpl::BasicBlockImpl(int64_t in_channels, int64_t planes, int64_t stride) {
   conv1 = register_module("conv1", Conv(in_channels, planes, 3, stride, 1));
-  bn1 = register_module("bn1", nn::BatchNorm2d(planes));
+  bn1 = register_module("bn1", ssl::nn::BatchNorm2d(planes));
   conv2 = register_module("conv2", Conv(planes, planes, 3, 1, 1));
-  bn2 = register_module("bn2", nn::BatchNorm2d(planes));
+  bn2 = register_module("bn2", ssl::nn::BatchNorm2d(planes));
   if (auto shortcut = MaybeDownsample(in_channels, planes * kExpansion, stride)) {
     downsample = register_module("downsample", shortcut);
   }
@@ -73,11 +73,11 @@ at::Tensor BasicBlockImpl::forward(const at::Tensor& x) {
 
 BottleneckImpl::BottleneckImpl(int64_t in_channels, int64_t planes, int64_t stride) {
   conv1 = register_module("conv1", Conv(in_channels, planes, 1, 1, 0));
-  bn1 = register_module("bn1", nn::BatchNorm2d(planes));
+  bn1 = register_module("bn1", ssl::nn::BatchNorm2d(planes));
   conv2 = register_module("conv2", Conv(planes, planes, 3, stride, 1));
-  bn2 = register_module("bn2", nn::BatchNorm2d(planes));
+  bn2 = register_module("bn2", ssl::nn::BatchNorm2d(planes));
   conv3 = register_module("conv3", Conv(planes, planes * kExpansion, 1, 1, 0));
-  bn3 = register_module("bn3", nn::BatchNorm2d(planes * kExpansion));
+  bn3 = register_module("bn3", ssl::nn::BatchNorm2d(planes * kExpansion));
   if (auto shortcut = MaybeDownsample(in_channels, planes * kExpansion, stride)) {
     downsample = register_module("downsample", shortcut);
   }
@@ -100,7 +100,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
   const bool bottleneck = options.depth() >= 50;
   conv1 = register_module("conv1",
                           options.cifar_stem() ? Conv(3, width, 3, 1, 1) : Conv(3, width, 7, 2, 3));
-  bn1 = register_module("bn1", nn::BatchNorm2d(width));
+  bn1 = register_module("bn1", ssl::nn::BatchNorm2d(width));
   int64_t channels = width;
   nn::Sequential* stages[] = {&layer1, &layer2, &layer3, &layer4};
   for (int s = 0; s < 4; ++s) {
@@ -122,7 +122,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
   for (const auto& module : modules(/*include_self=*/false)) {
     if (auto* conv = module->as<nn::Conv2d>()) {
       nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
-    } else if (auto* bn = module->as<nn::BatchNorm2d>()) {
+    } else if (auto* bn = module->as<ssl::nn::BatchNorm>()) {
       nn::init::ones_(bn->weight);
       nn::init::zeros_(bn->bias);
     }

@@ -5,7 +5,6 @@
 #define SSL_BACKBONES_RESNET_H_
 
 #include <torch/arg.h>
-#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
@@ -13,6 +12,7 @@
 #include <string>
 
 #include "ssl/backbones/backbone.h"
+#include "ssl/nn/batch_norm.h"
 
 namespace ssl::backbones {
 
@@ -37,7 +37,7 @@ class BasicBlockImpl : public torch::nn::Module {
   static constexpr int64_t kExpansion = 1;
 
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  ssl::nn::BatchNorm bn1{nullptr}, bn2{nullptr};
   torch::nn::Sequential downsample{nullptr};  ///< 1x1 conv + BN when shape changes
 };
 TORCH_MODULE(BasicBlock);
@@ -50,7 +50,7 @@ class BottleneckImpl : public torch::nn::Module {
   static constexpr int64_t kExpansion = 4;
 
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
+  ssl::nn::BatchNorm bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
   torch::nn::Sequential downsample{nullptr};
 };
 TORCH_MODULE(Bottleneck);
@@ -66,7 +66,7 @@ class ResNetImpl : public Backbone {
   const ResNetOptions& options() const { return options_; }
 
   torch::nn::Conv2d conv1{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr};
+  ssl::nn::BatchNorm bn1{nullptr};
   torch::nn::Sequential layer1{nullptr}, layer2{nullptr}, layer3{nullptr}, layer4{nullptr};
   torch::nn::Linear fc{nullptr};  ///< the classifier when built with num_classes > 0
 

@@ -5,6 +5,8 @@
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/linear.h>
 
+#include "ssl/nn/batch_norm.h"
+
 namespace ssl::nn {
 
 Mlp BuildMlp(const MlpOptions& options) {
@@ -16,10 +18,10 @@ Mlp BuildMlp(const MlpOptions& options) {
     const int64_t out = last ? options.output_dim() : options.hidden_dim();
     mlp->push_back(torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(options.bias())));
     if (!last) {
-      mlp->push_back(torch::nn::BatchNorm1d(out));
+      mlp->push_back(BatchNorm1d(out));
       mlp->push_back(torch::nn::ReLU(torch::nn::ReLUOptions().inplace(true)));
     } else if (options.last_bn()) {
-      mlp->push_back(torch::nn::BatchNorm1d(torch::nn::BatchNorm1dOptions(out).affine(false)));
+      mlp->push_back(BatchNorm1d(torch::nn::BatchNorm1dOptions(out).affine(false)));
     }
   }
   return mlp;

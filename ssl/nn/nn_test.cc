@@ -1,4 +1,8 @@
 #include <ATen/ops/allclose.h>
+#include <ATen/ops/equal.h>
+#include <ATen/ops/index_select.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/relu.h>
@@ -7,6 +11,7 @@
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/linear.h>
 
+#include "ssl/nn/batch_norm.h"
 #include "ssl/nn/mlp.h"
 #include "ssl/nn/state_dict.h"
 
@@ -56,7 +61,7 @@ TEST(MlpTest, TrainForwardMatchesAHandWrittenComposition) {
   for (int layer = 0; layer < 3; ++layer) {
     const int base = layer * 3;
     h = at::matmul(h, mlp[base]->as<torch::nn::Linear>()->weight.t());
-    auto* bn = mlp[base + 1]->as<torch::nn::BatchNorm1d>();
+    auto* bn = mlp[base + 1]->as<ssl::nn::BatchNorm>();
     h = batch_norm(h, bn->weight, bn->bias);
     if (layer < 2) h = at::relu(h);
   }
@@ -65,6 +70,128 @@ TEST(MlpTest, TrainForwardMatchesAHandWrittenComposition) {
   EXPECT_LT(y.mean(0).abs().max().item<float>(), 1e-5);
   EXPECT_NEAR(y.var(0, false).mean().item<float>(), 1.0f, 1e-3);
   for (const auto& [key, tensor] : StateDict(*mlp)) EXPECT_TRUE(tensor.defined()) << key;
+}
+
+// Copies the affine parameters of a torch BN into ours (both start at 1 / 0).
+void CopyAffine(const torch::nn::BatchNorm2d& from, BatchNorm& to) {
+  torch::NoGradGuard no_grad;
+  to->weight.copy_(from->weight);
+  to->bias.copy_(from->bias);
+}
+
+torch::nn::BatchNorm2d RandomTorchBatchNorm(int64_t channels) {
+  torch::nn::BatchNorm2d bn(channels);
+  torch::NoGradGuard no_grad;
+  bn->weight.uniform_(0.5, 1.5);
+  bn->bias.uniform_(-0.5, 0.5);
+  return bn;
+}
+
+TEST(BatchNormTest, LocalModeIsBitIdenticalToTorchBatchNorm) {
+  torch::nn::BatchNorm2d reference = RandomTorchBatchNorm(4);
+  BatchNorm ours = BatchNorm2d(4);
+  CopyAffine(reference, ours);
+  const auto ours_state = StateDict(*ours);
+  const auto reference_state = StateDict(*reference);
+  ASSERT_EQ(ours_state.size(), reference_state.size());
+  for (size_t i = 0; i < ours_state.size(); ++i) {
+    EXPECT_EQ(ours_state[i].first, reference_state[i].first);
+  }
+  for (int step = 0; step < 2; ++step) {
+    const at::Tensor x = at::randn({3, 4, 5, 5}).requires_grad_();
+    const at::Tensor x2 = x.detach().clone().requires_grad_();
+    const at::Tensor upstream = at::randn({3, 4, 5, 5});
+    const at::Tensor y_ref = reference->forward(x);
+    const at::Tensor y = ours->forward(x2);
+    EXPECT_TRUE(at::equal(y, y_ref));
+    (y_ref * upstream).sum().backward();
+    (y * upstream).sum().backward();
+    EXPECT_TRUE(at::equal(x2.grad(), x.grad()));
+  }
+  EXPECT_TRUE(at::equal(ours->weight.grad(), reference->weight.grad()));
+  EXPECT_TRUE(at::equal(ours->running_mean, reference->running_mean));
+  EXPECT_TRUE(at::equal(ours->running_var, reference->running_var));
+  EXPECT_EQ(ours->num_batches_tracked.item<int64_t>(), 2);
+  ours->eval();
+  reference->eval();
+  const at::Tensor x = at::randn({2, 4, 3, 3});
+  EXPECT_TRUE(at::equal(ours->forward(x), reference->forward(x)));
+}
+
+TEST(BatchNormTest, SyncModeOnOneProcessIsLocalBatchNorm) {
+  absl::StatusOr<BatchNormSetting> setting =
+      MakeBatchNormSetting("sync", 0, 1, distributed::MakeLocalCommunicator());
+  ASSERT_TRUE(setting.ok()) << setting.status();
+  BatchNorm synced = BatchNorm1d(6);
+  BatchNorm local = BatchNorm1d(6);
+  EXPECT_EQ(ConfigureBatchNorm(*synced, *setting), 1);
+  const at::Tensor x = at::randn({5, 6});
+  EXPECT_TRUE(at::equal(synced->forward(x), local->forward(x)));
+  EXPECT_TRUE(at::equal(synced->running_var, local->running_var));
+}
+
+TEST(BatchNormTest, SplitModeNormalizesEachInterleavedSubBatchOnItsOwn) {
+  torch::nn::BatchNorm2d reference = RandomTorchBatchNorm(3);
+  BatchNorm split = BatchNorm2d(3);
+  CopyAffine(reference, split);
+  ConfigureBatchNorm(*split, *MakeBatchNormSetting("split", 0, 2, nullptr));
+  const at::Tensor x = at::randn({6, 3, 4, 4}).requires_grad_();
+  const at::Tensor upstream = at::randn({6, 3, 4, 4});
+  const at::Tensor y = split->forward(x);
+  (y * upstream).sum().backward();
+  // Reference: samples {0, 2, 4} and {1, 3, 5}, each through its own copy of the BN.
+  at::Tensor mean_sum = at::zeros({3}), var_sum = at::zeros({3}), weight_grad = at::zeros({3});
+  for (int64_t j = 0; j < 2; ++j) {
+    torch::nn::BatchNorm2d copy(3);
+    {
+      torch::NoGradGuard no_grad;
+      copy->weight.copy_(reference->weight);
+      copy->bias.copy_(reference->bias);
+    }
+    const at::Tensor index = at::arange(j, 6, 2, at::kLong);
+    const at::Tensor xj = x.detach().index_select(0, index).requires_grad_();
+    const at::Tensor yj = copy->forward(xj);
+    EXPECT_TRUE(at::allclose(y.detach().index_select(0, index), yj.detach(), 1e-5, 1e-6));
+    (yj * upstream.index_select(0, index)).sum().backward();
+    EXPECT_TRUE(at::allclose(x.grad().index_select(0, index), xj.grad(), 1e-4, 1e-6));
+    mean_sum += copy->running_mean;
+    var_sum += copy->running_var;
+    weight_grad += copy->weight.grad();
+  }
+  EXPECT_TRUE(at::allclose(split->running_mean, mean_sum / 2, 1e-5, 1e-7));
+  EXPECT_TRUE(at::allclose(split->running_var, var_sum / 2, 1e-5, 1e-7));
+  EXPECT_TRUE(at::allclose(split->weight.grad(), weight_grad, 1e-4, 1e-5));
+  // Eval mode uses the pooled running statistics like any BN.
+  split->eval();
+  EXPECT_EQ(split->forward(at::randn({1, 3, 2, 2})).size(0), 1);
+}
+
+TEST(BatchNormTest, BadSettingsAndInputsGiveOneClearError) {
+  auto local = distributed::MakeLocalCommunicator();
+  absl::StatusOr<BatchNormSetting> bad_mode = MakeBatchNormSetting("batch", 0, 1, local);
+  ASSERT_FALSE(bad_mode.ok());
+  EXPECT_EQ(std::string(bad_mode.status().message()),
+            "BatchNorm mode must be local, sync or split, got \"batch\"");
+  absl::StatusOr<BatchNormSetting> too_big = MakeBatchNormSetting("sync", 2, 1, local);
+  ASSERT_FALSE(too_big.ok());
+  EXPECT_EQ(std::string(too_big.status().message()), "SyncBN group size 2 does not divide the world size 1");
+  EXPECT_FALSE(MakeBatchNormSetting("sync", -2, 1, local).ok());
+  EXPECT_FALSE(MakeBatchNormSetting("split", 0, 0, local).ok());
+
+  BatchNorm bn = BatchNorm2d(3);
+  try {
+    bn->forward(at::randn({4, 3}));
+    ADD_FAILURE() << "a 2-D input to BatchNorm2d must throw";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "BatchNorm2d of 3 channels got an input of 2 dimensions with 3 channels");
+  }
+  ConfigureBatchNorm(*bn, *MakeBatchNormSetting("split", 0, 4, local));
+  try {
+    bn->forward(at::randn({6, 3, 2, 2}));
+    ADD_FAILURE() << "a batch of 6 cannot split into 4";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "split BatchNorm: a batch of 6 does not divide into 4 splits");
+  }
 }
 
 }  // namespace

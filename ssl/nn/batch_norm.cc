@@ -1,0 +1,251 @@
+#include "ssl/nn/batch_norm.h"
+
+#include <ATen/Context.h>
+#include <ATen/ops/batch_norm.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/var_mean.h>
+#include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <stdexcept>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace ssl::nn {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+std::vector<int64_t> ReducedDims(const at::Tensor& input) {
+  std::vector<int64_t> dims{0};
+  for (int64_t d = 2; d < input.dim(); ++d) dims.push_back(d);
+  return dims;
+}
+
+std::vector<int64_t> ChannelShape(const at::Tensor& input) {
+  std::vector<int64_t> shape(input.dim(), 1);
+  shape[1] = input.size(1);
+  return shape;
+}
+
+// Statistics pooled over the group: each process contributes its (mean, biased var,
+// count), combined with the parallel-variance formula, which does not lose precision
+// the way sum-of-squares does. Backward all-reduces the two per-channel sums the input
+// gradient needs; weight and bias gradients stay local (gradient averaging adds them).
+class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
+                            const at::Tensor& weight, const at::Tensor& bias,
+                            at::Tensor running_mean, at::Tensor running_var, double eps,
+                            double momentum, int64_t group_address) {
+    auto* group = reinterpret_cast<distributed::Communicator*>(group_address);
+    const int64_t channels = input.size(1);
+    const std::vector<int64_t> dims = ReducedDims(input);
+    auto [local_var, local_mean] = at::var_mean(input, dims, /*unbiased=*/false);
+    const double local_count = static_cast<double>(input.numel() / channels);
+    const at::Tensor stats =
+        at::cat({local_mean, local_var, at::full({1}, local_count, input.options())});
+    const at::Tensor gathered = group->AllGather(stats.unsqueeze(0));  // (world, 2C + 1)
+    const at::Tensor counts = gathered.narrow(1, 2 * channels, 1);
+    const at::Tensor means = gathered.narrow(1, 0, channels);
+    const at::Tensor vars = gathered.narrow(1, channels, channels);
+    const double total = counts.sum().item<double>();
+    const at::Tensor mean = means.mul(counts).sum(0).div(total);
+    const at::Tensor var = vars.add(means.sub(mean).square()).mul(counts).sum(0).div(total);
+    if (running_mean.defined()) {
+      running_mean.mul_(1 - momentum).add_(mean, momentum);
+      running_var.mul_(1 - momentum).add_(var, momentum * total / std::max(total - 1, 1.0));
+    }
+    const at::Tensor invstd = var.add(eps).rsqrt();
+    ctx->save_for_backward({input, weight, mean, invstd});
+    ctx->saved_data["total"] = total;
+    ctx->saved_data["group"] = group_address;
+    return at::batch_norm(input, weight, bias, mean, var, /*training=*/false, 0.0, eps,
+                          /*cudnn_enabled=*/false);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor& input = saved[0];
+    const at::Tensor& weight = saved[1];
+    const std::vector<int64_t> shape = ChannelShape(input);
+    const at::Tensor mean = saved[2].view(shape);
+    const at::Tensor invstd = saved[3].view(shape);
+    const double total = ctx->saved_data["total"].toDouble();
+    auto* group = reinterpret_cast<distributed::Communicator*>(ctx->saved_data["group"].toInt());
+    const at::Tensor grad = grad_outputs[0].contiguous();
+    const std::vector<int64_t> dims = ReducedDims(input);
+    const int64_t channels = input.size(1);
+
+    const at::Tensor normalized = input.sub(mean).mul(invstd);
+    const at::Tensor sum_grad = grad.sum(dims);
+    const at::Tensor sum_grad_normalized = grad.mul(normalized).sum(dims);
+    at::Tensor pooled = at::cat({sum_grad, sum_grad_normalized});
+    group->AllReduceSum(pooled);
+    const at::Tensor mean_grad = pooled.narrow(0, 0, channels).div(total).view(shape);
+    const at::Tensor mean_grad_normalized =
+        pooled.narrow(0, channels, channels).div(total).view(shape);
+    const at::Tensor scale = weight.defined() ? invstd.mul(weight.view(shape)) : invstd;
+    const at::Tensor grad_input =
+        grad.sub(mean_grad).sub(normalized.mul(mean_grad_normalized)).mul(scale);
+    at::Tensor grad_weight, grad_bias;
+    if (weight.defined()) {
+      grad_weight = sum_grad_normalized;
+      grad_bias = sum_grad;
+    }
+    return {grad_input, grad_weight, grad_bias, at::Tensor(), at::Tensor(),
+            at::Tensor(),   at::Tensor(),  at::Tensor()};
+  }
+};
+
+// Split BN as MoCo's SplitBatchNorm: the batch is viewed as (N / s, C * s, ...), so
+// channel block j holds samples j, j + s, j + 2s, ...; each block is normalized with its
+// own statistics, and the running statistics are the mean of the blocks' updates.
+at::Tensor SplitForward(const torch::nn::BatchNormOptions& options, const at::Tensor& weight,
+                        const at::Tensor& bias, at::Tensor& running_mean,
+                        at::Tensor& running_var, double momentum, int splits,
+                        const at::Tensor& input) {
+  const int64_t n = input.size(0);
+  const int64_t channels = input.size(1);
+  if (n % splits != 0) {
+    throw std::invalid_argument(absl::StrCat("split BatchNorm: a batch of ", n,
+                                             " does not divide into ", splits, " splits"));
+  }
+  std::vector<int64_t> grouped = input.sizes().vec();
+  grouped[0] = n / splits;
+  grouped[1] = channels * splits;
+  at::Tensor mean_copies, var_copies;
+  if (running_mean.defined()) {
+    mean_copies = running_mean.repeat({splits});
+    var_copies = running_var.repeat({splits});
+  }
+  const at::Tensor output = at::batch_norm(
+      input.contiguous().view(grouped), weight.defined() ? weight.repeat({splits}) : weight,
+      bias.defined() ? bias.repeat({splits}) : bias, mean_copies, var_copies,
+      /*training=*/true, momentum, options.eps(), /*cudnn_enabled=*/false);
+  if (running_mean.defined()) {
+    c10::AutoGradMode no_grad(false);
+    running_mean.copy_(mean_copies.view({splits, channels}).mean(0));
+    running_var.copy_(var_copies.view({splits, channels}).mean(0));
+  }
+  return output.view(input.sizes());
+}
+
+const char* ModeName(const BatchNormSetting& setting) {
+  switch (setting.mode) {
+    case BatchNormMode::kSync:
+      return "sync";
+    case BatchNormMode::kSplit:
+      return "split";
+    default:
+      return "local";
+  }
+}
+
+}  // namespace
+
+BatchNormImpl::BatchNormImpl(const torch::nn::BatchNormOptions& options, int spatial_dims)
+    : options(options), spatial_dims(spatial_dims) {
+  reset();
+}
+
+void BatchNormImpl::reset() {
+  const int64_t c = options.num_features();
+  weight = register_parameter("weight", options.affine() ? at::ones({c}) : at::Tensor(),
+                              options.affine());
+  bias = register_parameter("bias", options.affine() ? at::zeros({c}) : at::Tensor(),
+                            options.affine());
+  const bool track = options.track_running_stats();
+  running_mean = register_buffer("running_mean", track ? at::zeros({c}) : at::Tensor());
+  running_var = register_buffer("running_var", track ? at::ones({c}) : at::Tensor());
+  num_batches_tracked = register_buffer(
+      "num_batches_tracked", track ? at::zeros({}, at::TensorOptions(at::kLong)) : at::Tensor());
+}
+
+void BatchNormImpl::pretty_print(std::ostream& stream) const {
+  stream << "ssl::nn::BatchNorm" << spatial_dims << "d(" << options.num_features()
+         << ", eps=" << options.eps() << ", affine=" << options.affine()
+         << ", mode=" << ModeName(setting);
+  if (setting.mode == BatchNormMode::kSplit) stream << ", splits=" << setting.splits;
+  stream << ")";
+}
+
+at::Tensor BatchNormImpl::forward(const at::Tensor& input) {
+  const bool dims_ok = spatial_dims == 2 ? input.dim() == 4 : (input.dim() == 2 || input.dim() == 3);
+  if (!dims_ok || input.size(1) != options.num_features()) {
+    throw std::invalid_argument(absl::StrCat(
+        "BatchNorm", spatial_dims, "d of ", options.num_features(), " channels got an input of ",
+        input.dim(), " dimensions with ", input.dim() > 1 ? input.size(1) : 0, " channels"));
+  }
+  // torch.nn.BatchNorm's bookkeeping: count batches; momentum None = cumulative average.
+  double momentum = options.momentum().value_or(0.0);
+  if (is_training() && options.track_running_stats()) {
+    num_batches_tracked += 1;
+    if (!options.momentum().has_value()) momentum = 1.0 / num_batches_tracked.item<double>();
+  }
+  const bool training = is_training() || !options.track_running_stats();
+  if (training && setting.mode == BatchNormMode::kSync && setting.group &&
+      setting.group->world_size() > 1) {
+    return SyncBatchNormFunction::apply(input, weight, bias, running_mean, running_var,
+                                        options.eps(), momentum,
+                                        reinterpret_cast<int64_t>(setting.group.get()));
+  }
+  if (training && setting.mode == BatchNormMode::kSplit && setting.splits > 1) {
+    return SplitForward(options, weight, bias, running_mean, running_var, momentum,
+                        setting.splits, input);
+  }
+  return at::batch_norm(input, weight, bias, running_mean, running_var, training, momentum,
+                        options.eps(), at::globalContext().userEnabledCuDNN());
+}
+
+BatchNorm BatchNorm1d(const torch::nn::BatchNormOptions& options) {
+  return BatchNorm(options, 1);
+}
+
+BatchNorm BatchNorm2d(const torch::nn::BatchNormOptions& options) {
+  return BatchNorm(options, 2);
+}
+
+absl::StatusOr<BatchNormSetting> MakeBatchNormSetting(
+    const std::string& mode, int sync_group_size, int splits,
+    const std::shared_ptr<distributed::Communicator>& communicator) {
+  BatchNormSetting setting;
+  if (mode == "local") return setting;
+  if (mode == "sync") {
+    absl::StatusOr<std::shared_ptr<distributed::Communicator>> group =
+        distributed::SyncBatchNormGroup(communicator, sync_group_size);
+    if (!group.ok()) return group.status();
+    setting.mode = BatchNormMode::kSync;
+    setting.group = *group;
+    return setting;
+  }
+  if (mode == "split") {
+    if (splits < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("split BN needs at least 1 split, got ", splits));
+    }
+    setting.mode = BatchNormMode::kSplit;
+    setting.splits = splits;
+    return setting;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("BatchNorm mode must be local, sync or split, got \"", mode, "\""));
+}
+
+int ConfigureBatchNorm(torch::nn::Module& module, const BatchNormSetting& setting) {
+  int configured = 0;
+  for (const std::shared_ptr<torch::nn::Module>& child : module.modules()) {
+    if (auto* bn = dynamic_cast<BatchNormImpl*>(child.get())) {
+      bn->setting = setting;
+      ++configured;
+    }
+  }
+  return configured;
+}
+
+}  // namespace ssl::nn

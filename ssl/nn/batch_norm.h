@@ -1,0 +1,63 @@
+// BatchNorm layers whose training-mode statistics can come from more than this
+// process's batch: per process (plain BN), synchronized over a process group (SyncBN,
+// with VISSL's group sizes) or split into sub-batches in one process (split BN, which
+// emulates the per-GPU statistics of an N-GPU run on one device). State-dict keys and
+// eval mode are exactly torch.nn.BatchNorm{1,2}d's, so checkpoints do not depend on the
+// mode, and world size 1 in sync mode is bit-identical to plain BN.
+#ifndef SSL_NN_BATCH_NORM_H_
+#define SSL_NN_BATCH_NORM_H_
+
+#include <torch/nn/cloneable.h>
+#include <torch/nn/options/batchnorm.h>
+#include <torch/nn/pimpl.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "ssl/distributed/communicator.h"
+
+namespace ssl::nn {
+
+enum class BatchNormMode { kLocal, kSync, kSplit };
+
+struct BatchNormSetting {
+  BatchNormMode mode = BatchNormMode::kLocal;
+  /// kSync: the processes whose statistics are pooled.
+  std::shared_ptr<distributed::Communicator> group;
+  /// kSplit: sub-batches; sample n goes to split n % splits, as a DistributedSampler
+  /// would have sent it to process n % world_size.
+  int splits = 1;
+};
+
+/// "local", "sync" (group size as in VISSL: -1 per machine, 0 global, N) or "split"
+/// (with `splits` sub-batches). One clear error for a bad name or size.
+absl::StatusOr<BatchNormSetting> MakeBatchNormSetting(
+    const std::string& mode, int sync_group_size, int splits,
+    const std::shared_ptr<distributed::Communicator>& communicator);
+
+/// BatchNorm over (N, C) or (N, C, L) inputs (1d) or (N, C, H, W) inputs (2d), with the
+/// parameters and buffers of torch.nn.BatchNorm{1,2}d in the same order.
+class BatchNormImpl : public torch::nn::Cloneable<BatchNormImpl> {
+ public:
+  BatchNormImpl(const torch::nn::BatchNormOptions& options, int spatial_dims);
+  void reset() override;
+  at::Tensor forward(const at::Tensor& input);
+  void pretty_print(std::ostream& stream) const override;
+
+  torch::nn::BatchNormOptions options;
+  int spatial_dims;
+  at::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+  BatchNormSetting setting;
+};
+TORCH_MODULE(BatchNorm);
+
+BatchNorm BatchNorm1d(const torch::nn::BatchNormOptions& options);
+BatchNorm BatchNorm2d(const torch::nn::BatchNormOptions& options);
+
+/// Gives every BatchNorm of ours inside `module` the setting; returns how many.
+int ConfigureBatchNorm(torch::nn::Module& module, const BatchNormSetting& setting);
+
+}  // namespace ssl::nn
+
+#endif  // SSL_NN_BATCH_NORM_H_
