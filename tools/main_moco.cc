@@ -5,10 +5,18 @@
 //   bazel run //tools:main_moco -- --data=/path/to/train --output_dir=/tmp/run
 //
 // Rerunning with --resume=latest continues from the newest checkpoint exactly.
+//
+// Several processes (one machine or many) train one model through c10d: start them with
+// //tools:launch, torchrun, srun, or by hand with --dist_url/--world_size/--rank; see
+// the README. --batch_size stays the global batch.
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
+#include <thread>
 #include <iostream>
 
 #include "eval/features.h"
@@ -16,6 +24,8 @@
 #include "ssl/data/image_folder.h"
 #include "ssl/data/views.h"
 #include "ssl/distributed/communicator.h"
+#include "ssl/distributed/environment.h"
+#include "ssl/distributed/process_group.h"
 #include "ssl/train/pretrain.h"
 #include "tools/moco_flags.h"
 
@@ -32,13 +42,27 @@ DEFINE_string(knn_train, "", "kNN memory bank images (default: --data).");
 DEFINE_string(knn_val, "", "kNN query images, e.g. the validation split.");
 DEFINE_string(knn_k, "20,200", "Comma-separated neighbour counts.");
 DEFINE_double(knn_t, 0.07, "kNN vote temperature.");
+DEFINE_string(dist_url, "",
+              "tcp://host:port of rank 0's rendezvous (MoCo v3's flag); with --world_size "
+              "and --rank. Without it the process reads torchrun's, SLURM's or "
+              "MACHINE/MACHINE_TOTAL variables, or runs alone.");
+DEFINE_int32(world_size, -1, "Processes in the job (with --dist_url).");
+DEFINE_int32(rank, -1, "This process's rank in [0, world_size) (with --dist_url).");
+DEFINE_int32(nproc_per_node, 1, "Processes per machine, for the MACHINE / MACHINE_TOTAL convention.");
+DEFINE_string(dist_backend, "gloo", "c10d backend: gloo (CPU) or nccl (CUDA builds only).");
+DEFINE_double(dist_timeout, 1800,
+              "Seconds a process waits for a missing or hung peer before it stops with an "
+              "error naming that rank.");
 DEFINE_int32(knn_resize, 0, "Short side before the kNN center crop (0: image_size * 8 / 7).");
 
 namespace {
 
 int Fail(const absl::Status& status) {
   std::cerr << "main_moco: " << status.message() << "\n";
-  return 1;
+  // A lost peer can leave collectives queued in c10d; skip the destructors that would
+  // wait for them, so the process exits now.
+  std::cerr.flush();
+  std::_Exit(1);
 }
 
 }  // namespace
@@ -57,7 +81,36 @@ int main(int argc, char** argv) {
     return Fail(absl::InvalidArgumentError(
         "--stop_grad_conv1 applies to ViT backbones, and --arch " + FLAGS_arch + " is a ResNet"));
   }
+  ssl::distributed::DistributedFlags dist_flags;
+  dist_flags.dist_url = FLAGS_dist_url;
+  dist_flags.world_size = FLAGS_world_size;
+  dist_flags.rank = FLAGS_rank;
+  dist_flags.nproc_per_node = FLAGS_nproc_per_node;
+  absl::StatusOr<ssl::distributed::DistributedConfig> dist_config =
+      ssl::distributed::ResolveDistributedConfig(dist_flags, std::getenv);
+  if (!dist_config.ok()) return Fail(dist_config.status());
+  if (!(FLAGS_dist_timeout > 0)) {
+    return Fail(absl::InvalidArgumentError("--dist_timeout must be > 0 seconds"));
+  }
+  // Processes sharing a machine share its cores, as torchrun's OMP_NUM_THREADS=1 intends.
+  if (FLAGS_threads == 0 && dist_config->local_world_size > 1) {
+    FLAGS_threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
+                                    dist_config->local_world_size);
+  }
   ssl::tools::ApplyThreadsFlag();
+  ssl::distributed::ProcessGroupOptions group_options;
+  group_options.config = *dist_config;
+  group_options.backend = FLAGS_dist_backend;
+  group_options.timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(FLAGS_dist_timeout * 1000));
+  absl::StatusOr<std::shared_ptr<ssl::distributed::Communicator>> communicator =
+      ssl::distributed::CreateCommunicator(group_options);
+  if (!communicator.ok()) return Fail(communicator.status());
+  if (dist_config->world_size > 1) {
+    LOG(INFO) << "rank " << dist_config->rank << " of " << dist_config->world_size << " ("
+              << dist_config->source << ", " << FLAGS_dist_backend << ", local rank "
+              << dist_config->local_rank << "), " << FLAGS_threads << " compute thread(s)";
+  }
 
   ssl::train::PretrainOptions options = ssl::tools::PretrainOptionsFromFlags();
   options.data = FLAGS_data;
@@ -98,8 +151,9 @@ int main(int argc, char** argv) {
     };
   }
   absl::StatusOr<ssl::train::PretrainResult> result =
-      ssl::train::RunMocoV3Pretraining(options, ssl::distributed::MakeLocalCommunicator(), monitor);
+      ssl::train::RunMocoV3Pretraining(options, *communicator, monitor);
   if (!result.ok()) return Fail(result.status());
+  if ((*communicator)->rank() != 0) return 0;
   std::cout << "finished " << result->epochs_completed << "/" << FLAGS_epochs
             << " epochs; last checkpoint " << result->last_checkpoint << "; "
             << result->images_per_second << " images/s\n";

@@ -31,6 +31,15 @@ DEFINE_int32(image_size, 224, "Crop size of both views.");
 DEFINE_int32(print_freq, 10, "Iterations between progress lines.");
 DEFINE_uint64(seed, 0, "Seeds initialization, data order and augmentations.");
 DEFINE_int32(workers, 2, "Data loading threads.");
+DEFINE_string(bn, "sync",
+              "BatchNorm statistics in training: sync (SyncBN over --sync_bn_group_size "
+              "processes, as MoCo v3; plain BN in a single process), local (each "
+              "process's own batch) or split (--split_bn_splits sub-batches per process, "
+              "emulating that many GPUs' statistics in one process).");
+DEFINE_int32(sync_bn_group_size, 0,
+             "SyncBN groups as in VISSL: 0 all processes, -1 the processes of each "
+             "machine, N consecutive groups of N processes.");
+DEFINE_int32(split_bn_splits, 8, "Sub-batches of each process's batch for --bn=split.");
 DEFINE_int32(threads, 0, "Intra-op compute threads (0: LibTorch's default, one per core).");
 
 namespace ssl::tools {
@@ -55,6 +64,9 @@ train::PretrainOptions PretrainOptionsFromFlags() {
   options.print_freq = FLAGS_print_freq;
   options.seed = FLAGS_seed;
   options.workers = FLAGS_workers;
+  options.bn = FLAGS_bn;
+  options.sync_bn_group_size = FLAGS_sync_bn_group_size;
+  options.split_bn_splits = FLAGS_split_bn_splits;
   return options;
 }
 

@@ -104,6 +104,9 @@ class FailureDiagnosis {
       for (int r = 0; r < config_.world_size; ++r) {
         if (r != config_.rank && after[r] == before[r]) stopped.push_back(r);
       }
+      // Rank 0 hosts the store: it stays a moment longer so that the other survivors,
+      // which detect the failure at about the same time, can finish reading it.
+      if (config_.rank == 0) std::this_thread::sleep_for(interval_ * 5);
       if (stopped.empty()) {
         return absl::StrCat(what, ": every other rank still has a heartbeat, so one is stuck "
                             "outside the collective or the network failed (", first_line, ")");

@@ -20,10 +20,17 @@ class FakeRankOne : public distributed::Communicator {
   explicit FakeRankOne(at::Tensor other_keys) : other_keys_(std::move(other_keys)) {}
   int rank() const override { return 1; }
   int world_size() const override { return 2; }
+  int local_world_size() const override { return 2; }
   at::Tensor AllGather(const at::Tensor& t) override { return at::cat({other_keys_, t.detach()}); }
   void AllReduceSum(at::Tensor&) override {}
+  std::unique_ptr<distributed::PendingReduction> AllReduceSumAsync(at::Tensor) override {
+    return nullptr;
+  }
   void Broadcast(at::Tensor&, int) override {}
   void Barrier() override {}
+  absl::StatusOr<std::shared_ptr<distributed::Communicator>> Subgroup(int) override {
+    return absl::UnimplementedError("not needed by the loss");
+  }
 
  private:
   at::Tensor other_keys_;

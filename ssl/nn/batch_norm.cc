@@ -39,11 +39,13 @@ std::vector<int64_t> ChannelShape(const at::Tensor& input) {
 // gradient needs; weight and bias gradients stay local (gradient averaging adds them).
 class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
  public:
+  // `weight` and `bias` are always defined (ones / zeros without affine): autograd
+  // functions cannot take undefined tensors. Running statistics go through the module.
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
                             const at::Tensor& weight, const at::Tensor& bias,
-                            at::Tensor running_mean, at::Tensor running_var, double eps,
-                            double momentum, int64_t group_address) {
-    auto* group = reinterpret_cast<distributed::Communicator*>(group_address);
+                            BatchNormImpl* module, distributed::Communicator* group,
+                            double momentum) {
+    const double eps = module->options.eps();
     const int64_t channels = input.size(1);
     const std::vector<int64_t> dims = ReducedDims(input);
     auto [local_var, local_mean] = at::var_mean(input, dims, /*unbiased=*/false);
@@ -57,14 +59,15 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const double total = counts.sum().item<double>();
     const at::Tensor mean = means.mul(counts).sum(0).div(total);
     const at::Tensor var = vars.add(means.sub(mean).square()).mul(counts).sum(0).div(total);
-    if (running_mean.defined()) {
-      running_mean.mul_(1 - momentum).add_(mean, momentum);
-      running_var.mul_(1 - momentum).add_(var, momentum * total / std::max(total - 1, 1.0));
+    if (module->running_mean.defined()) {
+      module->running_mean.mul_(1 - momentum).add_(mean, momentum);
+      module->running_var.mul_(1 - momentum).add_(var,
+                                                  momentum * total / std::max(total - 1, 1.0));
     }
     const at::Tensor invstd = var.add(eps).rsqrt();
     ctx->save_for_backward({input, weight, mean, invstd});
     ctx->saved_data["total"] = total;
-    ctx->saved_data["group"] = group_address;
+    ctx->saved_data["group"] = reinterpret_cast<int64_t>(group);
     return at::batch_norm(input, weight, bias, mean, var, /*training=*/false, 0.0, eps,
                           /*cudnn_enabled=*/false);
   }
@@ -90,16 +93,10 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const at::Tensor mean_grad = pooled.narrow(0, 0, channels).div(total).view(shape);
     const at::Tensor mean_grad_normalized =
         pooled.narrow(0, channels, channels).div(total).view(shape);
-    const at::Tensor scale = weight.defined() ? invstd.mul(weight.view(shape)) : invstd;
+    const at::Tensor scale = invstd.mul(weight.view(shape));
     const at::Tensor grad_input =
         grad.sub(mean_grad).sub(normalized.mul(mean_grad_normalized)).mul(scale);
-    at::Tensor grad_weight, grad_bias;
-    if (weight.defined()) {
-      grad_weight = sum_grad_normalized;
-      grad_bias = sum_grad;
-    }
-    return {grad_input, grad_weight, grad_bias, at::Tensor(), at::Tensor(),
-            at::Tensor(),   at::Tensor(),  at::Tensor()};
+    return {grad_input, sum_grad_normalized, sum_grad, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -191,9 +188,11 @@ at::Tensor BatchNormImpl::forward(const at::Tensor& input) {
   const bool training = is_training() || !options.track_running_stats();
   if (training && setting.mode == BatchNormMode::kSync && setting.group &&
       setting.group->world_size() > 1) {
-    return SyncBatchNormFunction::apply(input, weight, bias, running_mean, running_var,
-                                        options.eps(), momentum,
-                                        reinterpret_cast<int64_t>(setting.group.get()));
+    const int64_t c = options.num_features();
+    return SyncBatchNormFunction::apply(
+        input, weight.defined() ? weight : at::ones({c}, input.options()),
+        bias.defined() ? bias : at::zeros({c}, input.options()), this, setting.group.get(),
+        momentum);
   }
   if (training && setting.mode == BatchNormMode::kSplit && setting.splits > 1) {
     return SplitForward(options, weight, bias, running_mean, running_var, momentum,

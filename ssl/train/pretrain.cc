@@ -2,7 +2,9 @@
 
 #include <ATen/Context.h>
 #include <ATen/core/Dict.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/isfinite.h>
+#include <c10/core/GradMode.h>
 #include <glog/logging.h>
 
 #include <chrono>
@@ -12,6 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "ssl/core/progress.h"
+#include "ssl/distributed/gradient_sync.h"
+#include "ssl/nn/batch_norm.h"
 #include "ssl/data/image_folder.h"
 #include "ssl/data/loader.h"
 #include "ssl/data/views.h"
@@ -85,6 +89,9 @@ nlohmann::json ConfigJson(const PretrainOptions& o) {
           {"crop_min", o.crop_min},
           {"image_size", o.image_size},
           {"seed", o.seed},
+          {"bn", o.bn},
+          {"sync_bn_group_size", o.sync_bn_group_size},
+          {"split_bn_splits", o.split_bn_splits},
           {"data", o.data}};
 }
 
@@ -97,11 +104,16 @@ std::unique_ptr<optim::Optimizer> MakeOptimizer(const PretrainOptions& o,
   return optim::MakeAdamW(std::move(params), hyper);
 }
 
-}  // namespace
+double MeanOverProcesses(distributed::Communicator& communicator, double value) {
+  if (communicator.world_size() == 1) return value;
+  at::Tensor sum = at::full({1}, value, at::kDouble);
+  communicator.AllReduceSum(sum);
+  return sum.item<double>() / communicator.world_size();
+}
 
-absl::StatusOr<PretrainResult> RunMocoV3Pretraining(
-    const PretrainOptions& options, std::shared_ptr<distributed::Communicator> communicator,
-    const EpochMonitor& monitor) {
+absl::StatusOr<PretrainResult> TrainMocoV3(const PretrainOptions& options,
+                                           std::shared_ptr<distributed::Communicator> communicator,
+                                           const EpochMonitor& monitor) {
   const int world = communicator->world_size();
   const bool is_main = communicator->rank() == 0;
   if (absl::Status s = Validate(options, world); !s.ok()) return s;
@@ -119,6 +131,10 @@ absl::StatusOr<PretrainResult> RunMocoV3Pretraining(
       methods::MocoV3Impl::Create(options.moco, communicator);
   if (!created.ok()) return created.status();
   std::shared_ptr<methods::MocoV3Impl> model = *created;
+  absl::StatusOr<nn::BatchNormSetting> bn_setting = nn::MakeBatchNormSetting(
+      options.bn, options.sync_bn_group_size, options.split_bn_splits, communicator);
+  if (!bn_setting.ok()) return bn_setting.status();
+  nn::ConfigureBatchNorm(*model, *bn_setting);
   std::unique_ptr<optim::Optimizer> optimizer = MakeOptimizer(options, nn::Parameters(*model));
   const double peak_lr = optim::ScaledLearningRate(options.base_lr, options.batch_size);
 
@@ -150,6 +166,23 @@ absl::StatusOr<PretrainResult> RunMocoV3Pretraining(
     start_epoch = static_cast<int>(checkpoint.at("epoch").toInt());
     if (is_main) LOG(INFO) << "resumed from " << resume_path << " at epoch " << start_epoch;
   }
+  if (world > 1) {
+    // Every process must continue from the same epoch, which needs checkpoints on a
+    // filesystem they all see (as in MoCo v3).
+    at::Tensor epoch_of_rank0 = at::full({1}, start_epoch, at::kLong);
+    communicator->Broadcast(epoch_of_rank0, 0);
+    if (epoch_of_rank0.item<int64_t>() != start_epoch) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "rank ", communicator->rank(), " would start at epoch ", start_epoch, " but rank 0 at ",
+          epoch_of_rank0.item<int64_t>(), "; --output_dir must be shared by all machines"));
+    }
+    // Identical seeds already give identical weights; broadcasting makes it a guarantee.
+    c10::AutoGradMode no_grad(false);
+    for (at::Tensor tensor : model->parameters()) communicator->Broadcast(tensor, 0);
+    for (at::Tensor tensor : model->buffers()) communicator->Broadcast(tensor, 0);
+  }
+  distributed::GradientAverager gradient_averager(nn::Parameters(*model), communicator,
+                                                  options.bucket_bytes);
 
   data::LoaderOptions loader_options;
   loader_options.batch_size = options.batch_size / world;
@@ -223,11 +256,14 @@ absl::StatusOr<PretrainResult> RunMocoV3Pretraining(
       }
       optimizer->ZeroGrad();
       loss.backward();
+      gradient_averager.Synchronize();
       optimizer->Step();
       loss_sum += loss_value;
       ++iterations_done;
       window_images += batch.labels.size(0) * world;
-      if (is_main && ((it + 1) % options.print_freq == 0 || it + 1 == iters)) {
+      if ((it + 1) % options.print_freq == 0 || it + 1 == iters) {
+        const double global_loss = MeanOverProcesses(*communicator, loss_value);
+        if (!is_main) continue;
         progress.Update(iterations_done);
         const double window = std::chrono::duration<double>(Clock::now() - window_start).count();
         const double wait_now = (*loader)->stats().wait_seconds;
@@ -236,12 +272,12 @@ absl::StatusOr<PretrainResult> RunMocoV3Pretraining(
         LOG(INFO) << absl::StrFormat(
             "Epoch: [%d/%d][%*d/%d]  loss %.4f  lr %.6f  m %.5f  %.1f img/s  data %.1f%%  ETA %s",
             epoch + 1, options.epochs, static_cast<int>(std::to_string(iters).size()), it + 1,
-            iters, loss_value, lr, momentum, images_per_second, 100 * data_share,
+            iters, global_loss, lr, momentum, images_per_second, 100 * data_share,
             FormatDuration(progress.EtaSeconds()));
         metrics.Write({{"type", "iteration"},
                        {"epoch", epoch},
                        {"iteration", it},
-                       {"loss", loss_value},
+                       {"loss", global_loss},
                        {"lr", lr},
                        {"momentum", momentum},
                        {"images_per_second", images_per_second},
@@ -251,7 +287,7 @@ absl::StatusOr<PretrainResult> RunMocoV3Pretraining(
         wait_before = wait_now;
       }
     }
-    result.final_loss = loss_sum / iters;
+    result.final_loss = MeanOverProcesses(*communicator, loss_sum / iters);
     result.epochs_completed = epoch + 1;
     nlohmann::json record = {{"type", "epoch"},
                              {"epoch", epoch + 1},
@@ -269,12 +305,14 @@ absl::StatusOr<PretrainResult> RunMocoV3Pretraining(
       result.last_checkpoint = CheckpointPath(options.output_dir, epoch);
       if (absl::Status s = SaveIValue(checkpoint, result.last_checkpoint); !s.ok()) return s;
     }
-    if (monitor) {
+    if (monitor && is_main) {
       absl::StatusOr<nlohmann::json> extra = monitor(epoch + 1, *model->base_encoder);
       model->train();
       if (!extra.ok()) return extra.status();
       record.update(*extra);
     }
+    // The others wait here while rank 0 checkpoints and evaluates.
+    if (world > 1) communicator->Barrier();
     if (is_main) {
       LOG(INFO) << "epoch " << epoch + 1 << " done: " << record.dump();
       metrics.Write(record);
@@ -284,6 +322,18 @@ absl::StatusOr<PretrainResult> RunMocoV3Pretraining(
   result.images_per_second = seconds > 0 ? iterations_done * options.batch_size / seconds : 0;
   if (result.last_checkpoint.empty() && start_epoch > 0) result.last_checkpoint = resume_path;
   return result;
+}
+
+}  // namespace
+
+absl::StatusOr<PretrainResult> RunMocoV3Pretraining(
+    const PretrainOptions& options, std::shared_ptr<distributed::Communicator> communicator,
+    const EpochMonitor& monitor) {
+  try {
+    return TrainMocoV3(options, std::move(communicator), monitor);
+  } catch (const distributed::CollectiveError& e) {
+    return absl::UnavailableError(e.what());
+  }
 }
 
 absl::StatusOr<CheckpointConfig> ReadCheckpointConfig(const std::string& path) {

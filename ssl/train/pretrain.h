@@ -38,11 +38,23 @@ struct PretrainOptions {
   /// when there is none); anything else is a checkpoint path.
   std::string resume;
   int workers = 2;
+  /// BatchNorm statistics in training: "sync" (MoCo v3's SyncBN over the group below;
+  /// plain BN for a single process), "local" (per process) or "split" (per sub-batch).
+  std::string bn = "sync";
+  int sync_bn_group_size = 0;  ///< VISSL: -1 per machine, 0 all processes, N
+  int split_bn_splits = 8;     ///< sub-batches per process for bn = "split"
+  /// Gradient all-reduce bucket size; buckets start while backward is still running.
+  int64_t bucket_bytes = 25 << 20;
   /// Stop (cleanly, after saving) once this many epochs have run in this invocation;
   /// 0 runs to `epochs`. For chunked runs under a time limit.
   int max_epochs_this_run = 0;
 };
 
+/// Multi-process runs: every process calls this with its communicator; the global batch
+/// is split evenly, initial weights are broadcast from rank 0, gradients are averaged,
+/// and only rank 0 logs, writes metrics and checkpoints (and runs the monitor). A lost
+/// peer ends the run with an Unavailable status naming it.
+///
 /// Called after each epoch's checkpoint with the epoch (1-based count) and the base
 /// encoder's backbone; what it returns is added to the epoch's metrics record. The kNN
 /// monitor plugs in here (eval/ depends on train/, not the other way).

@@ -1,0 +1,229 @@
+// Multi-process tests in real processes over loopback (Gloo): collectives and SyncBN
+// groups, a MoCo v3 step on 2 processes equal to 1 process with the whole batch, lost
+// ranks named within the timeout, and an exact resume after a killed 2-process run.
+#include <ATen/ops/abs.h>
+#include <ATen/ops/allclose.h>
+#include <ATen/ops/equal.h>
+#include <ATen/ops/index_select.h>
+#include <ATen/ops/tensor.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "ssl/data/synthetic.h"
+#include "ssl/data/test_util.h"
+#include "ssl/train/checkpoint.h"
+
+namespace ssl {
+namespace {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::string Runfile(const std::string& path) {
+  return std::string(std::getenv("TEST_SRCDIR")) + "/" + std::getenv("TEST_WORKSPACE") + "/" + path;
+}
+
+// A port that was free a moment ago (the kernel's choice for port 0).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  socklen_t length = sizeof(address);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Starts `args` with torchrun's variables for `rank` of `world` (`local_world` per
+// machine); stderr goes to `log`.
+pid_t StartRank(std::vector<std::string> args, int rank, int world, int local_world, int port,
+                const std::string& log) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    freopen(log.c_str(), "w", stderr);
+    setenv("MASTER_ADDR", "127.0.0.1", 1);
+    setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+    setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
+    setenv("RANK", std::to_string(rank).c_str(), 1);
+    setenv("LOCAL_RANK", std::to_string(rank % local_world).c_str(), 1);
+    setenv("LOCAL_WORLD_SIZE", std::to_string(local_world).c_str(), 1);
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int ExitCode(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+struct Job {
+  std::vector<pid_t> pids;
+  std::vector<std::string> logs;
+};
+
+Job StartWorkers(const std::string& dir, int world, int local_world,
+                 const std::vector<std::string>& flags, int ranks_to_start = -1) {
+  Job job;
+  const int port = FreePort();
+  if (ranks_to_start < 0) ranks_to_start = world;
+  for (int rank = 0; rank < ranks_to_start; ++rank) {
+    std::vector<std::string> args = {Runfile("tests/distributed_worker")};
+    args.insert(args.end(), flags.begin(), flags.end());
+    job.logs.push_back(dir + "/rank" + std::to_string(rank) + ".log");
+    job.pids.push_back(StartRank(args, rank, world, local_world, port, job.logs.back()));
+  }
+  return job;
+}
+
+c10::impl::GenericDict Load(const std::string& path) {
+  absl::StatusOr<c10::IValue> loaded = train::LoadIValue(path);
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+  return loaded->toGenericDict();
+}
+
+TEST(DistributedTest, CollectivesAndSyncBatchNormGroupsOnFourProcesses) {
+  const std::string dir = data::testing::MakeTempDir("collectives");
+  // Two "machines" of two processes each.
+  Job job = StartWorkers(dir, 4, 2, {"--scenario=collectives", "--output=" + dir + "/out"});
+  for (size_t r = 0; r < job.pids.size(); ++r) {
+    ASSERT_EQ(ExitCode(job.pids[r]), 0) << ReadFile(job.logs[r]);
+  }
+  for (int r = 0; r < 4; ++r) {
+    const c10::impl::GenericDict out = Load(dir + "/out." + std::to_string(r));
+    EXPECT_TRUE(at::equal(out.at("gathered").toTensor(),
+                          at::tensor({0.f, 0.f, 1.f, 10.f, 2.f, 20.f, 3.f, 30.f}).view({4, 2})));
+    EXPECT_TRUE(at::equal(out.at("sum").toTensor(), at::tensor({10.f, 4.f})));  // 1+2+3+4, 4
+    EXPECT_TRUE(at::equal(out.at("async_sum").toTensor(), at::tensor({6.f, 6.f, 6.f})));
+    EXPECT_TRUE(at::equal(out.at("broadcast").toTensor(), at::tensor({2.f, 2.f})));  // root 2
+    // -1: the two processes of this machine; 0: all four; 1: this process alone.
+    EXPECT_EQ(out.at("group-1_size").toInt(), 2);
+    EXPECT_EQ(out.at("group-1_rank").toInt(), r % 2);
+    EXPECT_EQ(out.at("group-1_sum").toTensor().item<float>(), r < 2 ? 0 + 1 : 2 + 3);
+    EXPECT_EQ(out.at("group0_size").toInt(), 4);
+    EXPECT_EQ(out.at("group0_sum").toTensor().item<float>(), 6);
+    EXPECT_EQ(out.at("group1_size").toInt(), 1);
+    EXPECT_EQ(out.at("group1_sum").toTensor().item<float>(), r);
+  }
+}
+
+// Runs the worker's `scenario` on `world` processes of one machine; rank 0's results.
+c10::impl::GenericDict RunScenario(const std::string& name, int world,
+                                   std::vector<std::string> flags) {
+  const std::string dir = data::testing::MakeTempDir(name);
+  flags.push_back("--output=" + dir + "/out");
+  Job job = StartWorkers(dir, world, world, flags);
+  for (size_t r = 0; r < job.pids.size(); ++r) {
+    EXPECT_EQ(ExitCode(job.pids[r]), 0) << ReadFile(job.logs[r]);
+  }
+  return Load(dir + "/out");
+}
+
+double MaxDifference(const c10::impl::GenericDict& a, const c10::impl::GenericDict& b,
+                     const std::string& key) {
+  const at::Tensor x = a.at(key).toTensor();
+  const at::Tensor y = b.at(key).toTensor();
+  EXPECT_EQ(x.sizes(), y.sizes()) << key;
+  return (x - y).abs().max().item<double>();
+}
+
+TEST(DistributedTest, SyncBatchNormLayerOnTwoProcessesEqualsOneProcess) {
+  const auto one = RunScenario("sync_bn_one", 1, {"--scenario=sync_bn"});
+  const auto two = RunScenario("sync_bn_two", 2, {"--scenario=sync_bn"});
+  // Two processes gather their samples rank by rank: 0, 2, 4, 6, then 1, 3, 5, 7.
+  const at::Tensor order = at::tensor({0, 2, 4, 6, 1, 3, 5, 7}, at::kLong);
+  for (const std::string key : {"outputs", "input_grads"}) {
+    const at::Tensor reordered = one.at(key).toTensor().index_select(0, order);
+    EXPECT_TRUE(at::allclose(two.at(key).toTensor(), reordered, 1e-5, 1e-6)) << key;
+  }
+  for (const std::string key : {"weight_grad", "running_mean", "running_var"}) {
+    EXPECT_LT(MaxDifference(one, two, key), 1e-5) << key;
+  }
+  EXPECT_GT(one.at("running_var").toTensor().min().item<float>(), 1.5);  // not the init 1
+}
+
+// Three MoCo v3 steps (LARS) on a batch of 8 in float64, where agreement to 1e-10 is
+// meaningful; in float32 a borderline ReLU can flip after a few steps and the runs
+// drift apart legitimately.
+TEST(DistributedTest, MocoV3StepsOnTwoProcessesWithSyncBnEqualOneProcessWithTheWholeBatch) {
+  const std::vector<std::string> flags = {"--scenario=moco_step", "--steps=3"};
+  auto with = [&](const std::string& bn) {
+    std::vector<std::string> f = flags;
+    f.push_back("--bn=" + bn);
+    return f;
+  };
+  const auto one = RunScenario("moco_one", 1, with("sync"));
+  const auto two = RunScenario("moco_two", 2, with("sync"));
+  EXPECT_GT(two.at("num_buckets").toInt(), 1);  // several all-reduces overlapped
+  EXPECT_GT(one.at("grads").toTensor().abs().max().item<double>(), 1e-2);
+  for (const std::string key :
+       {"losses", "grads", "last_grads", "params", "base_buffers", "momentum_buffers"}) {
+    EXPECT_LT(MaxDifference(one, two, key), 1e-10) << key;
+  }
+  // Per-process BN over 2 processes is split BN with 2 splits in one process, and
+  // differs from SyncBN: the control that shows the comparison can fail.
+  const auto local = RunScenario("moco_local", 2, with("local"));
+  const auto split = RunScenario("moco_split", 1, with("split"));
+  for (const std::string key : {"losses", "grads", "last_grads", "params"}) {
+    EXPECT_LT(MaxDifference(local, split, key), 1e-10) << key;
+  }
+  EXPECT_GT(MaxDifference(local, one, "losses"), 1e-3);
+}
+
+// The survivors of a job that loses rank 1 exit with the collective error naming it.
+class LostRankTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LostRankTest, SurvivorsNameTheMissingRankWithinTheTimeout) {
+  const std::string dir = data::testing::MakeTempDir("lost_" + GetParam());
+  const auto start = Clock::now();
+  Job job = StartWorkers(dir, 3, 3,
+                         {"--scenario=lose_rank", "--victim_action=" + GetParam(),
+                          "--timeout_ms=3000", "--heartbeat_ms=200"});
+  for (int r : {0, 2}) {
+    EXPECT_EQ(ExitCode(job.pids[r]), 3) << ReadFile(job.logs[r]);
+    const std::string log = ReadFile(job.logs[r]);
+    EXPECT_NE(log.find("rank 1 has stopped responding"), std::string::npos) << log;
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_LT(seconds, 3.0 + 3 * 0.2 + 5.0);  // timeout + diagnosis + start-up slack
+  kill(job.pids[1], SIGKILL);
+  ExitCode(job.pids[1]);
+}
+
+INSTANTIATE_TEST_SUITE_P(KilledOrHung, LostRankTest, ::testing::Values("kill", "stop"));
+
+TEST(DistributedTest, ARankThatNeverStartsIsNamedAtTheRendezvous) {
+  const std::string dir = data::testing::MakeTempDir("never_started");
+  Job job = StartWorkers(dir, 2, 2, {"--timeout_ms=1500"}, /*ranks_to_start=*/1);
+  EXPECT_EQ(ExitCode(job.pids[0]), 2);
+  const std::string log = ReadFile(job.logs[0]);
+  EXPECT_NE(log.find("rank 1 of 2 did not join the rendezvous at 127.0.0.1:"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("within 1.5 s"), std::string::npos) << log;
+}
+
+}  // namespace
+}  // namespace ssl

@@ -1,0 +1,255 @@
+// One process of a multi-process test job (started by distributed_test with torchrun's
+// variables). Scenarios:
+//   collectives  every collective and SyncBN group size, values written per rank
+//   moco_step    MoCo v3 steps on a fixed global batch split over the processes
+//   sync_bn      one SyncBN layer forward and backward
+//   lose_rank    all-reduces in a loop while --victim kills or stops itself
+// Exit status: 0 done, 3 a collective failed (message on stderr), 2 any other error.
+#include <ATen/Parallel.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/index_select.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/randn.h>
+#include <ATen/ops/tensor.h>
+#include <c10/core/GradMode.h>
+#include <gflags/gflags.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include "ssl/distributed/environment.h"
+#include "ssl/distributed/gradient_sync.h"
+#include "ssl/distributed/process_group.h"
+#include "ssl/methods/mocov3.h"
+#include "ssl/nn/batch_norm.h"
+#include "ssl/nn/state_dict.h"
+#include "ssl/optim/optimizer.h"
+#include "ssl/train/checkpoint.h"
+
+DEFINE_string(scenario, "collectives", "collectives | moco_step | lose_rank");
+DEFINE_string(output, "", "Results file (rank 0; collectives: one per rank, .<rank> appended).");
+DEFINE_int32(timeout_ms, 10000, "Collective and rendezvous timeout.");
+DEFINE_int32(heartbeat_ms, 200, "Heartbeat interval.");
+DEFINE_int32(global_batch, 8, "moco_step: samples over all processes.");
+DEFINE_int32(steps, 2, "moco_step: optimizer steps.");
+DEFINE_string(bn, "sync", "moco_step: local | sync | split.");
+DEFINE_int32(split_bn_splits, 2, "moco_step: splits for --bn=split.");
+DEFINE_bool(double_precision, true,
+            "moco_step: float64 model and data, so that 1e-10 agreement is meaningful "
+            "(float32 runs can flip a ReLU on a borderline activation after a few steps).");
+DEFINE_bool(overlap, true, "moco_step: start bucket all-reduces from autograd hooks.");
+DEFINE_int32(victim, 1, "lose_rank: the rank that goes away.");
+DEFINE_string(victim_action, "kill", "lose_rank: kill (SIGKILL) or stop (SIGSTOP).");
+
+namespace ssl {
+namespace {
+
+using distributed::Communicator;
+
+void Save(const c10::impl::GenericDict& results, const std::string& path) {
+  const absl::Status saved = train::SaveIValue(results, path);
+  if (!saved.ok()) throw std::runtime_error(std::string(saved.message()));
+}
+
+c10::impl::GenericDict NewDict() {
+  return c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get());
+}
+
+void Collectives(Communicator& comm) {
+  const int r = comm.rank();
+  auto results = NewDict();
+  results.insert("rank", static_cast<int64_t>(r));
+  results.insert("world_size", static_cast<int64_t>(comm.world_size()));
+  results.insert("gathered",
+                 comm.AllGather(at::tensor({static_cast<float>(r), 10.0f * r}).view({1, 2})));
+  at::Tensor sum = at::tensor({r + 1.0f, 1.0f});
+  comm.AllReduceSum(sum);
+  results.insert("sum", sum);
+  at::Tensor async_sum = at::full({3}, static_cast<float>(r));
+  comm.AllReduceSumAsync(async_sum)->Wait();
+  results.insert("async_sum", async_sum);
+  at::Tensor broadcast = at::full({2}, static_cast<float>(r));
+  comm.Broadcast(broadcast, comm.world_size() / 2);
+  results.insert("broadcast", broadcast);
+  for (int group_size : {-1, 0, 1}) {
+    auto group = distributed::SyncBatchNormGroup(
+        std::shared_ptr<Communicator>(&comm, [](Communicator*) {}), group_size);
+    if (!group.ok()) throw std::runtime_error(std::string(group.status().message()));
+    at::Tensor ranks = at::full({1}, static_cast<float>(r));
+    (*group)->AllReduceSum(ranks);
+    const std::string key = "group" + std::to_string(group_size);
+    results.insert(key + "_size", static_cast<int64_t>((*group)->world_size()));
+    results.insert(key + "_rank", static_cast<int64_t>((*group)->rank()));
+    results.insert(key + "_sum", ranks);
+  }
+  comm.Barrier();
+  Save(results, FLAGS_output + "." + std::to_string(r));
+}
+
+at::Tensor Flat(const std::vector<at::Tensor>& tensors, bool grads) {
+  std::vector<at::Tensor> pieces;
+  for (const at::Tensor& t : tensors) {
+    if (!t.defined()) continue;
+    pieces.push_back((grads ? t.grad() : t).detach().reshape({-1}).to(at::kDouble));
+  }
+  return at::cat(pieces);
+}
+
+void MocoStep(const std::shared_ptr<Communicator>& comm) {
+  methods::MocoV3Options options;
+  options.arch = "resnet18w0.125";
+  options.cifar_stem = true;
+  options.dim = 16;
+  options.mlp_dim = 32;
+  options.temperature = 0.2;
+  at::manual_seed(0);
+  auto model = *methods::MocoV3Impl::Create(options, comm);
+  const at::ScalarType dtype = FLAGS_double_precision ? at::kDouble : at::kFloat;
+  model->to(dtype);
+  auto setting = nn::MakeBatchNormSetting(FLAGS_bn, 0, FLAGS_split_bn_splits, comm);
+  if (!setting.ok()) throw std::runtime_error(std::string(setting.status().message()));
+  nn::ConfigureBatchNorm(*model, *setting);
+  std::vector<at::Tensor> trainable;  // the momentum encoder has no gradients
+  for (const at::Tensor& p : nn::Parameters(*model)) {
+    if (p.requires_grad()) trainable.push_back(p);
+  }
+  optim::OptimizerOptions hyper;
+  hyper.weight_decay = 1e-4;
+  auto optimizer = optim::MakeLars(trainable, hyper);
+  optimizer->set_lr(0.5);
+  // Small buckets, so that several all-reduces overlap the backward pass.
+  distributed::GradientAverager averager(trainable, comm, /*bucket_bytes=*/16 << 10,
+                                         FLAGS_overlap);
+  at::manual_seed(1);
+  const at::Tensor view1 = at::randn({FLAGS_global_batch, 3, 16, 16}).to(dtype);
+  const at::Tensor view2 = at::randn({FLAGS_global_batch, 3, 16, 16}).to(dtype);
+  // Samples rank, rank + world, ...: what a DistributedSampler gives each process, and
+  // what split BN's sub-batch `rank` holds in a single process.
+  const at::Tensor mine =
+      at::arange(comm->rank(), FLAGS_global_batch, comm->world_size(), at::kLong);
+  const at::Tensor my_view1 = view1.index_select(0, mine);
+  const at::Tensor my_view2 = view2.index_select(0, mine);
+  std::vector<double> losses;
+  at::Tensor first_grads, last_grads;
+  model->train();
+  for (int step = 0; step < FLAGS_steps; ++step) {
+    const at::Tensor loss = model->forward(my_view1, my_view2, 0.99);
+    optimizer->ZeroGrad();
+    loss.backward();
+    averager.Synchronize();
+    at::Tensor mean_loss = loss.detach().reshape({1}).clone();
+    comm->AllReduceSum(mean_loss);
+    losses.push_back(mean_loss.item<double>() / comm->world_size());
+    if (step == 0) first_grads = Flat(trainable, /*grads=*/true);
+    last_grads = Flat(trainable, /*grads=*/true);
+    optimizer->Step();
+  }
+  if (comm->rank() != 0) return;
+  auto results = NewDict();
+  results.insert("losses", at::tensor(losses, at::kDouble));
+  results.insert("grads", first_grads);
+  results.insert("last_grads", last_grads);
+  results.insert("params", Flat(trainable, false));
+  results.insert("base_buffers", Flat(model->base_encoder->buffers(), false));
+  results.insert("momentum_buffers", Flat(model->momentum_encoder->buffers(), false));
+  results.insert("num_buckets", static_cast<int64_t>(averager.num_buckets()));
+  c10::List<int64_t> sizes;
+  for (const at::Tensor& p : trainable) sizes.push_back(p.numel());
+  results.insert("sizes", sizes);
+  Save(results, FLAGS_output);
+}
+
+// One SyncBN layer with non-trivial affine parameters: this process's samples
+// (interleaved, as in moco_step) forward and backward against a fixed upstream gradient.
+void SyncBatchNorm(const std::shared_ptr<Communicator>& comm) {
+  at::manual_seed(2);
+  const int64_t n = FLAGS_global_batch;
+  const at::Tensor x = at::randn({n, 3, 4, 4}).mul(3).add(1);
+  const at::Tensor upstream = at::randn({n, 3, 4, 4});
+  nn::BatchNorm bn = nn::BatchNorm2d(3);
+  {
+    c10::AutoGradMode no_grad(false);
+    bn->weight.copy_(at::randn({3}));
+    bn->bias.copy_(at::randn({3}));
+  }
+  nn::ConfigureBatchNorm(*bn, *nn::MakeBatchNormSetting("sync", 0, 1, comm));
+  const at::Tensor mine = at::arange(comm->rank(), n, comm->world_size(), at::kLong);
+  const at::Tensor input = x.index_select(0, mine).requires_grad_();
+  const at::Tensor output = bn->forward(input);
+  output.mul(upstream.index_select(0, mine)).sum().backward();
+  at::Tensor weight_grad = bn->weight.grad().clone();
+  comm->AllReduceSum(weight_grad);
+  const at::Tensor input_grads = comm->AllGather(input.grad());
+  const at::Tensor outputs = comm->AllGather(output.detach());
+  if (comm->rank() != 0) return;
+  auto results = NewDict();
+  results.insert("outputs", outputs);
+  results.insert("input_grads", input_grads);
+  results.insert("weight_grad", weight_grad);
+  results.insert("running_mean", bn->running_mean);
+  results.insert("running_var", bn->running_var);
+  Save(results, FLAGS_output);
+}
+
+void LoseRank(Communicator& comm) {
+  for (int i = 0; i < 1000; ++i) {
+    if (comm.rank() == FLAGS_victim && i == 3) {
+      std::raise(FLAGS_victim_action == "stop" ? SIGSTOP : SIGKILL);
+    }
+    at::Tensor ones = at::ones({4});
+    comm.AllReduceSum(ones);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+int Run() {
+  auto config = distributed::ResolveDistributedConfig({}, std::getenv);
+  if (!config.ok()) throw std::runtime_error(std::string(config.status().message()));
+  distributed::ProcessGroupOptions options;
+  options.config = *config;
+  options.timeout = std::chrono::milliseconds(FLAGS_timeout_ms);
+  options.heartbeat_interval = std::chrono::milliseconds(FLAGS_heartbeat_ms);
+  auto comm = distributed::CreateCommunicator(options);
+  if (!comm.ok()) {
+    std::cerr << "worker: " << comm.status().message() << "\n";
+    return 2;
+  }
+  if (FLAGS_scenario == "collectives") {
+    Collectives(**comm);
+  } else if (FLAGS_scenario == "moco_step") {
+    MocoStep(*comm);
+  } else if (FLAGS_scenario == "sync_bn") {
+    SyncBatchNorm(*comm);
+  } else if (FLAGS_scenario == "lose_rank") {
+    LoseRank(**comm);
+  } else {
+    throw std::runtime_error("unknown scenario " + FLAGS_scenario);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace ssl
+
+int main(int argc, char** argv) {
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  at::set_num_threads(1);
+  try {
+    const int code = ssl::Run();
+    std::cerr.flush();
+    std::_Exit(code);
+  } catch (const ssl::distributed::CollectiveError& e) {
+    std::cerr << "worker: " << e.what() << "\n";
+    std::cerr.flush();
+    std::_Exit(3);
+  } catch (const std::exception& e) {
+    std::cerr << "worker: unexpected error: " << e.what() << "\n";
+    std::cerr.flush();
+    std::_Exit(2);
+  }
+}
