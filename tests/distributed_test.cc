@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -223,6 +224,111 @@ TEST(DistributedTest, ARankThatNeverStartsIsNamedAtTheRendezvous) {
   EXPECT_NE(log.find("rank 1 of 2 did not join the rendezvous at 127.0.0.1:"), std::string::npos)
       << log;
   EXPECT_NE(log.find("within 1.5 s"), std::string::npos) << log;
+}
+
+// The pid of the child of `parent` whose environment has RANK=`rank` (0 if none yet).
+pid_t ChildWithRank(pid_t parent, int rank) {
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::istringstream stat(ReadFile(entry.path() / "stat"));
+    std::string pid, comm, state;
+    pid_t ppid = 0;
+    stat >> pid >> comm >> state >> ppid;
+    if (ppid != parent) continue;
+    std::string environ = ReadFile(entry.path() / "environ");
+    std::replace(environ.begin(), environ.end(), '\0', '\n');
+    if (("\n" + environ).find("\nRANK=" + std::to_string(rank) + "\n") != std::string::npos) {
+      return static_cast<pid_t>(std::stoi(name));
+    }
+  }
+  return 0;
+}
+
+// main_moco on 2 processes through //tools:launch: one rank SIGKILLed mid-run, the
+// launcher stops the job, and --resume=latest ends bitwise equal to an uninterrupted run.
+TEST(DistributedTest, KilledTwoProcessRunResumesExactly) {
+  const std::string data = data::testing::MakeTempDir("resume_data");
+  data::SyntheticDatasetOptions options;
+  options.num_classes = 4;
+  options.train_per_class = 40;  // 160 images: 10 iterations of 16 per epoch
+  options.val_per_class = 2;
+  options.image_size = 32;
+  ASSERT_TRUE(data::WriteSyntheticImageFolder(options, data).ok());
+  auto start = [&](const std::string& output_dir, const std::string& log,
+                   const std::vector<std::string>& extra) {
+    std::vector<std::string> args = {Runfile("tools/launch"),
+                                     "--nproc_per_node=2",
+                                     "--master_port=" + std::to_string(FreePort()),
+                                     "--",
+                                     Runfile("tools/main_moco"),
+                                     "--data=" + data + "/train",
+                                     "--output_dir=" + output_dir,
+                                     "--arch=resnet18w0.125",
+                                     "--cifar_stem",
+                                     "--image_size=32",
+                                     "--batch_size=16",
+                                     "--epochs=3",
+                                     "--warmup_epochs=1",
+                                     "--moco_dim=16",
+                                     "--moco_mlp_dim=32",
+                                     "--workers=1",
+                                     "--threads=1",
+                                     "--print_freq=5",
+                                     "--dist_timeout=60",
+                                     "--seed=5"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const pid_t pid = fork();
+    if (pid == 0) {
+      freopen(log.c_str(), "w", stderr);
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    return pid;
+  };
+
+  const std::string straight = data::testing::MakeTempDir("straight2");
+  ASSERT_EQ(ExitCode(start(straight, straight + "/log.txt", {})), 0)
+      << ReadFile(straight + "/log.txt");
+
+  const std::string killed = data::testing::MakeTempDir("killed2");
+  const pid_t launcher = start(killed, killed + "/log.txt", {});
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(killed + "/checkpoint_0000.pth.tar") && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const pid_t rank1 = ChildWithRank(launcher, 1);
+  ASSERT_GT(rank1, 0) << "rank 1 not found; " << ReadFile(killed + "/log.txt");
+  ASSERT_EQ(kill(rank1, SIGKILL), 0);
+  EXPECT_NE(ExitCode(launcher), 0);
+  ASSERT_FALSE(fs::exists(killed + "/checkpoint_0002.pth.tar")) << "finished before the kill";
+  EXPECT_NE(ReadFile(killed + "/log.txt").find("rank 1"), std::string::npos);
+
+  ASSERT_EQ(ExitCode(start(killed, killed + "/resume_log.txt", {"--resume=latest"})), 0)
+      << ReadFile(killed + "/resume_log.txt");
+  const c10::impl::GenericDict a = Load(straight + "/checkpoint_0002.pth.tar");
+  const c10::impl::GenericDict b = Load(killed + "/checkpoint_0002.pth.tar");
+  const c10::impl::GenericDict state_a = a.at("state_dict").toGenericDict();
+  const c10::impl::GenericDict state_b = b.at("state_dict").toGenericDict();
+  ASSERT_EQ(state_a.size(), state_b.size());
+  int compared = 0;
+  for (const auto& entry : state_a) {
+    const at::Tensor x = entry.value().toTensor();
+    if (!x.defined()) continue;
+    EXPECT_TRUE(at::equal(x, state_b.at(entry.key()).toTensor())) << entry.key().toStringRef();
+    ++compared;
+  }
+  EXPECT_GT(compared, 100);
+  const auto optimizer_a = a.at("optimizer").toGenericDict().at("state").toGenericDict();
+  const auto optimizer_b = b.at("optimizer").toGenericDict().at("state").toGenericDict();
+  ASSERT_EQ(optimizer_a.size(), optimizer_b.size());
+  for (const auto& entry : optimizer_a) {
+    EXPECT_TRUE(at::equal(entry.value().toGenericDict().at("mu").toTensor(),
+                          optimizer_b.at(entry.key()).toGenericDict().at("mu").toTensor()));
+  }
 }
 
 }  // namespace
