@@ -8,8 +8,8 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
-#include <ATen/ops/index_select.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/index_select.h>
 #include <ATen/ops/ones.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/tensor.h>
@@ -123,8 +123,7 @@ void MocoStep(const std::shared_ptr<Communicator>& comm) {
   auto optimizer = optim::MakeLars(trainable, hyper);
   optimizer->set_lr(0.5);
   // Small buckets, so that several all-reduces overlap the backward pass.
-  distributed::GradientAverager averager(trainable, comm, /*bucket_bytes=*/16 << 10,
-                                         FLAGS_overlap);
+  distributed::GradientAverager averager(trainable, comm, /*bucket_bytes=*/16 << 10, FLAGS_overlap);
   at::manual_seed(1);
   const at::Tensor view1 = at::randn({FLAGS_global_batch, 3, 16, 16}).to(dtype);
   const at::Tensor view2 = at::randn({FLAGS_global_batch, 3, 16, 16}).to(dtype);

@@ -189,6 +189,22 @@ TEST_F(PretrainCliTest, BadFlagsAreOneClearSentence) {
   std::string first;
   std::getline(log, first);
   EXPECT_EQ(first, "main_moco: batch size 0 must be a positive multiple of the 1 processes");
+
+  auto first_line = [&](const std::vector<std::string>& flags) {
+    const int code = Wait(Start(dir, flags, dir + "/log2.txt"));
+    EXPECT_TRUE(WIFEXITED(code) && WEXITSTATUS(code) == 1);
+    std::ifstream in(dir + "/log2.txt");
+    std::string line;
+    std::getline(in, line);
+    return line;
+  };
+  EXPECT_EQ(first_line({"--dist_backend=nccl"}),
+            "main_moco: backend \"nccl\" is not available in this build (gloo only; nccl needs "
+            "a CUDA LibTorch)");
+  EXPECT_EQ(first_line({"--bn=batch"}),
+            "main_moco: BatchNorm mode must be local, sync or split, got \"batch\"");
+  EXPECT_EQ(first_line({"--dist_url=tcp://127.0.0.1:1", "--world_size=2", "--rank=2"}),
+            "main_moco: rank 2 is not in a world of size 2 (from flags)");
 }
 
 }  // namespace

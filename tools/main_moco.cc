@@ -16,8 +16,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <thread>
 #include <iostream>
+#include <thread>
 
 #include "eval/features.h"
 #include "eval/knn.h"
@@ -48,7 +48,8 @@ DEFINE_string(dist_url, "",
               "MACHINE/MACHINE_TOTAL variables, or runs alone.");
 DEFINE_int32(world_size, -1, "Processes in the job (with --dist_url).");
 DEFINE_int32(rank, -1, "This process's rank in [0, world_size) (with --dist_url).");
-DEFINE_int32(nproc_per_node, 1, "Processes per machine, for the MACHINE / MACHINE_TOTAL convention.");
+DEFINE_int32(nproc_per_node, 1,
+             "Processes per machine, for the MACHINE / MACHINE_TOTAL convention.");
 DEFINE_string(dist_backend, "gloo", "c10d backend: gloo (CPU) or nccl (CUDA builds only).");
 DEFINE_double(dist_timeout, 1800,
               "Seconds a process waits for a missing or hung peer before it stops with an "
@@ -94,8 +95,8 @@ int main(int argc, char** argv) {
   }
   // Processes sharing a machine share its cores, as torchrun's OMP_NUM_THREADS=1 intends.
   if (FLAGS_threads == 0 && dist_config->local_world_size > 1) {
-    FLAGS_threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
-                                    dist_config->local_world_size);
+    FLAGS_threads = std::max(
+        1, static_cast<int>(std::thread::hardware_concurrency()) / dist_config->local_world_size);
   }
   ssl::tools::ApplyThreadsFlag();
   ssl::distributed::ProcessGroupOptions group_options;

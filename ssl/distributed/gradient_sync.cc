@@ -26,8 +26,8 @@ class GradientAverager::ReadyHook : public torch::autograd::FunctionPostHook {
 };
 
 GradientAverager::GradientAverager(std::vector<at::Tensor> parameters,
-                                   std::shared_ptr<Communicator> communicator,
-                                   int64_t bucket_bytes, bool overlap)
+                                   std::shared_ptr<Communicator> communicator, int64_t bucket_bytes,
+                                   bool overlap)
     : communicator_(std::move(communicator)) {
   for (at::Tensor& p : parameters) {
     if (p.requires_grad()) parameters_.push_back(p);

@@ -2,6 +2,7 @@
 
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty_like.h>
+
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -108,8 +109,10 @@ class FailureDiagnosis {
       // which detect the failure at about the same time, can finish reading it.
       if (config_.rank == 0) std::this_thread::sleep_for(interval_ * 5);
       if (stopped.empty()) {
-        return absl::StrCat(what, ": every other rank still has a heartbeat, so one is stuck "
-                            "outside the collective or the network failed (", first_line, ")");
+        return absl::StrCat(what,
+                            ": every other rank still has a heartbeat, so one is stuck "
+                            "outside the collective or the network failed (",
+                            first_line, ")");
       }
       return absl::StrCat(what, ": rank", stopped.size() > 1 ? "s " : " ",
                           absl::StrJoin(stopped, ", "), stopped.size() > 1 ? " have" : " has",
@@ -202,9 +205,8 @@ class ProcessGroupCommunicator : public Communicator {
   std::unique_ptr<PendingReduction> AllReduceSumAsync(at::Tensor tensor) override {
     TORCH_CHECK(tensor.is_contiguous(), "AllReduceSumAsync needs a contiguous tensor");
     std::vector<at::Tensor> buffer{tensor};
-    c10::intrusive_ptr<c10d::Work> work = Launch("all-reduce", [&] {
-      return group_->allreduce(buffer);
-    });
+    c10::intrusive_ptr<c10d::Work> work =
+        Launch("all-reduce", [&] { return group_->allreduce(buffer); });
     return std::make_unique<ProcessGroupReduction>(std::move(work), diagnosis_);
   }
 
@@ -223,8 +225,7 @@ class ProcessGroupCommunicator : public Communicator {
   absl::StatusOr<std::shared_ptr<Communicator>> Subgroup(int group_size) override {
     if (group_size < 1 || size_ % group_size != 0) {
       return absl::InvalidArgumentError(absl::StrCat("a group size of ", group_size,
-                                                     " does not divide the ", size_,
-                                                     " processes"));
+                                                     " does not divide the ", size_, " processes"));
     }
     if (group_size == size_) return std::shared_ptr<Communicator>(shared_from_this_);
     auto found = subgroups_.find(group_size);
@@ -251,8 +252,7 @@ class ProcessGroupCommunicator : public Communicator {
     if (options.backend == "gloo") {
       auto gloo_options = c10d::ProcessGroupGloo::Options::create(options.timeout);
       const std::string& host = options.config.master_addr;
-      const bool loopback =
-          host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
+      const bool loopback = host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
       if (const char* interface = std::getenv("GLOO_SOCKET_IFNAME")) {
         gloo_options->devices.push_back(
             c10d::ProcessGroupGloo::createDeviceForInterface(interface));
@@ -275,8 +275,7 @@ class ProcessGroupCommunicator : public Communicator {
 #endif
     return absl::InvalidArgumentError(absl::StrCat(
         "backend \"", options.backend, "\" is not available in this build (",
-        BackendAvailable("nccl") ? "gloo or nccl" : "gloo only; nccl needs a CUDA LibTorch",
-        ")"));
+        BackendAvailable("nccl") ? "gloo or nccl" : "gloo only; nccl needs a CUDA LibTorch", ")"));
   }
 
   std::weak_ptr<ProcessGroupCommunicator> shared_from_this_;
@@ -327,13 +326,12 @@ bool BackendAvailable(const std::string& backend) {
 absl::StatusOr<std::shared_ptr<Communicator>> CreateCommunicator(
     const ProcessGroupOptions& options) {
   const DistributedConfig& config = options.config;
-  if (config.world_size == 1) return MakeLocalCommunicator();
   if (!BackendAvailable(options.backend)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "backend \"", options.backend, "\" is not available in this build (",
-        BackendAvailable("nccl") ? "gloo or nccl" : "gloo only; nccl needs a CUDA LibTorch",
-        ")"));
+        BackendAvailable("nccl") ? "gloo or nccl" : "gloo only; nccl needs a CUDA LibTorch", ")"));
   }
+  if (config.world_size == 1) return MakeLocalCommunicator();
   const std::string where = absl::StrCat(config.master_addr, ":", config.master_port);
   const bool is_server = config.rank == 0;
   c10::intrusive_ptr<c10d::TCPStore> store;
@@ -342,11 +340,11 @@ absl::StatusOr<std::shared_ptr<Communicator>> CreateCommunicator(
   } catch (const std::exception& e) {
     const std::string detail = FirstLine(e.what());
     return absl::UnavailableError(
-        is_server ? absl::StrCat("rank 0 cannot host the rendezvous store on ", where,
-                                 " (is the port taken?): ", detail)
-                  : absl::StrCat("rank ", config.rank, " cannot reach the rendezvous store at ",
-                                 where, " hosted by rank 0 within ", Seconds(options.timeout),
-                                 " s: ", detail));
+        is_server
+            ? absl::StrCat("rank 0 cannot host the rendezvous store on ", where,
+                           " (is the port taken?): ", detail)
+            : absl::StrCat("rank ", config.rank, " cannot reach the rendezvous store at ", where,
+                           " hosted by rank 0 within ", Seconds(options.timeout), " s: ", detail));
   }
   std::shared_ptr<Heartbeat> heartbeat;
   try {
@@ -363,17 +361,16 @@ absl::StatusOr<std::shared_ptr<Communicator>> CreateCommunicator(
       }
       if (missing.empty()) break;
       if (std::chrono::steady_clock::now() > deadline) {
-        return absl::DeadlineExceededError(absl::StrCat(
-            "rank", missing.size() > 1 ? "s " : " ", absl::StrJoin(missing, ", "), " of ",
-            config.world_size, " did not join the rendezvous at ", where, " within ",
-            Seconds(options.timeout), " s"));
+        return absl::DeadlineExceededError(
+            absl::StrCat("rank", missing.size() > 1 ? "s " : " ", absl::StrJoin(missing, ", "),
+                         " of ", config.world_size, " did not join the rendezvous at ", where,
+                         " within ", Seconds(options.timeout), " s"));
       }
       std::this_thread::sleep_for(milliseconds(50));
     }
   } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("the rendezvous at ", where, " failed on rank ", config.rank, ": ",
-                     FirstLine(e.what())));
+    return absl::UnavailableError(absl::StrCat("the rendezvous at ", where, " failed on rank ",
+                                               config.rank, ": ", FirstLine(e.what())));
   }
   auto diagnosis = std::make_shared<FailureDiagnosis>(config, options.heartbeat_interval);
   try {

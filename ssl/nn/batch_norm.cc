@@ -2,11 +2,11 @@
 
 #include <ATen/Context.h>
 #include <ATen/ops/batch_norm.h>
-#include <ATen/ops/ones.h>
-#include <ATen/ops/zeros.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/ones.h>
 #include <ATen/ops/var_mean.h>
+#include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -41,10 +41,9 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
  public:
   // `weight` and `bias` are always defined (ones / zeros without affine): autograd
   // functions cannot take undefined tensors. Running statistics go through the module.
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
-                            const at::Tensor& weight, const at::Tensor& bias,
-                            BatchNormImpl* module, distributed::Communicator* group,
-                            double momentum) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+                            const at::Tensor& bias, BatchNormImpl* module,
+                            distributed::Communicator* group, double momentum) {
     const double eps = module->options.eps();
     const int64_t channels = input.size(1);
     const std::vector<int64_t> dims = ReducedDims(input);
@@ -61,8 +60,7 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const at::Tensor var = vars.add(means.sub(mean).square()).mul(counts).sum(0).div(total);
     if (module->running_mean.defined()) {
       module->running_mean.mul_(1 - momentum).add_(mean, momentum);
-      module->running_var.mul_(1 - momentum).add_(var,
-                                                  momentum * total / std::max(total - 1, 1.0));
+      module->running_var.mul_(1 - momentum).add_(var, momentum * total / std::max(total - 1, 1.0));
     }
     const at::Tensor invstd = var.add(eps).rsqrt();
     ctx->save_for_backward({input, weight, mean, invstd});
@@ -104,9 +102,8 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
 // channel block j holds samples j, j + s, j + 2s, ...; each block is normalized with its
 // own statistics, and the running statistics are the mean of the blocks' updates.
 at::Tensor SplitForward(const torch::nn::BatchNormOptions& options, const at::Tensor& weight,
-                        const at::Tensor& bias, at::Tensor& running_mean,
-                        at::Tensor& running_var, double momentum, int splits,
-                        const at::Tensor& input) {
+                        const at::Tensor& bias, at::Tensor& running_mean, at::Tensor& running_var,
+                        double momentum, int splits, const at::Tensor& input) {
   const int64_t n = input.size(0);
   const int64_t channels = input.size(1);
   if (n % splits != 0) {
@@ -173,7 +170,8 @@ void BatchNormImpl::pretty_print(std::ostream& stream) const {
 }
 
 at::Tensor BatchNormImpl::forward(const at::Tensor& input) {
-  const bool dims_ok = spatial_dims == 2 ? input.dim() == 4 : (input.dim() == 2 || input.dim() == 3);
+  const bool dims_ok =
+      spatial_dims == 2 ? input.dim() == 4 : (input.dim() == 2 || input.dim() == 3);
   if (!dims_ok || input.size(1) != options.num_features()) {
     throw std::invalid_argument(absl::StrCat(
         "BatchNorm", spatial_dims, "d of ", options.num_features(), " channels got an input of ",
@@ -189,26 +187,22 @@ at::Tensor BatchNormImpl::forward(const at::Tensor& input) {
   if (training && setting.mode == BatchNormMode::kSync && setting.group &&
       setting.group->world_size() > 1) {
     const int64_t c = options.num_features();
-    return SyncBatchNormFunction::apply(
-        input, weight.defined() ? weight : at::ones({c}, input.options()),
-        bias.defined() ? bias : at::zeros({c}, input.options()), this, setting.group.get(),
-        momentum);
+    return SyncBatchNormFunction::apply(input,
+                                        weight.defined() ? weight : at::ones({c}, input.options()),
+                                        bias.defined() ? bias : at::zeros({c}, input.options()),
+                                        this, setting.group.get(), momentum);
   }
   if (training && setting.mode == BatchNormMode::kSplit && setting.splits > 1) {
-    return SplitForward(options, weight, bias, running_mean, running_var, momentum,
-                        setting.splits, input);
+    return SplitForward(options, weight, bias, running_mean, running_var, momentum, setting.splits,
+                        input);
   }
   return at::batch_norm(input, weight, bias, running_mean, running_var, training, momentum,
                         options.eps(), at::globalContext().userEnabledCuDNN());
 }
 
-BatchNorm BatchNorm1d(const torch::nn::BatchNormOptions& options) {
-  return BatchNorm(options, 1);
-}
+BatchNorm BatchNorm1d(const torch::nn::BatchNormOptions& options) { return BatchNorm(options, 1); }
 
-BatchNorm BatchNorm2d(const torch::nn::BatchNormOptions& options) {
-  return BatchNorm(options, 2);
-}
+BatchNorm BatchNorm2d(const torch::nn::BatchNormOptions& options) { return BatchNorm(options, 2); }
 
 absl::StatusOr<BatchNormSetting> MakeBatchNormSetting(
     const std::string& mode, int sync_group_size, int splits,

@@ -1,11 +1,11 @@
 #include <ATen/ops/allclose.h>
+#include <ATen/ops/arange.h>
 #include <ATen/ops/equal.h>
 #include <ATen/ops/index_select.h>
-#include <ATen/ops/arange.h>
-#include <ATen/ops/zeros.h>
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/relu.h>
+#include <ATen/ops/zeros.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/nn/modules/batchnorm.h>
@@ -174,7 +174,8 @@ TEST(BatchNormTest, BadSettingsAndInputsGiveOneClearError) {
             "BatchNorm mode must be local, sync or split, got \"batch\"");
   absl::StatusOr<BatchNormSetting> too_big = MakeBatchNormSetting("sync", 2, 1, local);
   ASSERT_FALSE(too_big.ok());
-  EXPECT_EQ(std::string(too_big.status().message()), "SyncBN group size 2 does not divide the world size 1");
+  EXPECT_EQ(std::string(too_big.status().message()),
+            "SyncBN group size 2 does not divide the world size 1");
   EXPECT_FALSE(MakeBatchNormSetting("sync", -2, 1, local).ok());
   EXPECT_FALSE(MakeBatchNormSetting("split", 0, 0, local).ok());
 
@@ -183,7 +184,8 @@ TEST(BatchNormTest, BadSettingsAndInputsGiveOneClearError) {
     bn->forward(at::randn({4, 3}));
     ADD_FAILURE() << "a 2-D input to BatchNorm2d must throw";
   } catch (const std::invalid_argument& e) {
-    EXPECT_STREQ(e.what(), "BatchNorm2d of 3 channels got an input of 2 dimensions with 3 channels");
+    EXPECT_STREQ(e.what(),
+                 "BatchNorm2d of 3 channels got an input of 2 dimensions with 3 channels");
   }
   ConfigureBatchNorm(*bn, *MakeBatchNormSetting("split", 0, 4, local));
   try {
