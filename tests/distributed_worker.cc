@@ -4,6 +4,7 @@
 //   moco_step    MoCo v3 steps on a fixed global batch split over the processes
 //   sync_bn      one SyncBN layer forward and backward
 //   lose_rank    all-reduces in a loop while --victim kills or stops itself
+//   latency      mean time of small and large collectives (a benchmark, not a test)
 // Exit status: 0 done, 3 a collective failed (message on stderr), 2 any other error.
 #include <ATen/Parallel.h>
 #include <ATen/ops/arange.h>
@@ -195,6 +196,29 @@ void SyncBatchNorm(const std::shared_ptr<Communicator>& comm) {
   Save(results, FLAGS_output);
 }
 
+void Latency(Communicator& comm) {
+  auto time_us = [](auto&& collective) {
+    for (int i = 0; i < 20; ++i) collective();
+    const auto start = std::chrono::steady_clock::now();
+    const int repeats = 300;
+    for (int i = 0; i < repeats; ++i) collective();
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+               .count() /
+           repeats;
+  };
+  auto results = NewDict();
+  for (int64_t size : {int64_t{64}, int64_t{1} << 20}) {
+    at::Tensor sum = at::ones({size});
+    const at::Tensor piece = at::ones({1, size});
+    const std::string suffix = "_" + std::to_string(size) + "_floats_us";
+    results.insert("all_reduce" + suffix, time_us([&] { comm.AllReduceSum(sum); }));
+    results.insert("all_reduce_async" + suffix,
+                   time_us([&] { comm.AllReduceSumAsync(sum)->Wait(); }));
+    results.insert("all_gather" + suffix, time_us([&] { comm.AllGather(piece); }));
+  }
+  if (comm.rank() == 0) Save(results, FLAGS_output);
+}
+
 void LoseRank(Communicator& comm) {
   for (int i = 0; i < 1000; ++i) {
     if (comm.rank() == FLAGS_victim && i == 3) {
@@ -224,6 +248,8 @@ int Run() {
     MocoStep(*comm);
   } else if (FLAGS_scenario == "sync_bn") {
     SyncBatchNorm(*comm);
+  } else if (FLAGS_scenario == "latency") {
+    Latency(**comm);
   } else if (FLAGS_scenario == "lose_rank") {
     LoseRank(**comm);
   } else {

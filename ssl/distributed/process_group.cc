@@ -165,6 +165,8 @@ class ProcessGroupReduction : public PendingReduction {
 
 class ProcessGroupCommunicator : public Communicator {
  public:
+  static constexpr int64_t kSmallAllReduceElements = 1 << 16;
+
   ProcessGroupCommunicator(const ProcessGroupOptions& options,
                            c10::intrusive_ptr<c10d::Store> store,
                            c10::intrusive_ptr<c10d::ProcessGroup> group, int rank, int size,
@@ -197,6 +199,15 @@ class ProcessGroupCommunicator : public Communicator {
   }
 
   void AllReduceSum(at::Tensor& tensor) override {
+    // Small sums (SyncBN's per-channel statistics, metrics) as one all-gather and a
+    // local sum in rank order: a single exchange instead of Gloo's reduce-scatter plus
+    // all-gather, which roughly halves their latency, and every rank adds in the same
+    // order, so the results stay identical everywhere.
+    if (tensor.numel() * size_ <= kSmallAllReduceElements) {
+      const at::Tensor gathered = AllGather(tensor.reshape({1, -1}));
+      tensor.copy_(gathered.sum(0).view(tensor.sizes()));
+      return;
+    }
     std::vector<at::Tensor> buffer{tensor.is_contiguous() ? tensor : tensor.contiguous()};
     Run("all-reduce", [&] { return group_->allreduce(buffer); });
     if (!buffer[0].is_same(tensor)) tensor.copy_(buffer[0]);
