@@ -62,6 +62,7 @@ int Fail(const absl::Status& status) {
   std::cerr << "main_moco: " << status.message() << "\n";
   // A lost peer can leave collectives queued in c10d; skip the destructors that would
   // wait for them, so the process exits now.
+  std::cout.flush();
   std::cerr.flush();
   std::_Exit(1);
 }
