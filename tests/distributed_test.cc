@@ -178,7 +178,14 @@ TEST(DistributedTest, MocoV3StepsOnTwoProcessesWithSyncBnEqualOneProcessWithTheW
   };
   const auto one = RunScenario("moco_one", 1, with("sync"));
   const auto two = RunScenario("moco_two", 2, with("sync"));
-  EXPECT_GT(two.at("num_buckets").toInt(), 1);  // several all-reduces overlapped
+  // Several buckets, and every one started from its autograd hook during backward.
+  EXPECT_GT(two.at("num_buckets").toInt(), 1);
+  EXPECT_EQ(two.at("overlapped_buckets").toInt(), two.at("num_buckets").toInt());
+  std::vector<std::string> serial_flags = with("sync");
+  serial_flags.push_back("--nooverlap");
+  const auto serial = RunScenario("moco_serial", 2, serial_flags);
+  EXPECT_EQ(serial.at("overlapped_buckets").toInt(), 0);
+  EXPECT_LT(MaxDifference(serial, two, "params"), 1e-10);
   EXPECT_GT(one.at("grads").toTensor().abs().max().item<double>(), 1e-2);
   for (const std::string key :
        {"losses", "grads", "last_grads", "params", "base_buffers", "momentum_buffers"}) {

@@ -158,6 +158,7 @@ void MocoStep(const std::shared_ptr<Communicator>& comm) {
   results.insert("base_buffers", Flat(model->base_encoder->buffers(), false));
   results.insert("momentum_buffers", Flat(model->momentum_encoder->buffers(), false));
   results.insert("num_buckets", static_cast<int64_t>(averager.num_buckets()));
+  results.insert("overlapped_buckets", static_cast<int64_t>(averager.overlapped_buckets()));
   c10::List<int64_t> sizes;
   for (const at::Tensor& p : trainable) sizes.push_back(p.numel());
   results.insert("sizes", sizes);

@@ -90,6 +90,7 @@ void GradientAverager::Start(Bucket& bucket) {
 
 void GradientAverager::Synchronize() {
   if (buckets_.empty()) return;
+  overlapped_buckets_ = static_cast<int>(next_bucket_);
   while (next_bucket_ < buckets_.size()) Start(buckets_[next_bucket_++]);
   const double scale = 1.0 / communicator_->world_size();
   for (Bucket& bucket : buckets_) {

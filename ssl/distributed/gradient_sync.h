@@ -37,6 +37,9 @@ class GradientAverager {
   void Synchronize();
 
   int num_buckets() const { return static_cast<int>(buckets_.size()); }
+  /// Buckets of the last Synchronize whose all-reduce had already started from a hook,
+  /// i.e. overlapped with backward (the rest started in Synchronize).
+  int overlapped_buckets() const { return overlapped_buckets_; }
 
  private:
   struct Bucket {
@@ -58,6 +61,7 @@ class GradientAverager {
   std::vector<size_t> bucket_of_;
   std::vector<bool> ready_;
   size_t next_bucket_ = 0;  ///< buckets before this one have started this iteration
+  int overlapped_buckets_ = 0;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
   std::vector<uintptr_t> hook_keys_;
 };
