@@ -201,6 +201,9 @@ TEST_F(PretrainCliTest, BadFlagsAreOneClearSentence) {
   EXPECT_EQ(first_line({"--dist_backend=nccl"}),
             "main_moco: backend \"nccl\" is not available in this build (gloo only; nccl needs "
             "a CUDA LibTorch)");
+  EXPECT_EQ(first_line({"--bn=split", "--split_bn_splits=3"}),
+            "main_moco: the batch of 16 per process does not divide into 3 split-BN sub-batches "
+            "(--split_bn_splits)");
   EXPECT_EQ(first_line({"--bn=batch"}),
             "main_moco: BatchNorm mode must be local, sync or split, got \"batch\"");
   EXPECT_EQ(first_line({"--dist_url=tcp://127.0.0.1:1", "--world_size=2", "--rank=2"}),

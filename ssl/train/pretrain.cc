@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <stdexcept>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -39,6 +40,11 @@ absl::Status Validate(const PretrainOptions& o, int world_size) {
     return absl::InvalidArgumentError(absl::StrCat("batch size ", o.batch_size,
                                                    " must be a positive multiple of the ",
                                                    world_size, " processes"));
+  }
+  if (o.bn == "split" && o.split_bn_splits > 0 && (o.batch_size / world_size) % o.split_bn_splits) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the batch of ", o.batch_size / world_size, " per process does not divide into ",
+        o.split_bn_splits, " split-BN sub-batches (--split_bn_splits)"));
   }
   if (o.epochs < 1)
     return absl::InvalidArgumentError(absl::StrCat("epochs must be >= 1, got ", o.epochs));
@@ -333,6 +339,8 @@ absl::StatusOr<PretrainResult> RunMocoV3Pretraining(
     return TrainMocoV3(options, std::move(communicator), monitor);
   } catch (const distributed::CollectiveError& e) {
     return absl::UnavailableError(e.what());
+  } catch (const std::invalid_argument& e) {
+    return absl::InvalidArgumentError(e.what());
   }
 }
 
