@@ -20,18 +20,19 @@
 #include <sstream>
 #include <thread>
 
-#include "ssl/data/synthetic.h"
 #include "ssl/data/test_util.h"
 #include "ssl/train/checkpoint.h"
+#include "tests/subprocess.h"
 
 namespace ssl {
 namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-std::string Runfile(const std::string& path) {
-  return std::string(std::getenv("TEST_SRCDIR")) + "/" + std::getenv("TEST_WORKSPACE") + "/" + path;
-}
+using testing::ExitCode;
+using testing::ReadFile;
+using testing::Runfile;
+using testing::StartProcess;
 
 // A port that was free a moment ago (the kernel's choice for port 0).
 int FreePort() {
@@ -46,39 +47,17 @@ int FreePort() {
   return ntohs(address.sin_port);
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // Starts `args` with torchrun's variables for `rank` of `world` (`local_world` per
 // machine); stderr goes to `log`.
 pid_t StartRank(std::vector<std::string> args, int rank, int world, int local_world, int port,
                 const std::string& log) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    freopen(log.c_str(), "w", stderr);
-    setenv("MASTER_ADDR", "127.0.0.1", 1);
-    setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
-    setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
-    setenv("RANK", std::to_string(rank).c_str(), 1);
-    setenv("LOCAL_RANK", std::to_string(rank % local_world).c_str(), 1);
-    setenv("LOCAL_WORLD_SIZE", std::to_string(local_world).c_str(), 1);
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-int ExitCode(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return StartProcess(std::move(args), log,
+                      {{"MASTER_ADDR", "127.0.0.1"},
+                       {"MASTER_PORT", std::to_string(port)},
+                       {"WORLD_SIZE", std::to_string(world)},
+                       {"RANK", std::to_string(rank)},
+                       {"LOCAL_RANK", std::to_string(rank % local_world)},
+                       {"LOCAL_WORLD_SIZE", std::to_string(local_world)}});
 }
 
 struct Job {
@@ -255,13 +234,7 @@ pid_t ChildWithRank(pid_t parent, int rank) {
 // main_moco on 2 processes through //tools:launch: one rank SIGKILLed mid-run, the
 // launcher stops the job, and --resume=latest ends bitwise equal to an uninterrupted run.
 TEST(DistributedTest, KilledTwoProcessRunResumesExactly) {
-  const std::string data = data::testing::MakeTempDir("resume_data");
-  data::SyntheticDatasetOptions options;
-  options.num_classes = 4;
-  options.train_per_class = 40;  // 160 images: 10 iterations of 16 per epoch
-  options.val_per_class = 2;
-  options.image_size = 32;
-  ASSERT_TRUE(data::WriteSyntheticImageFolder(options, data).ok());
+  const std::string data = testing::MakeTinyImageFolder("resume_data");
   auto start = [&](const std::string& output_dir, const std::string& log,
                    const std::vector<std::string>& extra) {
     std::vector<std::string> args = {Runfile("tools/launch"),
@@ -285,16 +258,7 @@ TEST(DistributedTest, KilledTwoProcessRunResumesExactly) {
                                      "--dist_timeout=60",
                                      "--seed=5"};
     args.insert(args.end(), extra.begin(), extra.end());
-    const pid_t pid = fork();
-    if (pid == 0) {
-      freopen(log.c_str(), "w", stderr);
-      std::vector<char*> argv;
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    return pid;
+    return StartProcess(args, log);
   };
 
   const std::string straight = data::testing::MakeTempDir("straight2");

@@ -61,7 +61,8 @@ c10::impl::GenericDict NewDict() {
   return c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get());
 }
 
-void Collectives(Communicator& comm) {
+void Collectives(const std::shared_ptr<Communicator>& shared) {
+  Communicator& comm = *shared;
   const int r = comm.rank();
   auto results = NewDict();
   results.insert("rank", static_cast<int64_t>(r));
@@ -78,8 +79,7 @@ void Collectives(Communicator& comm) {
   comm.Broadcast(broadcast, comm.world_size() / 2);
   results.insert("broadcast", broadcast);
   for (int group_size : {-1, 0, 1}) {
-    auto group = distributed::SyncBatchNormGroup(
-        std::shared_ptr<Communicator>(&comm, [](Communicator*) {}), group_size);
+    auto group = distributed::SyncBatchNormGroup(shared, group_size);
     if (!group.ok()) throw std::runtime_error(std::string(group.status().message()));
     at::Tensor ranks = at::full({1}, static_cast<float>(r));
     (*group)->AllReduceSum(ranks);
@@ -244,7 +244,7 @@ int Run() {
     return 2;
   }
   if (FLAGS_scenario == "collectives") {
-    Collectives(**comm);
+    Collectives(*comm);
   } else if (FLAGS_scenario == "moco_step") {
     MocoStep(*comm);
   } else if (FLAGS_scenario == "sync_bn") {

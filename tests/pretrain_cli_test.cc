@@ -15,28 +15,20 @@
 #include <fstream>
 #include <thread>
 
-#include "ssl/data/synthetic.h"
 #include "ssl/data/test_util.h"
 #include "ssl/train/checkpoint.h"
+#include "tests/subprocess.h"
 
 namespace ssl {
 namespace {
 namespace fs = std::filesystem;
 
-std::string Runfile(const std::string& path) {
-  return std::string(std::getenv("TEST_SRCDIR")) + "/" + std::getenv("TEST_WORKSPACE") + "/" + path;
-}
+using testing::Runfile;
 
 class PretrainCliTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    data_ = new std::string(data::testing::MakeTempDir("cli_data"));
-    data::SyntheticDatasetOptions options;
-    options.num_classes = 4;
-    options.train_per_class = 40;  // 160 images: 10 iterations of 16 per epoch
-    options.val_per_class = 2;
-    options.image_size = 32;
-    ASSERT_TRUE(data::WriteSyntheticImageFolder(options, *data_).ok());
+    data_ = new std::string(testing::MakeTinyImageFolder("cli_data"));
   }
 
   // Starts main_moco with the tiny configuration; returns the child's pid.
@@ -58,23 +50,10 @@ class PretrainCliTest : public ::testing::Test {
                                      "--print_freq=5",
                                      "--seed=3"};
     args.insert(args.end(), extra.begin(), extra.end());
-    const pid_t pid = fork();
-    if (pid == 0) {
-      freopen(log.c_str(), "w", stderr);
-      std::vector<char*> argv;
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    return pid;
+    return testing::StartProcess(args, log);
   }
 
-  static int Wait(pid_t pid) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return status;
-  }
+  static int Wait(pid_t pid) { return testing::WaitStatus(pid); }
 
   static c10::impl::GenericDict StateDict(const std::string& checkpoint) {
     absl::StatusOr<c10::IValue> loaded = train::LoadIValue(checkpoint);

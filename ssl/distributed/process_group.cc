@@ -25,6 +25,12 @@ namespace {
 
 using std::chrono::milliseconds;
 
+absl::Status UnavailableBackend(const std::string& backend) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "backend \"", backend, "\" is not available in this build (",
+      BackendAvailable("nccl") ? "gloo or nccl" : "gloo only; nccl needs a CUDA LibTorch", ")"));
+}
+
 std::string HeartbeatKey(int rank) { return absl::StrCat("ssl/heartbeat/", rank); }
 
 double Seconds(milliseconds duration) { return duration.count() / 1000.0; }
@@ -284,9 +290,7 @@ class ProcessGroupCommunicator : public Communicator {
           c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, nccl_options));
     }
 #endif
-    return absl::InvalidArgumentError(absl::StrCat(
-        "backend \"", options.backend, "\" is not available in this build (",
-        BackendAvailable("nccl") ? "gloo or nccl" : "gloo only; nccl needs a CUDA LibTorch", ")"));
+    return UnavailableBackend(options.backend);
   }
 
   std::weak_ptr<ProcessGroupCommunicator> shared_from_this_;
@@ -338,9 +342,7 @@ absl::StatusOr<std::shared_ptr<Communicator>> CreateCommunicator(
     const ProcessGroupOptions& options) {
   const DistributedConfig& config = options.config;
   if (!BackendAvailable(options.backend)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "backend \"", options.backend, "\" is not available in this build (",
-        BackendAvailable("nccl") ? "gloo or nccl" : "gloo only; nccl needs a CUDA LibTorch", ")"));
+    return UnavailableBackend(options.backend);
   }
   if (config.world_size == 1) return MakeLocalCommunicator();
   const std::string where = absl::StrCat(config.master_addr, ":", config.master_port);

@@ -1,0 +1,69 @@
+#include "tests/subprocess.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "ssl/data/synthetic.h"
+#include "ssl/data/test_util.h"
+
+namespace ssl::testing {
+
+std::string Runfile(const std::string& path) {
+  return std::string(std::getenv("TEST_SRCDIR")) + "/" + std::getenv("TEST_WORKSPACE") + "/" + path;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+pid_t StartProcess(std::vector<std::string> args, const std::string& log,
+                   const std::vector<std::pair<std::string, std::string>>& env) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    freopen(log.c_str(), "w", stderr);
+    for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int WaitStatus(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
+int ExitCode(pid_t pid) {
+  const int status = WaitStatus(pid);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string MakeTinyImageFolder(const std::string& name) {
+  const std::string root = data::testing::MakeTempDir(name);
+  data::SyntheticDatasetOptions options;
+  options.num_classes = 4;
+  options.train_per_class = 40;
+  options.val_per_class = 2;
+  options.image_size = 32;
+  const absl::Status written = data::WriteSyntheticImageFolder(options, root);
+  if (!written.ok()) {
+    std::fprintf(stderr, "cannot write the test dataset: %s\n",
+                 std::string(written.message()).c_str());
+    std::abort();
+  }
+  return root;
+}
+
+}  // namespace ssl::testing

@@ -1,0 +1,36 @@
+// Helpers for tests that run the project's programs as real processes.
+#ifndef TESTS_SUBPROCESS_H_
+#define TESTS_SUBPROCESS_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ssl::testing {
+
+/// Path of a data dependency of the running test (e.g. "tools/main_moco").
+std::string Runfile(const std::string& path);
+
+/// The whole file, or "" when it cannot be read.
+std::string ReadFile(const std::string& path);
+
+/// Forks and execs `args` (args[0] is the program) with `env` added to the
+/// environment; its stderr goes to `log`. Returns the child's pid.
+pid_t StartProcess(std::vector<std::string> args, const std::string& log,
+                   const std::vector<std::pair<std::string, std::string>>& env = {});
+
+/// waitpid's raw status of `pid`.
+int WaitStatus(pid_t pid);
+
+/// The exit code of `pid`, or 128 + the signal that ended it.
+int ExitCode(pid_t pid);
+
+/// The 4-class, 160-image, 32 px synthetic ImageFolder the CLI tests train on (10
+/// iterations of 16 per epoch); returns its root.
+std::string MakeTinyImageFolder(const std::string& name);
+
+}  // namespace ssl::testing
+
+#endif  // TESTS_SUBPROCESS_H_
