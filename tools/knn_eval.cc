@@ -17,7 +17,7 @@
 #include "eval/knn.h"
 #include "ssl/data/image_folder.h"
 #include "ssl/data/image_io.h"
-#include "ssl/train/pretrain.h"
+#include "ssl/train/pretrained.h"
 #include "tools/cli_util.h"
 
 DEFINE_string(pretrained, "", "Pretraining checkpoint, required.");

@@ -15,7 +15,7 @@
 #include "eval/linear.h"
 #include "ssl/data/image_folder.h"
 #include "ssl/data/image_io.h"
-#include "ssl/train/pretrain.h"
+#include "ssl/train/pretrained.h"
 #include "tools/cli_util.h"
 
 DEFINE_string(pretrained, "", "Pretraining checkpoint (checkpoint_%04d.pth.tar), required.");

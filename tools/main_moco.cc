@@ -9,6 +9,7 @@
 // Several processes (one machine or many) train one model through c10d: start them with
 // //tools:launch, torchrun, srun, or by hand with --dist_url/--world_size/--rank; see
 // the README. --batch_size stays the global batch.
+#include <ATen/Context.h>
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
@@ -19,13 +20,11 @@
 #include <iostream>
 #include <thread>
 
-#include "eval/features.h"
-#include "eval/knn.h"
-#include "ssl/data/image_folder.h"
-#include "ssl/data/views.h"
+#include "eval/knn_monitor.h"
 #include "ssl/distributed/communicator.h"
 #include "ssl/distributed/environment.h"
 #include "ssl/distributed/process_group.h"
+#include "ssl/methods/mocov3.h"
 #include "ssl/train/pretrain.h"
 #include "tools/moco_flags.h"
 
@@ -79,6 +78,7 @@ int main(int argc, char** argv) {
     *path = ssl::tools::UserPath(*path);
   }
   if (FLAGS_resume != "latest") FLAGS_resume = ssl::tools::UserPath(FLAGS_resume);
+  if (absl::Status s = ssl::tools::ValidateMocoFlags(); !s.ok()) return Fail(s);
   if (FLAGS_stop_grad_conv1) {
     return Fail(absl::InvalidArgumentError(
         "--stop_grad_conv1 applies to ViT backbones, and --arch " + FLAGS_arch + " is a ResNet"));
@@ -119,41 +119,27 @@ int main(int argc, char** argv) {
   options.output_dir = FLAGS_output_dir;
   options.resume = FLAGS_resume;
   options.max_epochs_this_run = FLAGS_max_epochs_this_run;
+  options.layout = ssl::train::MocoV3Layout();
 
-  ssl::train::EpochMonitor monitor;
-  std::unique_ptr<ssl::data::ImageFolder> knn_train, knn_val;
-  if (FLAGS_knn_every > 0) {
-    if (FLAGS_knn_val.empty())
-      return Fail(absl::InvalidArgumentError("--knn_every needs --knn_val"));
-    auto train =
-        ssl::data::ImageFolder::Open(FLAGS_knn_train.empty() ? FLAGS_data : FLAGS_knn_train);
-    if (!train.ok()) return Fail(train.status());
-    auto val = ssl::data::ImageFolder::Open(FLAGS_knn_val);
-    if (!val.ok()) return Fail(val.status());
-    knn_train = std::make_unique<ssl::data::ImageFolder>(*std::move(train));
-    knn_val = std::make_unique<ssl::data::ImageFolder>(*std::move(val));
-    const int resize = FLAGS_knn_resize > 0 ? FLAGS_knn_resize : FLAGS_image_size * 8 / 7;
-    const std::vector<int> ks = ssl::tools::ParseIntList(FLAGS_knn_k);
-    monitor = [&, resize, ks](
-                  int epoch, ssl::backbones::Backbone& backbone) -> absl::StatusOr<nlohmann::json> {
-      if (epoch % FLAGS_knn_every != 0 && epoch != FLAGS_epochs) return nlohmann::json::object();
-      const ssl::data::ViewRecipe views = ssl::data::EvalViews(FLAGS_image_size, resize);
-      ssl::eval::ExtractOptions extract;
-      extract.workers = FLAGS_workers;
-      auto bank = ssl::eval::ExtractFeatures(backbone, *knn_train, views, extract);
-      if (!bank.ok()) return bank.status();
-      auto queries = ssl::eval::ExtractFeatures(backbone, *knn_val, views, extract);
-      if (!queries.ok()) return queries.status();
-      nlohmann::json record;
-      for (const auto& r :
-           ssl::eval::KnnClassify(*bank, *queries, ks, FLAGS_knn_t, knn_train->num_classes())) {
-        record["knn_top1_k" + std::to_string(r.k)] = r.top1;
-      }
-      return record;
-    };
-  }
+  ssl::eval::KnnMonitorOptions knn;
+  knn.every = FLAGS_knn_every;
+  knn.last_epoch = FLAGS_epochs;
+  knn.train_folder = FLAGS_knn_train.empty() ? FLAGS_data : FLAGS_knn_train;
+  knn.val_folder = FLAGS_knn_val;
+  knn.image_size = FLAGS_image_size;
+  knn.resize = FLAGS_knn_resize > 0 ? FLAGS_knn_resize : FLAGS_image_size * 8 / 7;
+  knn.ks = ssl::tools::ParseIntList(FLAGS_knn_k);
+  knn.temperature = FLAGS_knn_t;
+  knn.workers = FLAGS_workers;
+  absl::StatusOr<ssl::train::EpochMonitor> monitor = ssl::eval::MakeKnnMonitor(knn);
+  if (!monitor.ok()) return Fail(monitor.status());
+
+  at::manual_seed(FLAGS_seed);
+  absl::StatusOr<std::shared_ptr<ssl::methods::MocoV3Impl>> method =
+      ssl::methods::MocoV3Impl::Create(ssl::tools::MocoV3OptionsFromFlags(), *communicator);
+  if (!method.ok()) return Fail(method.status());
   absl::StatusOr<ssl::train::PretrainResult> result =
-      ssl::train::RunMocoV3Pretraining(options, *communicator, monitor);
+      ssl::train::RunPretraining(**method, options, *communicator, *monitor);
   if (!result.ok()) return Fail(result.status());
   if ((*communicator)->rank() != 0) return 0;
   std::cout << "finished " << result->epochs_completed << "/" << FLAGS_epochs

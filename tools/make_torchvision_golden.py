@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes golden data from torchvision's own ResNets for ssl/backbones/resnet_test.
+"""Writes golden data from torchvision's own ResNets and RegNetY for ssl/backbones tests.
 
 For each architecture: every state_dict key with its shape (in order), and the logits
 of the model in eval mode on a fixed input, after filling every tensor with a formula
@@ -41,7 +41,7 @@ def fixed_input():
 
 
 def main(out_dir):
-    for arch in ["resnet18", "resnet50"]:
+    for arch in ["resnet18", "resnet50", "regnet_y_400mf"]:
         model = getattr(torchvision.models, arch)()
         fill_deterministically(model)
         model.eval()

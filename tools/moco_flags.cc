@@ -2,6 +2,9 @@
 
 #include <ATen/Parallel.h>
 
+#include "absl/strings/str_cat.h"
+#include "ssl/optim/schedules.h"
+
 DEFINE_string(arch, "resnet50",
               "Backbone: resnet18/34/50/101/152, optionally widened "
               "(resnet50w2) or narrowed for CPU runs (resnet18w0.25).");
@@ -44,23 +47,46 @@ DEFINE_int32(threads, 0, "Intra-op compute threads (0: LibTorch's default, one p
 
 namespace ssl::tools {
 
+methods::MocoV3Options MocoV3OptionsFromFlags() {
+  methods::MocoV3Options moco;
+  moco.arch = FLAGS_arch;
+  moco.cifar_stem = FLAGS_cifar_stem;
+  moco.dim = FLAGS_moco_dim;
+  moco.mlp_dim = FLAGS_moco_mlp_dim;
+  moco.temperature = FLAGS_moco_t;
+  moco.momentum = FLAGS_moco_m;
+  moco.momentum_cosine = FLAGS_moco_m_cos;
+  moco.crop_min = FLAGS_crop_min;
+  moco.image_size = FLAGS_image_size;
+  return moco;
+}
+
+absl::Status ValidateMocoFlags() {
+  if (FLAGS_warmup_epochs < 0 || (FLAGS_warmup_epochs >= FLAGS_epochs && FLAGS_warmup_epochs > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("warmup epochs must be in [0, epochs), got ",
+                                                   FLAGS_warmup_epochs, " of ", FLAGS_epochs));
+  }
+  if (!(FLAGS_lr > 0))
+    return absl::InvalidArgumentError(absl::StrCat("learning rate must be > 0, got ", FLAGS_lr));
+  if (FLAGS_optimizer != "lars" && FLAGS_optimizer != "sgd" && FLAGS_optimizer != "adamw") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("optimizer must be lars, sgd or adamw, got \"", FLAGS_optimizer, "\""));
+  }
+  return absl::OkStatus();
+}
+
 train::PretrainOptions PretrainOptionsFromFlags() {
   train::PretrainOptions options;
-  options.moco.arch = FLAGS_arch;
-  options.moco.cifar_stem = FLAGS_cifar_stem;
-  options.moco.dim = FLAGS_moco_dim;
-  options.moco.mlp_dim = FLAGS_moco_mlp_dim;
-  options.moco.temperature = FLAGS_moco_t;
   options.batch_size = FLAGS_batch_size;
   options.epochs = FLAGS_epochs;
-  options.warmup_epochs = FLAGS_warmup_epochs;
+  const double peak_lr = optim::ScaledLearningRate(FLAGS_lr, FLAGS_batch_size);
+  const double warmup = FLAGS_warmup_epochs;
+  options.learning_rate = [peak_lr, warmup](const methods::StepContext& step) {
+    return optim::WarmupCosineLearningRate(peak_lr, warmup, static_cast<double>(step.epochs),
+                                           step.FractionalEpoch());
+  };
   options.optimizer = FLAGS_optimizer;
-  options.base_lr = FLAGS_lr;
-  options.weight_decay = FLAGS_weight_decay;
-  options.moco_m = FLAGS_moco_m;
-  options.moco_m_cos = FLAGS_moco_m_cos;
-  options.crop_min = FLAGS_crop_min;
-  options.image_size = FLAGS_image_size;
+  options.optimizer_options.weight_decay = FLAGS_weight_decay;
   options.print_freq = FLAGS_print_freq;
   options.seed = FLAGS_seed;
   options.workers = FLAGS_workers;

@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "ssl/methods/mocov3.h"
 #include "ssl/train/pretrain.h"
 #include "tools/cli_util.h"
 
@@ -23,8 +24,16 @@ DECLARE_int32(print_freq);
 
 namespace ssl::tools {
 
-/// PretrainOptions from the flags; data, output_dir and resume are left to the caller.
+/// MoCo v3's method options from the flags.
+methods::MocoV3Options MocoV3OptionsFromFlags();
+
+/// The engine's options from the flags (main_moco.py's schedule: linear warmup, then a
+/// half cosine, per iteration, peak lr * batch / 256); data, output_dir and resume are
+/// left to the caller.
 train::PretrainOptions PretrainOptionsFromFlags();
+
+/// One sentence for flag values the method and engine do not check themselves.
+absl::Status ValidateMocoFlags();
 
 /// Applies --threads (when > 0) to LibTorch's intra-op pool.
 void ApplyThreadsFlag();

@@ -24,7 +24,9 @@
 #include "ssl/data/synthetic.h"
 #include "ssl/data/views.h"
 #include "ssl/distributed/communicator.h"
+#include "ssl/methods/mocov3.h"
 #include "ssl/train/pretrain.h"
+#include "ssl/train/pretrained.h"
 #include "tools/moco_flags.h"
 
 DEFINE_string(name, "experiment", "Entry name (results file name).");
@@ -149,13 +151,19 @@ int main(int argc, char** argv) {
   auto val = ssl::data::ImageFolder::Open(data_root + "/" + FLAGS_val_split);
   if (!val.ok()) return Fail(val.status());
 
+  if (absl::Status s = ssl::tools::ValidateMocoFlags(); !s.ok()) return Fail(s);
   ssl::train::PretrainOptions options = ssl::tools::PretrainOptionsFromFlags();
   options.data = train->root();
   options.output_dir = work_dir + "/pretrain";
   options.resume = "latest";
   const auto start = std::chrono::steady_clock::now();
-  auto pretrained =
-      ssl::train::RunMocoV3Pretraining(options, ssl::distributed::MakeLocalCommunicator());
+  const std::shared_ptr<ssl::distributed::Communicator> single_process =
+      ssl::distributed::MakeLocalCommunicator();
+  at::manual_seed(FLAGS_seed);
+  auto method =
+      ssl::methods::MocoV3Impl::Create(ssl::tools::MocoV3OptionsFromFlags(), single_process);
+  if (!method.ok()) return Fail(method.status());
+  auto pretrained = ssl::train::RunPretraining(**method, options, single_process);
   if (!pretrained.ok()) return Fail(pretrained.status());
   const double pretrain_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

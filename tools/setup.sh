@@ -23,6 +23,7 @@ readonly PACKAGES=(
   libgmock-dev
   libbenchmark-dev
   nlohmann-json3-dev       # metrics, results and experiment JSON
+  libyaml-cpp-dev          # VISSL's YAML configs (the SwAV program)
   python3-torch            # independent reader for checkpoint interoperability tests
   python3-torchvision      # the PyTorch baseline the pipeline benchmark is compared with
 )

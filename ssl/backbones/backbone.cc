@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "ssl/backbones/regnet.h"
 #include "ssl/backbones/resnet.h"
 
 namespace ssl::backbones {
@@ -18,8 +19,11 @@ struct ParsedResNet {
 absl::Status UnknownName(const std::string& name) {
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown backbone \"", name, "\"; known: ", absl::StrJoin(KnownBackboneNames(), ", "),
-      " (a ResNet also takes any w<multiplier> suffix, e.g. resnet18w0.25)"));
+      " (a ResNet also takes any w<multiplier> suffix, e.g. resnet18w0.25; a RegNetY any "
+      "regnet_y_d<depth>_w<w_0>_wa<w_a>_wm<w_m>_gw<group width>)"));
 }
+
+bool IsRegNetName(const std::string& name) { return name.rfind("regnet", 0) == 0; }
 
 absl::StatusOr<ParsedResNet> ParseResNet(const std::string& name) {
   if (name.rfind("resnet", 0) != 0) return UnknownName(name);
@@ -47,18 +51,28 @@ absl::StatusOr<ParsedResNet> ParseResNet(const std::string& name) {
 }  // namespace
 
 std::vector<std::string> KnownBackboneNames() {
-  return {"resnet18",  "resnet34",   "resnet50",   "resnet101",
-          "resnet152", "resnet50w2", "resnet50w4", "resnet50w5"};
+  std::vector<std::string> names = {"resnet18",  "resnet34",   "resnet50",   "resnet101",
+                                    "resnet152", "resnet50w2", "resnet50w4", "resnet50w5"};
+  for (const std::string& regnet : KnownRegNetNames()) names.push_back(regnet);
+  return names;
 }
 
 absl::StatusOr<std::shared_ptr<Backbone>> CreateBackbone(const std::string& name,
                                                          const BackboneOptions& options) {
-  absl::StatusOr<ParsedResNet> parsed = ParseResNet(name);
-  if (!parsed.ok()) return parsed.status();
   if (options.num_classes < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("num_classes must be >= 0, got ", options.num_classes));
   }
+  if (IsRegNetName(name)) {
+    if (options.cifar_stem || options.zero_init_residual) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "backbone \"", name, "\": the CIFAR stem and zero-init residual are ResNet options"));
+    }
+    if (!RegNetParamsByName(name)) return UnknownName(name);
+    return CreateRegNet(name, options.num_classes);
+  }
+  absl::StatusOr<ParsedResNet> parsed = ParseResNet(name);
+  if (!parsed.ok()) return parsed.status();
   return std::shared_ptr<Backbone>(
       std::make_shared<ResNetImpl>(ResNetOptions()
                                        .depth(parsed->depth)
@@ -69,6 +83,13 @@ absl::StatusOr<std::shared_ptr<Backbone>> CreateBackbone(const std::string& name
 }
 
 absl::StatusOr<int64_t> BackboneFeatureDim(const std::string& name) {
+  if (IsRegNetName(name)) {
+    const std::optional<RegNetParams> params = RegNetParamsByName(name);
+    if (!params) return UnknownName(name);
+    absl::StatusOr<RegNetStages> stages = ComputeRegNetStages(*params);
+    if (!stages.ok()) return stages.status();
+    return stages->widths.back();
+  }
   absl::StatusOr<ParsedResNet> parsed = ParseResNet(name);
   if (!parsed.ok()) return parsed.status();
   const int64_t expansion = parsed->depth >= 50 ? 4 : 1;

@@ -43,7 +43,9 @@ struct BackboneOptions {
 /// Builds a backbone by name: "resnet18", "resnet34", "resnet50", "resnet101",
 /// "resnet152", each optionally widened with a "w<multiplier>" suffix (SwAV's
 /// "resnet50w2", "resnet50w4", "resnet50w5"; also narrow ones for CPU experiments such
-/// as "resnet18w0.25", as long as 64 * multiplier is a whole number). InvalidArgument
+/// as "resnet18w0.25", as long as 64 * multiplier is a whole number); torchvision's
+/// RegNetYs ("regnet_y_400mf" ... "regnet_y_128gf") and any RegNetY by its parameters
+/// ("regnet_y_d27_w640_wa230.83_wm2.53_gw373", SwAV's RegNetY-256GF). InvalidArgument
 /// lists the known names when `name` is not one of them.
 absl::StatusOr<std::shared_ptr<Backbone>> CreateBackbone(const std::string& name,
                                                          const BackboneOptions& options = {});

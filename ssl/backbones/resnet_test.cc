@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "ssl/backbones/backbone.h"
+#include "ssl/backbones/regnet.h"
 #include "ssl/nn/state_dict.h"
 
 namespace ssl::backbones {
@@ -114,7 +115,7 @@ TEST_P(TorchvisionGoldenTest, KeysShapesAndLogitsMatchTorchvision) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Architectures, TorchvisionGoldenTest,
-                         ::testing::Values("resnet18", "resnet50"));
+                         ::testing::Values("resnet18", "resnet50", "regnet_y_400mf"));
 
 int64_t NumParameters(const torch::nn::Module& module) {
   int64_t total = 0;
@@ -209,13 +210,59 @@ TEST(ResNetTest, ConvInitIsHeNormalOverFanOut) {
   EXPECT_TRUE(resnet->bn1->bias.eq(0).all().item<bool>());
 }
 
+TEST(RegNetTest, StagesFollowTorchvisionsWidthRule) {
+  // Values printed by torchvision's BlockParams.from_init_params (se_ratio 0.25).
+  const absl::StatusOr<RegNetStages> y400 =
+      ComputeRegNetStages(*RegNetParamsByName("regnet_y_400mf"));
+  ASSERT_TRUE(y400.ok());
+  EXPECT_EQ(y400->widths, (std::vector<int64_t>{48, 104, 208, 440}));
+  EXPECT_EQ(y400->depths, (std::vector<int>{1, 3, 6, 6}));
+  EXPECT_EQ(y400->group_widths, (std::vector<int64_t>{8, 8, 8, 8}));
+  // SwAV / SEER's RegNetY-256GF; its head's input width is 10444.
+  const std::string seer = "regnet_y_d27_w640_wa230.83_wm2.53_gw373";
+  const absl::StatusOr<RegNetStages> y256 = ComputeRegNetStages(*RegNetParamsByName(seer));
+  ASSERT_TRUE(y256.ok());
+  EXPECT_EQ(y256->widths, (std::vector<int64_t>{746, 1492, 4103, 10444}));
+  EXPECT_EQ(y256->depths, (std::vector<int>{2, 7, 17, 1}));
+  EXPECT_EQ(*BackboneFeatureDim(seer), 10444);
+  const absl::StatusOr<RegNetStages> y128 =
+      ComputeRegNetStages(*RegNetParamsByName("regnet_y_128gf"));
+  EXPECT_EQ(y128->widths, (std::vector<int64_t>{528, 1056, 2904, 7392}));
+  EXPECT_EQ(y128->group_widths, (std::vector<int64_t>{264, 264, 264, 264}));
+  EXPECT_EQ(RegNetName(*RegNetParamsByName(seer)), seer);
+  EXPECT_EQ(RegNetName(*RegNetParamsByName("regnet_y_16gf")), "regnet_y_16gf");
+}
+
+TEST(RegNetTest, ParameterCountAndFeatureWidthMatchTorchvision) {
+  BackboneOptions classifier;
+  classifier.num_classes = 1000;
+  EXPECT_EQ(NumParameters(**CreateBackbone("regnet_y_400mf", classifier)), 4344144);
+  auto trunk = CreateBackbone("regnet_y_400mf");
+  ASSERT_TRUE(trunk.ok());
+  EXPECT_EQ((*trunk)->feature_dim(), 440);
+  EXPECT_EQ((*trunk)->name(), "regnet_y_400mf");
+  (*trunk)->eval();
+  torch::NoGradGuard no_grad;
+  EXPECT_EQ((*trunk)->forward(at::randn({2, 3, 64, 64})).sizes(), (at::IntArrayRef{2, 440}));
+}
+
 TEST(RegistryTest, UnknownOrBadNamesAreOneClearError) {
   const absl::Status unknown = CreateBackbone("resnet19").status();
   EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(unknown.message(),
             "unknown backbone \"resnet19\"; known: resnet18, resnet34, resnet50, resnet101, "
-            "resnet152, resnet50w2, resnet50w4, resnet50w5 (a ResNet also takes any "
-            "w<multiplier> suffix, e.g. resnet18w0.25)");
+            "resnet152, resnet50w2, resnet50w4, resnet50w5, regnet_y_400mf, regnet_y_800mf, "
+            "regnet_y_1_6gf, regnet_y_3_2gf, regnet_y_8gf, regnet_y_16gf, regnet_y_32gf, "
+            "regnet_y_128gf (a ResNet also takes any w<multiplier> suffix, e.g. "
+            "resnet18w0.25; a RegNetY any regnet_y_d<depth>_w<w_0>_wa<w_a>_wm<w_m>_gw<group "
+            "width>)");
+  EXPECT_EQ(CreateBackbone("regnet_y_d27_w641_wa230.83_wm2.53_gw373").status().message(),
+            "invalid RegNet settings: need depth >= 1, w_a >= 0, w_0 > 0 and a multiple of 8, "
+            "w_m > 1, group width >= 1; got depth 27, w_0 641, w_a 230.83, w_m 2.53, group "
+            "width 373");
+  BackboneOptions cifar;
+  cifar.cifar_stem = true;
+  EXPECT_FALSE(CreateBackbone("regnet_y_400mf", cifar).ok());
   EXPECT_FALSE(CreateBackbone("vit_small").ok());
   EXPECT_FALSE(CreateBackbone("resnet50wx").ok());
   EXPECT_EQ(CreateBackbone("resnet18w0.3").status().message(),

@@ -113,7 +113,11 @@ ViewRecipe MultiCropViews(const MultiCropOptions& options) {
     a.jitter_probability = options.jitter_probability;
     a.grayscale_probability = options.grayscale_probability;
     a.blur_probability = options.blur_probability;
-    a.flip_probability = 0.5;
+    a.blur_sigma_min = options.blur_sigma_min;
+    a.blur_sigma_max = options.blur_sigma_max;
+    a.flip_probability = options.flip_probability;
+    a.mean = options.mean;
+    a.std = options.std;
     recipe.groups.push_back(CropGroup{options.counts[g], a});
   }
   return recipe;

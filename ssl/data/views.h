@@ -76,10 +76,15 @@ struct MultiCropOptions {
   std::vector<int> sizes = {224, 96};
   std::vector<double> scale_mins = {0.14, 0.05};
   std::vector<double> scale_maxs = {1.0, 0.14};
+  double flip_probability = 0.5;
   ColorJitterStrength jitter{0.8f, 0.8f, 0.8f, 0.2f};
   double jitter_probability = 0.8;
   double grayscale_probability = 0.2;
   double blur_probability = 0.5;
+  double blur_sigma_min = 0.1;  ///< PIL GaussianBlur radius range (VISSL radius_min/max)
+  double blur_sigma_max = 2.0;
+  std::array<float, 3> mean = kImagenetMean;
+  std::array<float, 3> std = kImagenetStd;
 };
 ViewRecipe MultiCropViews(const MultiCropOptions& options);
 

@@ -9,6 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "ssl/nn/mlp.h"
+#include "ssl/nn/state_dict.h"
+#include "ssl/optim/schedules.h"
 
 namespace ssl::methods {
 namespace {
@@ -24,6 +26,18 @@ absl::StatusOr<std::shared_ptr<MocoV3Impl>> MocoV3Impl::Create(
   if (options.dim < 1 || options.mlp_dim < 1) {
     return absl::InvalidArgumentError(absl::StrCat("moco dim and mlp dim must be >= 1, got ",
                                                    options.dim, " and ", options.mlp_dim));
+  }
+  if (!(options.momentum >= 0 && options.momentum <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("moco momentum must be in [0, 1], got ", options.momentum));
+  }
+  if (options.image_size < 16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("image size must be >= 16, got ", options.image_size));
+  }
+  if (!(options.crop_min > 0 && options.crop_min <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("crop-min must be in (0, 1], got ", options.crop_min));
   }
   if (!(options.temperature > 0)) {
     return absl::InvalidArgumentError(
@@ -92,17 +106,66 @@ at::Tensor MocoV3Impl::ContrastiveLoss(const at::Tensor& queries, const at::Tens
   return at::cross_entropy_loss(logits, labels).mul(2.0 * options_.temperature);
 }
 
-at::Tensor MocoV3Impl::forward(const at::Tensor& view1, const at::Tensor& view2, double momentum) {
+at::Tensor MocoV3Impl::SymmetricLoss(const at::Tensor& view1, const at::Tensor& view2) {
   const at::Tensor q1 = predictor->forward(base_encoder->forward(view1));
   const at::Tensor q2 = predictor->forward(base_encoder->forward(view2));
   at::Tensor k1, k2;
   {
     c10::AutoGradMode no_grad(false);
-    UpdateMomentumEncoder(momentum);
     k1 = momentum_encoder->forward(view1);
     k2 = momentum_encoder->forward(view2);
   }
   return ContrastiveLoss(q1, k2).add(ContrastiveLoss(q2, k1));
+}
+
+at::Tensor MocoV3Impl::forward(const at::Tensor& view1, const at::Tensor& view2, double momentum) {
+  // The base encoder's weights do not change during its forward, so updating the
+  // momentum encoder first gives builder.py's numbers exactly.
+  UpdateMomentumEncoder(momentum);
+  return SymmetricLoss(view1, view2);
+}
+
+data::ViewRecipe MocoV3Impl::Views() const {
+  return data::MocoV3Views(options_.image_size, options_.crop_min);
+}
+
+void MocoV3Impl::BeforeStep(const StepContext& step) {
+  current_momentum_ =
+      options_.momentum_cosine
+          ? optim::CosineMomentum(options_.momentum, static_cast<double>(step.epochs),
+                                  step.FractionalEpoch())
+          : options_.momentum;
+  UpdateMomentumEncoder(current_momentum_);
+}
+
+at::Tensor MocoV3Impl::Loss(const std::vector<at::Tensor>& crop_groups, const StepContext&) {
+  TORCH_CHECK(crop_groups.size() == 2, "MoCo v3 trains on two views, got ", crop_groups.size(),
+              " crop groups");
+  return SymmetricLoss(crop_groups[0], crop_groups[1]);
+}
+
+std::vector<ParameterGroup> MocoV3Impl::ParameterGroups() {
+  ParameterGroup all;
+  all.name = "all";
+  all.parameters = nn::Parameters(*this);
+  return {all};
+}
+
+std::vector<std::pair<std::string, BackboneLocation>> MocoV3Impl::Backbones() const {
+  return {{"base", {options_.arch, options_.cifar_stem, "base_encoder.", {"fc."}}},
+          {"momentum", {options_.arch, options_.cifar_stem, "momentum_encoder.", {"fc."}}}};
+}
+
+nlohmann::json MocoV3Impl::Config() const {
+  return {{"arch", options_.arch},
+          {"cifar_stem", options_.cifar_stem},
+          {"moco_dim", options_.dim},
+          {"moco_mlp_dim", options_.mlp_dim},
+          {"moco_t", options_.temperature},
+          {"moco_m", options_.momentum},
+          {"moco_m_cos", options_.momentum_cosine},
+          {"crop_min", options_.crop_min},
+          {"image_size", options_.image_size}};
 }
 
 }  // namespace ssl::methods

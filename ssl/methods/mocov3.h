@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "ssl/backbones/backbone.h"
 #include "ssl/distributed/communicator.h"
+#include "ssl/methods/method.h"
 #include "ssl/nn/mlp.h"
 
 namespace ssl::methods {
@@ -22,12 +23,16 @@ namespace ssl::methods {
 struct MocoV3Options {
   std::string arch = "resnet50";
   bool cifar_stem = false;
-  int64_t dim = 256;         ///< output of projector and predictor (--moco-dim)
-  int64_t mlp_dim = 4096;    ///< hidden width of both MLPs (--moco-mlp-dim)
-  double temperature = 1.0;  ///< --moco-t: 1.0 for ResNets, 0.2 for ViTs
+  int64_t dim = 256;            ///< output of projector and predictor (--moco-dim)
+  int64_t mlp_dim = 4096;       ///< hidden width of both MLPs (--moco-mlp-dim)
+  double temperature = 1.0;     ///< --moco-t: 1.0 for ResNets, 0.2 for ViTs
+  double momentum = 0.99;       ///< --moco-m: the EMA momentum (its start value with cosine)
+  bool momentum_cosine = true;  ///< --moco-m-cos: raise it to 1 along a half cosine
+  int image_size = 224;         ///< crop size of both views
+  double crop_min = 0.2;        ///< RandomResizedCrop minimum area (--crop-min)
 };
 
-class MocoV3Impl : public torch::nn::Module {
+class MocoV3Impl : public Method {
  public:
   /// InvalidArgument for an unknown arch or non-positive sizes.
   static absl::StatusOr<std::shared_ptr<MocoV3Impl>> Create(
@@ -45,14 +50,35 @@ class MocoV3Impl : public torch::nn::Module {
 
   const MocoV3Options& options() const { return options_; }
 
+  // Method.
+  std::string name() const override { return "mocov3"; }
+  data::ViewRecipe Views() const override;
+  /// Sets the momentum of this step (cosine schedule per iteration when enabled) and
+  /// applies the EMA before anything is computed, as builder.py does before the keys.
+  void BeforeStep(const StepContext& step) override;
+  /// ctr(q1, k2) + ctr(q2, k1) of the two views (crop groups 0 and 1).
+  at::Tensor Loss(const std::vector<at::Tensor>& crop_groups, const StepContext& step) override;
+  /// One group with every parameter, as main_moco.py passes model.parameters().
+  std::vector<ParameterGroup> ParameterGroups() override;
+  backbones::Backbone& EvalBackbone() override { return *base_encoder; }
+  std::vector<std::pair<std::string, BackboneLocation>> Backbones() const override;
+  std::vector<std::pair<std::string, double>> ScheduledValues() const override {
+    return {{"momentum", current_momentum_}};
+  }
+  nlohmann::json Config() const override;
+
   std::shared_ptr<backbones::Backbone> base_encoder;
   std::shared_ptr<backbones::Backbone> momentum_encoder;
   nn::Mlp predictor{nullptr};
 
  private:
   MocoV3Impl(const MocoV3Options& options, std::shared_ptr<distributed::Communicator> communicator);
+  /// The symmetrized loss with the momentum encoder as it is.
+  at::Tensor SymmetricLoss(const at::Tensor& view1, const at::Tensor& view2);
+
   MocoV3Options options_;
   std::shared_ptr<distributed::Communicator> communicator_;
+  double current_momentum_ = 0;
 };
 
 }  // namespace ssl::methods

@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "ssl/nn/state_dict.h"
+#include "ssl/optim/schedules.h"
 
 namespace ssl::methods {
 namespace {
@@ -148,6 +149,33 @@ TEST(MocoV3Test, MomentumEncoderStartsAsACopyAndFollowsTheEma) {
   model->UpdateMomentumEncoder(0.9);
   EXPECT_TRUE(momentum[0].allclose(before * 0.9 + base[0].detach() * 0.1, 1e-6, 1e-7));
   EXPECT_TRUE(model->momentum_encoder->named_buffers()["bn1.running_mean"].equal(running_mean));
+}
+
+TEST(MocoV3Test, BeforeStepAppliesTheEmaWithTheScheduledMomentum) {
+  for (const bool cosine : {true, false}) {
+    MocoV3Options options = Tiny();
+    options.momentum = 0.9;
+    options.momentum_cosine = cosine;
+    auto model = Make(options);
+    {
+      c10::AutoGradMode no_grad(false);
+      for (at::Tensor& p : model->base_encoder->parameters()) p.add_(1.0);
+    }
+    const at::Tensor before = model->momentum_encoder->parameters()[0].clone();
+    const at::Tensor base = model->base_encoder->parameters()[0].detach().clone();
+    StepContext step;
+    step.epoch = 5;
+    step.iteration = 50;
+    step.iterations_per_epoch = 100;
+    step.epochs = 10;
+    model->BeforeStep(step);
+    const double m = cosine ? optim::CosineMomentum(0.9, 10, 5.5) : 0.9;
+    ASSERT_EQ(model->ScheduledValues().size(), 1u);
+    EXPECT_EQ(model->ScheduledValues()[0].first, "momentum");
+    EXPECT_DOUBLE_EQ(model->ScheduledValues()[0].second, m);
+    EXPECT_TRUE(
+        model->momentum_encoder->parameters()[0].allclose(before * m + base * (1 - m), 1e-6, 1e-7));
+  }
 }
 
 TEST(MocoV3Test, MomentumUpdateHappensBeforeTheKeys) {

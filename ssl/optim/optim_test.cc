@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "ssl/optim/optimizer.h"
+#include "ssl/optim/param_scheduler.h"
 #include "ssl/optim/schedules.h"
 
 namespace ssl::optim {
@@ -78,8 +79,11 @@ TEST(AdamWTest, FirstStepMovesByLrAfterDecoupledDecay) {
   EXPECT_NEAR(p.item<double>(), 0.999 - 0.1 * 0.5 / (0.5 + 1e-8), 1e-6);
 }
 
+using MakeFromParams = std::unique_ptr<Optimizer> (*)(std::vector<at::Tensor>, OptimizerOptions);
+
 TEST(OptimizerStateTest, RoundTripContinuesIdentically) {
-  for (auto make : {&MakeLars, &MakeSgd, &MakeAdamW}) {
+  for (MakeFromParams make :
+       {MakeFromParams(&MakeLars), MakeFromParams(&MakeSgd), MakeFromParams(&MakeAdamW)}) {
     at::Tensor a = Param({1, 2, 3, 4}, {2, 2}), b = a.detach().clone().set_requires_grad(true);
     auto first = make({a}, {.lr = 0.5, .weight_decay = 0.01});
     SetGrad(a, {0.1f, -0.2f, 0.3f, 0.4f});
@@ -98,7 +102,94 @@ TEST(OptimizerStateTest, RoundTripContinuesIdentically) {
   at::Tensor x = Param({1}, {1}), y = Param({1}, {1});
   auto one = MakeSgd({x}, {}), two = MakeSgd({x, y}, {});
   EXPECT_EQ(two->LoadStateDict(one->StateDict()).message(),
-            "optimizer state covers 1 parameters, the model has 2");
+            "optimizer param group 0 covers 1 parameters, the model has 2");
+}
+
+TEST(OptimizerStateTest, GroupsKeepTheirWeightDecayAndPyTorchIndices) {
+  at::Tensor a = Param({1, 2}, {2}), b = Param({3}, {1}), c = Param({4, 5, 6, 7}, {2, 2});
+  auto sgd = MakeSgd({ParamGroup{{a, b}, 0.5, false}, ParamGroup{{c}, 0.0, true}},
+                     {.lr = 0.1, .momentum = 0.9});
+  ASSERT_EQ(sgd->num_groups(), 2);
+  SetGrad(a, {0, 0});
+  SetGrad(c, {0, 0, 0, 0});
+  sgd->Step();
+  EXPECT_NEAR(a[1].item<double>(), 2 - 0.1 * 0.5 * 2, 1e-6);  // decay only in group 0
+  EXPECT_FLOAT_EQ(c[0][0].item<float>(), 4.0f);
+  const c10::impl::GenericDict dict = sgd->StateDict().toGenericDict();
+  const c10::impl::GenericList groups = dict.at("param_groups").toList();
+  ASSERT_EQ(groups.size(), 2u);
+  EXPECT_EQ(groups.get(0).toGenericDict().at("weight_decay").toDouble(), 0.5);
+  EXPECT_EQ(groups.get(1).toGenericDict().at("params").toIntList().get(0), 2);  // a=0, b=1, c=2
+  auto one_group = MakeSgd({ParamGroup{{a, b, c}, 0.5, false}}, {});
+  EXPECT_EQ(one_group->LoadStateDict(sgd->StateDict()).message(),
+            "optimizer state has 2 param groups, expected 1");
+}
+
+// p = [[3, 4]] (norm 5), g = [[0.8, -0.6]] (norm 1, orthogonal to p), wd 0.1: the three
+// trust-ratio optimizers differ in where the decay enters the ratio and the lr the
+// momentum.
+TEST(LarcTest, AdaptiveLrOverGradNormPlusDecayThenSgdMomentum) {
+  at::Tensor w = Param({3, 4}, {1, 2});
+  auto larc = MakeLarc({ParamGroup{{w}, 0.1, false}}, {.lr = 10, .momentum = 0.9});
+  SetGrad(w, {0.8f, -0.6f});
+  larc->Step();
+  // adaptive = 0.001 * 5 / (1 + 0.1 * 5 + 1e-8); d = g + 0.1 p = [1.1, -0.2].
+  const double adaptive = 0.001 * 5 / (1.5 + 1e-8);
+  const double p0 = 3 - 10 * 1.1 * adaptive, p1 = 4 + 10 * 0.2 * adaptive;
+  EXPECT_NEAR(w[0][0].item<double>(), p0, 1e-6);
+  EXPECT_NEAR(w[0][1].item<double>(), p1, 1e-6);
+  larc->Step();
+  const double n = std::hypot(p0, p1);
+  const double a2 = 0.001 * n / (1 + 0.1 * n + 1e-8);
+  const double b0 = 0.9 * 1.1 * adaptive + (0.8 + 0.1 * p0) * a2;
+  const double b1 = 0.9 * -0.2 * adaptive + (-0.6 + 0.1 * p1) * a2;
+  EXPECT_NEAR(w[0][0].item<double>(), p0 - 10 * b0, 1e-5);
+  EXPECT_NEAR(w[0][1].item<double>(), p1 - 10 * b1, 1e-5);
+  EXPECT_TRUE(
+      larc->StateDict().toGenericDict().at("state").toGenericDict().at(0).toGenericDict().contains(
+          "momentum_buffer"));
+}
+
+TEST(LarcTest, ClipCapsTheAdaptiveLrAtTheLrAndZeroNormsStepWithoutDecay) {
+  at::Tensor w = Param({3, 4}, {1, 2});
+  auto clipped = MakeLarc({ParamGroup{{w}, 0.1, false}}, {.lr = 10, .clip = true});
+  SetGrad(w, {0.8f, -0.6f});
+  clipped->Step();
+  const double adaptive = std::min(0.001 * 5 / (1.5 + 1e-8) / 10, 1.0);
+  EXPECT_NEAR(w[0][0].item<double>(), 3 - 10 * 1.1 * adaptive, 1e-7);
+  at::Tensor zero = Param({0, 0}, {2});
+  auto larc = MakeLarc({ParamGroup{{zero}, 0.1, false}}, {.lr = 10});
+  SetGrad(zero, {1, 2});
+  larc->Step();
+  EXPECT_FLOAT_EQ(zero[1].item<float>(), -20.0f);  // raw gradient, no decay, no scaling
+}
+
+TEST(M2TeacherLarsTest, LocalLrInsideTheMomentumAndExcludedGroupsKeepDecay) {
+  at::Tensor w = Param({3, 4}, {1, 2});
+  at::Tensor bias = Param({2}, {1});
+  auto lars = MakeM2TeacherLars({ParamGroup{{w}, 0.1, false}, ParamGroup{{bias}, 0.1, true}},
+                                {.lr = 10, .momentum = 0.9});
+  SetGrad(w, {0.8f, -0.6f});
+  SetGrad(bias, {1});
+  lars->Step();
+  const double local_lr = 10 * 0.001 * 5 / (1 + 0.1 * 5);  // 1/30
+  EXPECT_NEAR(w[0][0].item<double>(), 3 - local_lr * 1.1, 1e-6);
+  EXPECT_NEAR(w[0][1].item<double>(), 4 + local_lr * 0.2, 1e-6);
+  EXPECT_NEAR(bias[0].item<double>(), 2 - 10 * (1 + 0.1 * 2), 1e-5);  // plain lr, with decay
+  const c10::impl::GenericList groups =
+      lars->StateDict().toGenericDict().at("param_groups").toList();
+  EXPECT_TRUE(groups.get(1).toGenericDict().at("lars_exclude").toBool());
+}
+
+TEST(OptimizerTest, ByNameAndUnknownNames) {
+  at::Tensor p = Param({1}, {1});
+  for (const char* name : {"lars", "larc", "m2t_lars", "sgd", "adamw"}) {
+    auto made = MakeOptimizer(name, {ParamGroup{{p}, 0, false}}, {});
+    ASSERT_TRUE(made.ok()) << name;
+    EXPECT_EQ((*made)->name(), name);
+  }
+  EXPECT_EQ(MakeOptimizer("adam", {}, {}).status().message(),
+            "optimizer must be lars, larc, m2t_lars, sgd or adamw, got \"adam\"");
 }
 
 TEST(OptimizerTest, ZeroGradClearsGradients) {
@@ -120,6 +211,53 @@ TEST(SchedulesTest, ValuesAtLandmarks) {
   EXPECT_NEAR(CosineMomentum(0.99, 100, 50), 0.995, 1e-12);
   EXPECT_NEAR(CosineMomentum(0.996, 1000, 1000), 1.0, 1e-12);
   EXPECT_NEAR(CosineLearningRate(0.4, 90, 45), 0.2, 1e-12);
+}
+
+ScheduleSpec VisslWarmupCosine(const std::string& cosine_scaling) {
+  ScheduleSpec linear{.name = "linear", .start_value = 0.6, .end_value = 4.8};
+  ScheduleSpec cosine{.name = "cosine", .start_value = 4.8, .end_value = 0.0048};
+  ScheduleSpec composite{.name = "composite"};
+  composite.schedulers = {linear, cosine};
+  composite.lengths = {0.1, 0.9};
+  composite.interval_scaling = {"rescaled", cosine_scaling};
+  return composite;
+}
+
+TEST(ParamSchedulerTest, VisslCompositeAtItsKnots) {
+  constexpr double kPi = 3.14159265358979323846;
+  const ScheduleSpec fixed = VisslWarmupCosine("fixed");
+  ASSERT_TRUE(ValidateSchedule(fixed).ok());
+  EXPECT_DOUBLE_EQ(ScheduleValue(fixed, 0.0, 100), 0.6);
+  EXPECT_NEAR(ScheduleValue(fixed, 0.05, 100), 2.7, 1e-12);  // halfway through the warmup
+  // At the knot the cosine takes over and, "fixed", sees the global where: it does not
+  // restart at 4.8 (VISSL's swav configs behave this way).
+  const double at_knot = 0.0048 + 0.5 * (4.8 - 0.0048) * (1 + std::cos(kPi * 0.1));
+  EXPECT_NEAR(ScheduleValue(fixed, 0.1, 100), at_knot, 1e-12);
+  EXPECT_NEAR(ScheduleValue(fixed, 1.0, 100), 0.0048, 1e-12);
+  const ScheduleSpec rescaled = VisslWarmupCosine("rescaled");
+  EXPECT_NEAR(ScheduleValue(rescaled, 0.1, 100), 4.8, 1e-12);
+  EXPECT_NEAR(ScheduleValue(rescaled, 0.55, 100), (4.8 + 0.0048) / 2, 1e-12);
+  // Per step over 10 epochs of 100 steps: step 50 is where 0.05.
+  EXPECT_NEAR(ScheduleValueAt(fixed, 50, 100, 10), 2.7, 1e-12);
+  ScheduleSpec per_epoch = fixed;
+  per_epoch.update_interval = "epoch";
+  EXPECT_DOUBLE_EQ(ScheduleValueAt(per_epoch, 99, 100, 10), 0.6);  // still epoch 0
+}
+
+TEST(ParamSchedulerTest, MultistepAndErrors) {
+  ScheduleSpec steps{.name = "multistep", .values = {0.1, 0.01, 0.001}, .milestones = {30, 60}};
+  ASSERT_TRUE(ValidateSchedule(steps).ok());
+  EXPECT_DOUBLE_EQ(ScheduleValue(steps, 0.29, 100), 0.1);
+  EXPECT_DOUBLE_EQ(ScheduleValue(steps, 0.30, 100), 0.01);
+  EXPECT_DOUBLE_EQ(ScheduleValue(steps, 0.99, 100), 0.001);
+  ScheduleSpec bad = VisslWarmupCosine("fixed");
+  bad.lengths = {0.1, 0.5};
+  EXPECT_EQ(ValidateSchedule(bad).message(), "composite schedule lengths must sum to 1, got 0.6");
+  bad = VisslWarmupCosine("stretched");
+  EXPECT_EQ(ValidateSchedule(bad).message(),
+            "composite interval_scaling must be rescaled or fixed, got \"stretched\"");
+  EXPECT_EQ(ValidateSchedule(ScheduleSpec{.name = "poly"}).message(),
+            "unknown schedule \"poly\"; known: constant, linear, cosine, multistep, composite");
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <ATen/ops/zeros_like.h>
 #include <c10/core/GradMode.h>
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -13,16 +14,33 @@
 
 namespace ssl::optim {
 
+Optimizer::Optimizer(std::vector<ParamGroup> groups, OptimizerOptions options) : options_(options) {
+  for (ParamGroup& group : groups) {
+    Group entry;
+    entry.weight_decay = group.weight_decay;
+    entry.no_trust_ratio = group.no_trust_ratio;
+    for (at::Tensor& param : group.params) {
+      entry.indices.push_back(params_.size());
+      params_.push_back(std::move(param));
+    }
+    groups_.push_back(std::move(entry));
+  }
+  states_.resize(params_.size());
+}
+
 Optimizer::Optimizer(std::vector<at::Tensor> params, OptimizerOptions options)
-    : params_(std::move(params)), states_(params_.size()), options_(options) {}
+    : Optimizer(std::vector<ParamGroup>{ParamGroup{std::move(params), options.weight_decay, false}},
+                options) {}
 
 void Optimizer::Step() {
   c10::AutoGradMode no_grad(false);
-  for (size_t i = 0; i < params_.size(); ++i) {
-    at::Tensor& param = params_[i];
-    const at::Tensor& grad = param.grad();
-    if (!grad.defined()) continue;
-    Update(param, grad, states_[i]);
+  for (const Group& group : groups_) {
+    for (size_t i : group.indices) {
+      at::Tensor& param = params_[i];
+      const at::Tensor& grad = param.grad();
+      if (!grad.defined()) continue;
+      Update(param, grad, states_[i], group);
+    }
   }
 }
 
@@ -40,13 +58,17 @@ c10::IValue Optimizer::StateDict() const {
     for (const auto& [name, tensor] : states_[i]) entry.insert(name, tensor);
     state.insert(static_cast<int64_t>(i), entry);
   }
-  c10::impl::GenericDict group(c10::StringType::get(), c10::AnyType::get());
-  for (const auto& [name, value] : GroupHyperParameters()) group.insert(name, value);
-  c10::List<int64_t> indices;
-  for (size_t i = 0; i < params_.size(); ++i) indices.push_back(static_cast<int64_t>(i));
-  group.insert("params", indices);
   c10::impl::GenericList groups(c10::AnyType::get());
-  groups.push_back(group);
+  for (const Group& group : groups_) {
+    c10::impl::GenericDict entry(c10::StringType::get(), c10::AnyType::get());
+    entry.insert("lr", options_.lr);
+    entry.insert("weight_decay", group.weight_decay);
+    for (const auto& [name, value] : GroupHyperParameters(group)) entry.insert(name, value);
+    c10::List<int64_t> indices;
+    for (size_t i : group.indices) indices.push_back(static_cast<int64_t>(i));
+    entry.insert("params", indices);
+    groups.push_back(entry);
+  }
   c10::impl::GenericDict result(c10::StringType::get(), c10::AnyType::get());
   result.insert("state", state);
   result.insert("param_groups", groups);
@@ -58,28 +80,51 @@ absl::Status Optimizer::LoadStateDict(const c10::IValue& state_dict) {
     return absl::InvalidArgumentError("optimizer state is not a dict");
   }
   const c10::impl::GenericDict dict = state_dict.toGenericDict();
-  if (!dict.contains("state") || !dict.contains("param_groups")) {
+  if (!dict.contains("state") || !dict.contains("param_groups") ||
+      !dict.at("state").isGenericDict() || !dict.at("param_groups").isList()) {
     return absl::InvalidArgumentError("optimizer state lacks \"state\" or \"param_groups\"");
   }
   const c10::impl::GenericList groups = dict.at("param_groups").toList();
-  if (groups.size() != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("optimizer state has ", groups.size(), " param groups, expected 1"));
+  if (groups.size() != groups_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("optimizer state has ", groups.size(),
+                                                   " param groups, expected ", groups_.size()));
   }
-  const c10::impl::GenericDict group = groups.get(0).toGenericDict();
-  const int64_t num_params = static_cast<int64_t>(group.at("params").toList().size());
-  if (num_params != static_cast<int64_t>(params_.size())) {
-    return absl::InvalidArgumentError(absl::StrCat("optimizer state covers ", num_params,
-                                                   " parameters, the model has ", params_.size()));
+  std::vector<double> weight_decays(groups_.size());
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    if (!groups.get(g).isGenericDict()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("optimizer param group ", g, " is not a dict"));
+    }
+    const c10::impl::GenericDict group = groups.get(g).toGenericDict();
+    if (!group.contains("params") || !group.at("params").isList()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("optimizer param group ", g, " has no params"));
+    }
+    const size_t count = group.at("params").toList().size();
+    if (count != groups_[g].indices.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("optimizer param group ", g, " covers ", count,
+                                                     " parameters, the model has ",
+                                                     groups_[g].indices.size()));
+    }
+    weight_decays[g] = group.contains("weight_decay") && group.at("weight_decay").isDouble()
+                           ? group.at("weight_decay").toDouble()
+                           : groups_[g].weight_decay;
   }
   std::vector<State> states(params_.size());
   for (const auto& item : dict.at("state").toGenericDict()) {
+    if (!item.key().isInt() || !item.value().isGenericDict()) {
+      return absl::InvalidArgumentError("optimizer state entries must be {index: dict}");
+    }
     const int64_t index = item.key().toInt();
-    if (index < 0 || index >= num_params) {
+    if (index < 0 || index >= static_cast<int64_t>(params_.size())) {
       return absl::InvalidArgumentError(
           absl::StrCat("optimizer state index ", index, " out of range"));
     }
     for (const auto& entry : item.value().toGenericDict()) {
+      if (!entry.value().isTensor()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("optimizer state of parameter ", index, " holds a non-tensor"));
+      }
       const at::Tensor tensor = entry.value().toTensor();
       const std::string name = entry.key().toStringRef();
       if (name != "step" && !tensor.sizes().equals(params_[index].sizes())) {
@@ -89,25 +134,32 @@ absl::Status Optimizer::LoadStateDict(const c10::IValue& state_dict) {
       states[index][name] = tensor.clone();
     }
   }
-  for (const auto& [name, unused] : GroupHyperParameters()) {
-    if (!group.contains(name)) continue;
-    const double value = group.at(name).toDouble();
-    if (name == "lr")
-      options_.lr = value;
-    else if (name == "weight_decay")
-      options_.weight_decay = value;
-    else if (name == "momentum")
-      options_.momentum = value;
-    else if (name == "trust_coefficient")
-      options_.trust_coefficient = value;
-    else if (name == "eps")
-      options_.eps = value;
-  }
+  const c10::impl::GenericDict first = groups.get(0).toGenericDict();
+  auto read = [&first](const char* name, double* value) {
+    if (first.contains(name) && first.at(name).isDouble()) *value = first.at(name).toDouble();
+  };
+  read("lr", &options_.lr);
+  read("momentum", &options_.momentum);
+  read("trust_coefficient", &options_.trust_coefficient);
+  read("eps", &options_.eps);
+  for (size_t g = 0; g < groups_.size(); ++g) groups_[g].weight_decay = weight_decays[g];
   states_ = std::move(states);
   return absl::OkStatus();
 }
 
 namespace {
+
+// torch.optim.SGD's momentum buffer: the first step stores the update itself.
+at::Tensor& MomentumBuffer(std::map<std::string, at::Tensor>& state, const at::Tensor& update,
+                           double momentum) {
+  at::Tensor& buffer = state["momentum_buffer"];
+  if (!buffer.defined()) {
+    buffer = update.clone();
+  } else {
+    buffer.mul_(momentum).add_(update);
+  }
+  return buffer;
+}
 
 class Lars : public Optimizer {
  public:
@@ -115,10 +167,11 @@ class Lars : public Optimizer {
   std::string name() const override { return "lars"; }
 
  protected:
-  void Update(at::Tensor& param, const at::Tensor& grad, State& state) override {
+  void Update(at::Tensor& param, const at::Tensor& grad, State& state,
+              const Group& group) override {
     at::Tensor update = grad;
-    if (param.dim() > 1) {
-      update = grad.add(param, options_.weight_decay);
+    if (param.dim() > 1 && !group.no_trust_ratio) {
+      update = grad.add(param, group.weight_decay);
       const double param_norm = param.norm().item<double>();
       const double update_norm = update.norm().item<double>();
       if (param_norm > 0 && update_norm > 0) {
@@ -130,11 +183,74 @@ class Lars : public Optimizer {
     mu.mul_(options_.momentum).add_(update);
     param.add_(mu, -options_.lr);
   }
-  std::vector<std::pair<std::string, double>> GroupHyperParameters() const override {
-    return {{"lr", options_.lr},
-            {"weight_decay", options_.weight_decay},
-            {"momentum", options_.momentum},
-            {"trust_coefficient", options_.trust_coefficient}};
+  std::vector<std::pair<std::string, c10::IValue>> GroupHyperParameters(
+      const Group&) const override {
+    return {{"momentum", options_.momentum}, {"trust_coefficient", options_.trust_coefficient}};
+  }
+};
+
+class Larc : public Optimizer {
+ public:
+  using Optimizer::Optimizer;
+  std::string name() const override { return "larc"; }
+
+ protected:
+  void Update(at::Tensor& param, const at::Tensor& grad, State& state,
+              const Group& group) override {
+    at::Tensor update = grad;
+    if (!group.no_trust_ratio) {
+      const double param_norm = param.norm().item<double>();
+      const double grad_norm = grad.norm().item<double>();
+      if (param_norm != 0 && grad_norm != 0) {
+        double adaptive = options_.trust_coefficient * param_norm /
+                          (grad_norm + param_norm * group.weight_decay + options_.eps);
+        if (options_.clip) adaptive = std::min(adaptive / options_.lr, 1.0);
+        update = grad.add(param, group.weight_decay).mul(adaptive);
+      }
+    } else if (group.weight_decay != 0) {
+      update = grad.add(param, group.weight_decay);
+    }
+    param.add_(MomentumBuffer(state, update, options_.momentum), -options_.lr);
+  }
+  std::vector<std::pair<std::string, c10::IValue>> GroupHyperParameters(
+      const Group&) const override {
+    return {{"momentum", options_.momentum},
+            {"dampening", 0.0},
+            {"nesterov", false},
+            {"trust_coefficient", options_.trust_coefficient},
+            {"clip", options_.clip},
+            {"eps", options_.eps}};
+  }
+};
+
+class M2TeacherLars : public Optimizer {
+ public:
+  using Optimizer::Optimizer;
+  std::string name() const override { return "m2t_lars"; }
+
+ protected:
+  void Update(at::Tensor& param, const at::Tensor& grad, State& state,
+              const Group& group) override {
+    double local_lr = options_.lr;
+    if (!group.no_trust_ratio) {
+      const double weight_norm = param.norm().item<double>();
+      const double grad_norm = grad.norm().item<double>();
+      if (weight_norm * grad_norm > 1e-8) {
+        local_lr = options_.lr * options_.trust_coefficient * weight_norm /
+                   (grad_norm + group.weight_decay * weight_norm);
+      }
+    }
+    at::Tensor& buffer = state["momentum_buffer"];
+    if (!buffer.defined()) buffer = at::zeros_like(param);
+    buffer.mul_(options_.momentum).add_(grad.add(param, group.weight_decay), local_lr);
+    param.sub_(buffer);
+  }
+  std::vector<std::pair<std::string, c10::IValue>> GroupHyperParameters(
+      const Group& group) const override {
+    return {{"momentum", options_.momentum},
+            {"dampening", 0.0},
+            {"eta", options_.trust_coefficient},
+            {"lars_exclude", group.no_trust_ratio}};
   }
 };
 
@@ -144,24 +260,15 @@ class Sgd : public Optimizer {
   std::string name() const override { return "sgd"; }
 
  protected:
-  void Update(at::Tensor& param, const at::Tensor& grad, State& state) override {
-    at::Tensor update = options_.weight_decay != 0 ? grad.add(param, options_.weight_decay) : grad;
-    if (options_.momentum != 0) {
-      at::Tensor& buffer = state["momentum_buffer"];
-      if (!buffer.defined()) {
-        buffer = update.clone();
-      } else {
-        buffer.mul_(options_.momentum).add_(update);
-      }
-      update = buffer;
-    }
+  void Update(at::Tensor& param, const at::Tensor& grad, State& state,
+              const Group& group) override {
+    at::Tensor update = group.weight_decay != 0 ? grad.add(param, group.weight_decay) : grad;
+    if (options_.momentum != 0) update = MomentumBuffer(state, update, options_.momentum);
     param.add_(update, -options_.lr);
   }
-  std::vector<std::pair<std::string, double>> GroupHyperParameters() const override {
-    return {{"lr", options_.lr},
-            {"momentum", options_.momentum},
-            {"dampening", 0.0},
-            {"weight_decay", options_.weight_decay}};
+  std::vector<std::pair<std::string, c10::IValue>> GroupHyperParameters(
+      const Group&) const override {
+    return {{"momentum", options_.momentum}, {"dampening", 0.0}, {"nesterov", false}};
   }
 };
 
@@ -171,7 +278,8 @@ class AdamW : public Optimizer {
   std::string name() const override { return "adamw"; }
 
  protected:
-  void Update(at::Tensor& param, const at::Tensor& grad, State& state) override {
+  void Update(at::Tensor& param, const at::Tensor& grad, State& state,
+              const Group& group) override {
     at::Tensor& step = state["step"];
     at::Tensor& exp_avg = state["exp_avg"];
     at::Tensor& exp_avg_sq = state["exp_avg_sq"];
@@ -182,7 +290,7 @@ class AdamW : public Optimizer {
     }
     step.add_(1);
     const double t = step.item<double>();
-    param.mul_(1 - options_.lr * options_.weight_decay);
+    param.mul_(1 - options_.lr * group.weight_decay);
     exp_avg.mul_(options_.beta1).add_(grad, 1 - options_.beta1);
     exp_avg_sq.mul_(options_.beta2).addcmul_(grad, grad, 1 - options_.beta2);
     const double bias_correction1 = 1 - std::pow(options_.beta1, t);
@@ -190,12 +298,9 @@ class AdamW : public Optimizer {
     const at::Tensor denom = exp_avg_sq.sqrt().div_(std::sqrt(bias_correction2)).add_(options_.eps);
     param.addcdiv_(exp_avg, denom, -options_.lr / bias_correction1);
   }
-  std::vector<std::pair<std::string, double>> GroupHyperParameters() const override {
-    return {{"lr", options_.lr},
-            {"beta1", options_.beta1},
-            {"beta2", options_.beta2},
-            {"eps", options_.eps},
-            {"weight_decay", options_.weight_decay}};
+  std::vector<std::pair<std::string, c10::IValue>> GroupHyperParameters(
+      const Group&) const override {
+    return {{"beta1", options_.beta1}, {"beta2", options_.beta2}, {"eps", options_.eps}};
   }
 };
 
@@ -204,11 +309,39 @@ class AdamW : public Optimizer {
 std::unique_ptr<Optimizer> MakeLars(std::vector<at::Tensor> params, OptimizerOptions options) {
   return std::make_unique<Lars>(std::move(params), options);
 }
+std::unique_ptr<Optimizer> MakeLars(std::vector<ParamGroup> groups, OptimizerOptions options) {
+  return std::make_unique<Lars>(std::move(groups), options);
+}
+std::unique_ptr<Optimizer> MakeLarc(std::vector<ParamGroup> groups, OptimizerOptions options) {
+  return std::make_unique<Larc>(std::move(groups), options);
+}
+std::unique_ptr<Optimizer> MakeM2TeacherLars(std::vector<ParamGroup> groups,
+                                             OptimizerOptions options) {
+  return std::make_unique<M2TeacherLars>(std::move(groups), options);
+}
 std::unique_ptr<Optimizer> MakeSgd(std::vector<at::Tensor> params, OptimizerOptions options) {
   return std::make_unique<Sgd>(std::move(params), options);
 }
+std::unique_ptr<Optimizer> MakeSgd(std::vector<ParamGroup> groups, OptimizerOptions options) {
+  return std::make_unique<Sgd>(std::move(groups), options);
+}
 std::unique_ptr<Optimizer> MakeAdamW(std::vector<at::Tensor> params, OptimizerOptions options) {
   return std::make_unique<AdamW>(std::move(params), options);
+}
+std::unique_ptr<Optimizer> MakeAdamW(std::vector<ParamGroup> groups, OptimizerOptions options) {
+  return std::make_unique<AdamW>(std::move(groups), options);
+}
+
+absl::StatusOr<std::unique_ptr<Optimizer>> MakeOptimizer(const std::string& name,
+                                                         std::vector<ParamGroup> groups,
+                                                         OptimizerOptions options) {
+  if (name == "lars") return MakeLars(std::move(groups), options);
+  if (name == "larc") return MakeLarc(std::move(groups), options);
+  if (name == "m2t_lars") return MakeM2TeacherLars(std::move(groups), options);
+  if (name == "sgd") return MakeSgd(std::move(groups), options);
+  if (name == "adamw") return MakeAdamW(std::move(groups), options);
+  return absl::InvalidArgumentError(
+      absl::StrCat("optimizer must be lars, larc, m2t_lars, sgd or adamw, got \"", name, "\""));
 }
 
 }  // namespace ssl::optim

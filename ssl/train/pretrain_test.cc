@@ -1,0 +1,291 @@
+// The engine's wiring, method-independently: a recording fake method checks what the
+// loop hands it (step positions, learning rates, crop groups), what reaches the
+// optimizer (frozen and decay-free groups), what the metrics and checkpoints record,
+// exact resume of the method's extra state, and the stop on a non-finite loss.
+#include "ssl/train/pretrain.h"
+
+#include <ATen/Context.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/scalar_tensor.h>
+#include <ATen/ops/tensor.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "ssl/data/synthetic.h"
+#include "ssl/data/test_util.h"
+#include "ssl/methods/mocov3.h"
+#include "ssl/train/checkpoint.h"
+#include "ssl/train/checkpointer.h"
+#include "ssl/train/pretrained.h"
+
+namespace ssl::train {
+namespace {
+namespace fs = std::filesystem;
+using methods::StepContext;
+
+constexpr int64_t kFrozenIterations = 3;
+
+class RecordingMethod : public methods::Method {
+ public:
+  RecordingMethod() {
+    backbones::BackboneOptions options;
+    options.cifar_stem = true;
+    trunk_ = register_module("trunk", *backbones::CreateBackbone("resnet18w0.0625", options));
+    frozen = register_parameter("frozen", at::ones({2}));
+    undecayed = register_parameter("undecayed", at::ones({2}));
+    decayed = register_parameter("decayed", at::ones({2}));
+  }
+  std::string name() const override { return "recording"; }
+  data::ViewRecipe Views() const override {
+    data::CropAugmentation big, small;
+    big.size = 16;
+    small.size = 8;
+    return data::ViewRecipe{{data::CropGroup{1, big}, data::CropGroup{2, small}}};
+  }
+  void BeforeStep(const StepContext& step) override {
+    steps.push_back(step);
+    frozen_values.push_back(frozen.detach().clone());
+  }
+  at::Tensor Loss(const std::vector<at::Tensor>& groups, const StepContext& step) override {
+    shapes.push_back({groups[0].sizes().vec(), groups[1].sizes().vec()});
+    if (step.global_step == nan_at_step) return at::scalar_tensor(NAN);
+    // Every parameter gets a gradient: the frozen one a real one, the others zero.
+    return trunk_->Features(groups[0]).mean() + frozen.sum() + undecayed.sum() * 0 +
+           decayed.sum() * 0;
+  }
+  std::vector<methods::ParameterGroup> ParameterGroups() override {
+    methods::ParameterGroup trunk{"trunk", trunk_->parameters()};
+    methods::ParameterGroup frozen_group{"frozen", {frozen}};
+    frozen_group.frozen_iterations = kFrozenIterations;
+    methods::ParameterGroup plain{"decayed", {decayed}};
+    methods::ParameterGroup no_decay{"undecayed", {undecayed}};
+    no_decay.no_weight_decay = true;
+    return {trunk, frozen_group, plain, no_decay};
+  }
+  c10::impl::GenericDict ExtraState() override {
+    c10::impl::GenericDict state = methods::NewStateDict();
+    state.insert("steps_seen", static_cast<int64_t>(steps.size()) + steps_before);
+    return state;
+  }
+  absl::Status LoadExtraState(const c10::impl::GenericDict& state) override {
+    steps_before = state.at("steps_seen").toInt();
+    return absl::OkStatus();
+  }
+  backbones::Backbone& EvalBackbone() override { return *trunk_; }
+  std::vector<std::pair<std::string, methods::BackboneLocation>> Backbones() const override {
+    return {{"trunk", {"resnet18w0.0625", true, "trunk.", {}}}};
+  }
+  std::vector<std::pair<std::string, double>> ScheduledValues() const override {
+    return {{"scheduled", steps.empty() ? 0.0 : 0.5 * steps.back().global_step}};
+  }
+  std::vector<std::string> DumpDiagnostics(const std::string& dir) override {
+    const std::string path = dir + "/recording_dump.txt";
+    std::ofstream(path) << "dumped\n";
+    return {path};
+  }
+  nlohmann::json Config() const override { return {{"image_size", 16}}; }
+
+  std::vector<StepContext> steps;
+  std::vector<at::Tensor> frozen_values;
+  std::vector<std::vector<std::vector<int64_t>>> shapes;
+  int64_t steps_before = 0;
+  int64_t nan_at_step = -1;
+  at::Tensor frozen, undecayed, decayed;
+
+ private:
+  std::shared_ptr<backbones::Backbone> trunk_;
+};
+
+double Schedule(const StepContext& step) { return 0.01 + 0.001 * step.global_step; }
+
+class PretrainEngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    data_ = new std::string(data::testing::MakeTempDir("engine_data"));
+    data::SyntheticDatasetOptions options;
+    options.num_classes = 2;
+    options.train_per_class = 12;  // 24 images: 3 iterations of 8
+    options.val_per_class = 1;
+    options.image_size = 24;
+    ASSERT_TRUE(data::WriteSyntheticImageFolder(options, *data_).ok());
+  }
+
+  static PretrainOptions Options(const std::string& output_dir) {
+    PretrainOptions options;
+    options.data = *data_ + "/train";
+    options.output_dir = output_dir;
+    options.batch_size = 8;
+    options.epochs = 3;
+    options.learning_rate = Schedule;
+    options.optimizer = "sgd";
+    options.optimizer_options.weight_decay = 0.5;
+    options.optimizer_options.momentum = 0;
+    options.print_freq = 1;
+    options.workers = 1;
+    options.bn = "local";
+    return options;
+  }
+
+  static std::vector<nlohmann::json> Records(const std::string& dir, const std::string& type) {
+    std::vector<nlohmann::json> records;
+    std::ifstream file(dir + "/metrics.jsonl");
+    for (std::string line; std::getline(file, line);) {
+      const nlohmann::json record = nlohmann::json::parse(line);
+      if (record["type"] == type) records.push_back(record);
+    }
+    return records;
+  }
+
+  static std::string* data_;
+};
+std::string* PretrainEngineTest::data_ = nullptr;
+
+TEST_F(PretrainEngineTest, TheMethodReceivesEveryStepWithItsScheduledValues) {
+  const std::string dir = data::testing::MakeTempDir("engine_wiring");
+  at::manual_seed(0);
+  auto holder = std::make_shared<RecordingMethod>();
+  RecordingMethod& method = *holder;
+  absl::StatusOr<PretrainResult> result =
+      RunPretraining(method, Options(dir), distributed::MakeLocalCommunicator());
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(method.steps.size(), 9u);
+  for (size_t i = 0; i < method.steps.size(); ++i) {
+    const StepContext& step = method.steps[i];
+    EXPECT_EQ(step.global_step, static_cast<int64_t>(i));
+    EXPECT_EQ(step.epoch, static_cast<int64_t>(i / 3));
+    EXPECT_EQ(step.iteration, static_cast<int64_t>(i % 3));
+    EXPECT_EQ(step.iterations_per_epoch, 3);
+    EXPECT_EQ(step.epochs, 3);
+    EXPECT_EQ(step.total_steps, 9);
+    EXPECT_DOUBLE_EQ(step.lr, Schedule(step));
+    EXPECT_DOUBLE_EQ(step.FractionalEpoch(), i / 3.0);
+    // Crop groups arrive crop-major, one tensor per group.
+    EXPECT_EQ(method.shapes[i][0], (std::vector<int64_t>{8, 3, 16, 16}));
+    EXPECT_EQ(method.shapes[i][1], (std::vector<int64_t>{16, 3, 8, 8}));
+  }
+  // metrics.jsonl: one record per iteration (print_freq 1) with the lr the optimizer
+  // stepped with and the method's scheduled value, and one per epoch.
+  const std::vector<nlohmann::json> iterations = Records(dir, "iteration");
+  ASSERT_EQ(iterations.size(), 9u);
+  for (int64_t i = 0; i < 9; ++i) {
+    EXPECT_EQ(iterations[i]["global_step"], i);
+    EXPECT_DOUBLE_EQ(iterations[i]["lr"].get<double>(), 0.01 + 0.001 * i);
+    EXPECT_DOUBLE_EQ(iterations[i]["scheduled"].get<double>(), 0.5 * i);
+  }
+  EXPECT_EQ(Records(dir, "epoch").size(), 3u);
+  EXPECT_EQ(result->epochs_completed, 3);
+}
+
+TEST_F(PretrainEngineTest, FrozenParametersWaitAndDecayFollowsTheGroups) {
+  const std::string dir = data::testing::MakeTempDir("engine_groups");
+  at::manual_seed(0);
+  auto holder = std::make_shared<RecordingMethod>();
+  RecordingMethod& method = *holder;
+  PretrainOptions options = Options(dir);
+  options.epochs = 2;
+  ASSERT_TRUE(RunPretraining(method, options, distributed::MakeLocalCommunicator()).ok());
+  // Steps 0..2 saw the initial value before and after their updates; step 3 is the
+  // first whose gradient reached the optimizer.
+  for (int64_t i = 0; i <= kFrozenIterations; ++i) {
+    EXPECT_TRUE(method.frozen_values[i].equal(at::ones({2}))) << "step " << i;
+  }
+  EXPECT_FALSE(method.frozen_values[kFrozenIterations + 1].equal(at::ones({2})));
+  EXPECT_NEAR(method.frozen_values[kFrozenIterations + 1][0].item<double>(),
+              1 - Schedule(method.steps[kFrozenIterations]) * (1 + 0.5), 1e-6);
+  // Zero gradients: decay alone moves `decayed`; the decay-free group stays put.
+  EXPECT_TRUE(method.undecayed.equal(at::ones({2})));
+  double expected = 1;
+  for (const StepContext& step : method.steps) expected *= 1 - step.lr * 0.5;
+  EXPECT_NEAR(method.decayed[0].item<double>(), expected, 1e-6);
+}
+
+TEST_F(PretrainEngineTest, ResumeRestoresWeightsOptimizerAndExtraState) {
+  const std::string dir = data::testing::MakeTempDir("engine_resume");
+  PretrainOptions options = Options(dir);
+  options.max_epochs_this_run = 2;
+  at::manual_seed(0);
+  auto first_holder = std::make_shared<RecordingMethod>();
+  RecordingMethod& first = *first_holder;
+  ASSERT_TRUE(RunPretraining(first, options, distributed::MakeLocalCommunicator()).ok());
+  // The checkpoint records which method wrote it and where its backbone is.
+  const std::string checkpoint = dir + "/checkpoint_0001.pth.tar";
+  absl::StatusOr<CheckpointConfig> config = ReadCheckpointConfig(checkpoint);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->method, "recording");
+  EXPECT_EQ(config->prefix, "trunk.");
+  EXPECT_EQ(config->epoch, 2);
+  ASSERT_TRUE(LoadPretrainedBackbone(checkpoint).ok());
+
+  options.max_epochs_this_run = 0;
+  options.resume = "latest";
+  at::manual_seed(1);  // different initial weights: all must come from the checkpoint
+  auto second_holder = std::make_shared<RecordingMethod>();
+  RecordingMethod& second = *second_holder;
+  ASSERT_TRUE(RunPretraining(second, options, distributed::MakeLocalCommunicator()).ok());
+  ASSERT_EQ(second.steps.size(), 3u);
+  EXPECT_EQ(second.steps.front().global_step, 6);
+  EXPECT_EQ(second.steps_before, 6);  // the extra state came back
+  EXPECT_TRUE(second.frozen_values.front().equal(first.frozen.detach()));
+
+  // A checkpoint of another method is refused with one sentence.
+  at::manual_seed(0);
+  auto moco = *methods::MocoV3Impl::Create(
+      methods::MocoV3Options{
+          .arch = "resnet18w0.0625", .cifar_stem = true, .dim = 8, .mlp_dim = 8, .image_size = 16},
+      distributed::MakeLocalCommunicator());
+  options.resume = checkpoint;
+  const absl::Status refused =
+      RunPretraining(*moco, options, distributed::MakeLocalCommunicator()).status();
+  EXPECT_EQ(refused.message(),
+            "cannot resume mocov3 from " + checkpoint + ": it is a recording checkpoint");
+}
+
+TEST_F(PretrainEngineTest, ANonFiniteLossStopsWithTheEngineAndMethodDiagnostics) {
+  const std::string dir = data::testing::MakeTempDir("engine_nan");
+  at::manual_seed(0);
+  auto holder = std::make_shared<RecordingMethod>();
+  RecordingMethod& method = *holder;
+  method.nan_at_step = 4;
+  const absl::Status status =
+      RunPretraining(method, Options(dir), distributed::MakeLocalCommunicator()).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal);
+  EXPECT_NE(std::string(status.message()).find("loss became nan at epoch 1 iteration 1"),
+            std::string::npos)
+      << status;
+  EXPECT_NE(std::string(status.message()).find("recording_dump.txt"), std::string::npos);
+  EXPECT_TRUE(fs::exists(dir + "/nan_diagnostic_epoch0001_iter000001.pth"));
+  EXPECT_TRUE(fs::exists(dir + "/checkpoint_0000.pth.tar"));
+  EXPECT_FALSE(fs::exists(dir + "/checkpoint_0001.pth.tar"));
+}
+
+TEST_F(PretrainEngineTest, VisslLayoutRoundTripsAndLinksTheNewest) {
+  const std::string dir = data::testing::MakeTempDir("engine_vissl");
+  PretrainOptions options = Options(dir);
+  options.layout = VisslLayout();
+  options.checkpoint_every = 2;
+  at::manual_seed(0);
+  auto holder = std::make_shared<RecordingMethod>();
+  RecordingMethod& method = *holder;
+  ASSERT_TRUE(RunPretraining(method, options, distributed::MakeLocalCommunicator()).ok());
+  // Phases 0..2: saved after phase 1 (every 2) and the final one.
+  EXPECT_FALSE(fs::exists(dir + "/model_phase0.torch"));
+  EXPECT_TRUE(fs::exists(dir + "/model_phase1.torch"));
+  EXPECT_TRUE(fs::exists(dir + "/model_final_checkpoint_phase2.torch"));
+  EXPECT_EQ(fs::read_symlink(dir + "/checkpoint.torch").string(),
+            "model_final_checkpoint_phase2.torch");
+  absl::StatusOr<TrainingSnapshot> snapshot = ReadSnapshot(dir + "/checkpoint.torch");
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  EXPECT_EQ(snapshot->epochs_done, 3);
+  EXPECT_EQ(snapshot->global_step, 9);
+  EXPECT_EQ(snapshot->extra.at("steps_seen").toInt(), 9);
+  EXPECT_TRUE(snapshot->model.at("trunk.conv1.weight")
+                  .toTensor()
+                  .equal(method.EvalBackbone().named_parameters()["conv1.weight"]));
+}
+
+}  // namespace
+}  // namespace ssl::train
