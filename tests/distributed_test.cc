@@ -180,6 +180,37 @@ TEST(DistributedTest, MocoV3StepsOnTwoProcessesWithSyncBnEqualOneProcessWithTheW
   EXPECT_GT(MaxDifference(local, one, "losses"), 1e-3);
 }
 
+// Four SwAV steps in float64: the 2 processes' Sinkhorn sums are all-reduced, their
+// queues hold their own samples, and the result is the 1-process run with the whole
+// batch, queue in use from the third step.
+TEST(DistributedTest, SwavStepsOnTwoProcessesEqualOneProcessWithTheWholeBatch) {
+  const std::vector<std::string> flags = {"--scenario=swav_step", "--steps=4", "--bn=sync"};
+  const auto one = RunScenario("swav_one", 1, flags);
+  const auto two = RunScenario("swav_two", 2, flags);
+  EXPECT_TRUE(
+      at::equal(one.at("queue_used").toTensor(), at::tensor({0., 0., 1., 1.}, at::kDouble)));
+  EXPECT_TRUE(at::equal(two.at("queue_used").toTensor(), one.at("queue_used").toTensor()));
+  for (const std::string key : {"losses", "params"}) {
+    EXPECT_LT(MaxDifference(one, two, key), 1e-10) << key;
+  }
+  // Queues: 1 process [1, crops, 16, D] holds batches of samples 0..7, newest first; rank
+  // r of 2 holds samples r, r + 2, ... of the same batches.
+  const at::Tensor whole = one.at("queues").toTensor()[0];
+  const at::Tensor split = two.at("queues").toTensor();
+  ASSERT_EQ(split.size(0), 2);
+  for (int64_t batch = 0; batch < 2; ++batch) {
+    for (int64_t sample = 0; sample < 8; ++sample) {
+      const at::Tensor a = whole.select(1, batch * 8 + sample);
+      const at::Tensor b = split[sample % 2].select(1, batch * 4 + sample / 2);
+      EXPECT_LT((a - b).abs().max().item<double>(), 1e-10) << batch << " " << sample;
+    }
+  }
+  // The loss moved: the comparison is not of constants.
+  EXPECT_GT(std::abs(one.at("losses").toTensor()[3].item<double>() -
+                     one.at("losses").toTensor()[0].item<double>()),
+            1e-4);
+}
+
 // The survivors of a job that loses rank 1 exit with the collective error naming it.
 class LostRankTest : public ::testing::TestWithParam<std::string> {};
 

@@ -2,6 +2,8 @@
 // variables). Scenarios:
 //   collectives  every collective and SyncBN group size, values written per rank
 //   moco_step    MoCo v3 steps on a fixed global batch split over the processes
+//   swav_step    SwAV steps (multi-crop, Sinkhorn over processes, a queue, LARC,
+//                frozen prototypes) on a fixed global batch split over the processes
 //   sync_bn      one SyncBN layer forward and backward
 //   lose_rank    all-reduces in a loop while --victim kills or stops itself
 //   latency      mean time of small and large collectives (a benchmark, not a test)
@@ -27,12 +29,13 @@
 #include "ssl/distributed/gradient_sync.h"
 #include "ssl/distributed/process_group.h"
 #include "ssl/methods/mocov3.h"
+#include "ssl/methods/swav.h"
 #include "ssl/nn/batch_norm.h"
 #include "ssl/nn/state_dict.h"
 #include "ssl/optim/optimizer.h"
 #include "ssl/train/checkpoint.h"
 
-DEFINE_string(scenario, "collectives", "collectives | moco_step | lose_rank");
+DEFINE_string(scenario, "collectives", "collectives | moco_step | swav_step | sync_bn | lose_rank");
 DEFINE_string(output, "", "Results file (rank 0; collectives: one per rank, .<rank> appended).");
 DEFINE_int32(timeout_ms, 10000, "Collective and rendezvous timeout.");
 DEFINE_int32(heartbeat_ms, 200, "Heartbeat interval.");
@@ -165,6 +168,79 @@ void MocoStep(const std::shared_ptr<Communicator>& comm) {
   Save(results, FLAGS_output);
 }
 
+// SwAV steps driven as the engine drives them, in float64: 2 crops of 16 px and 2 of
+// 8 px per sample, a queue of two global batches (in use from the third step), the
+// prototypes frozen for the first step.
+void SwavStep(const std::shared_ptr<Communicator>& comm) {
+  methods::SwavOptions options;
+  options.arch = "resnet18w0.125";
+  options.cifar_stem = true;
+  options.head = nn::SwavHeadOptions().dims({64, 32, 16}).num_clusters({12});
+  options.crops.counts = {2, 2};
+  options.crops.sizes = {16, 8};
+  options.crops.scale_mins = {0.14, 0.05};
+  options.crops.scale_maxs = {1.0, 0.14};
+  options.queue_length = 2 * FLAGS_global_batch;
+  options.prototypes_frozen_iters = 1;
+  options.use_double_precision = true;
+  at::manual_seed(0);
+  auto model = *methods::SwavImpl::Create(options, comm);
+  model->to(at::kDouble);
+  auto setting = nn::MakeBatchNormSetting(FLAGS_bn, 0, FLAGS_split_bn_splits, comm);
+  if (!setting.ok()) throw std::runtime_error(std::string(setting.status().message()));
+  nn::ConfigureBatchNorm(*model, *setting);
+  std::vector<optim::ParamGroup> groups;
+  std::vector<at::Tensor> trainable, frozen;
+  for (methods::ParameterGroup& group : model->ParameterGroups()) {
+    trainable.insert(trainable.end(), group.parameters.begin(), group.parameters.end());
+    if (group.frozen_iterations > 0) {
+      frozen.insert(frozen.end(), group.parameters.begin(), group.parameters.end());
+    }
+    groups.push_back({group.parameters, group.no_weight_decay ? 0.0 : 1e-4, false});
+  }
+  auto optimizer = optim::MakeLarc(groups, {.lr = 0.5});
+  distributed::GradientAverager averager(trainable, comm, /*bucket_bytes=*/16 << 10, FLAGS_overlap);
+  at::manual_seed(1);
+  const int64_t batch = FLAGS_global_batch;
+  const at::Tensor big = at::randn({2 * batch, 3, 16, 16}, at::kDouble);
+  const at::Tensor small = at::randn({2 * batch, 3, 8, 8}, at::kDouble);
+  // Crop-major rows of this process's samples (rank, rank + world, ...).
+  const at::Tensor samples = at::arange(comm->rank(), batch, comm->world_size(), at::kLong);
+  const at::Tensor rows = at::cat({samples, samples + batch});
+  const std::vector<at::Tensor> crops = {big.index_select(0, rows), small.index_select(0, rows)};
+  std::vector<double> losses;
+  std::vector<double> queue_used;
+  model->train();
+  for (int step = 0; step < FLAGS_steps; ++step) {
+    methods::StepContext context;
+    context.global_step = step;
+    context.iteration = step;
+    context.iterations_per_epoch = FLAGS_steps;
+    context.total_steps = FLAGS_steps;
+    model->BeforeStep(context);
+    queue_used.push_back(model->using_queue() ? 1 : 0);
+    const at::Tensor loss = model->Loss(crops, context);
+    optimizer->ZeroGrad();
+    loss.backward();
+    averager.Synchronize();
+    if (step < options.prototypes_frozen_iters) {
+      for (at::Tensor& p : frozen) p.mutable_grad().reset();
+    }
+    optimizer->Step();
+    at::Tensor mean_loss = loss.detach().reshape({1}).clone();
+    comm->AllReduceSum(mean_loss);
+    losses.push_back(mean_loss.item<double>() / comm->world_size());
+  }
+  const c10::impl::GenericDict extra = model->ExtraState();  // collective: every rank
+  if (comm->rank() != 0) return;
+  auto results = NewDict();
+  results.insert("losses", at::tensor(losses, at::kDouble));
+  results.insert("queue_used", at::tensor(queue_used, at::kDouble));
+  results.insert("params", Flat(trainable, false));
+  results.insert("queues", extra.at("ssl_queue_by_rank").toTensor());
+  Save(results, FLAGS_output);
+}
+
 // One SyncBN layer with non-trivial affine parameters: this process's samples
 // (interleaved, as in moco_step) forward and backward against a fixed upstream gradient.
 void SyncBatchNorm(const std::shared_ptr<Communicator>& comm) {
@@ -247,6 +323,8 @@ int Run() {
     Collectives(*comm);
   } else if (FLAGS_scenario == "moco_step") {
     MocoStep(*comm);
+  } else if (FLAGS_scenario == "swav_step") {
+    SwavStep(*comm);
   } else if (FLAGS_scenario == "sync_bn") {
     SyncBatchNorm(*comm);
   } else if (FLAGS_scenario == "latency") {

@@ -1,8 +1,10 @@
-// Runs one declared experiment end to end: (synthetic data if asked), MoCo v3
-// pretraining (resumable: rerunning continues), then kNN and linear evaluation of the
-// pretrained backbone and of a random-init backbone under the same protocol, a table on
-// the screen, and a results JSON (in --work_dir, and under the workspace's results/
-// with --record). experiments/defs.bzl generates the flags of each declared entry.
+// Runs one declared experiment end to end: (synthetic data if asked), pretraining with
+// the entry's method (resumable: rerunning continues), then kNN and linear evaluation of
+// the pretrained backbone and of the same method's random-init backbone under the same
+// protocol, a table on the screen, and a results JSON (in --work_dir, and under the
+// workspace's results/ with --record). experiments/defs.bzl generates the flags of each
+// declared entry: MoCo v3 entries are main_moco.py flags, SwAV entries a VISSL config
+// (--config) with overrides.
 #include <ATen/Context.h>
 #include <gflags/gflags.h>
 #include <glog/logging.h>
@@ -15,6 +17,7 @@
 #include <sstream>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "eval/features.h"
 #include "eval/knn.h"
 #include "eval/linear.h"
@@ -25,12 +28,20 @@
 #include "ssl/data/views.h"
 #include "ssl/distributed/communicator.h"
 #include "ssl/methods/mocov3.h"
+#include "ssl/methods/swav.h"
 #include "ssl/train/pretrain.h"
 #include "ssl/train/pretrained.h"
 #include "tools/moco_flags.h"
+#include "tools/swav_recipe.h"
+#include "tools/vissl_config.h"
 
 DEFINE_string(name, "experiment", "Entry name (results file name).");
-DEFINE_string(method, "mocov3", "Method; MoCo v3 is the one implemented so far.");
+DEFINE_string(method, "mocov3", "Method: mocov3 (main_moco.py flags) or swav (a VISSL config).");
+DEFINE_string(config, "",
+              "SwAV: the VISSL config, a name under configs/config/ (this project's own) or a "
+              "YAML path.");
+DEFINE_string(overrides, "",
+              "SwAV: space-separated VISSL overrides (config.A.B=value, +config/<group>=<name>).");
 DEFINE_string(data, "",
               "Dataset root holding the --train_split and --val_split ImageFolders. "
               "Empty with --synthetic: the built-in shapes dataset is generated.");
@@ -68,11 +79,12 @@ int Fail(const absl::Status& status) {
 // kNN and (optionally) linear accuracy of a backbone.
 absl::StatusOr<json> Evaluate(ssl::backbones::Backbone& backbone,
                               const ssl::data::ImageFolder& train,
-                              const ssl::data::ImageFolder& val, const std::string& label) {
-  const int resize = FLAGS_eval_resize > 0 ? FLAGS_eval_resize : FLAGS_image_size * 8 / 7;
+                              const ssl::data::ImageFolder& val, int image_size,
+                              const std::string& label) {
+  const int resize = FLAGS_eval_resize > 0 ? FLAGS_eval_resize : image_size * 8 / 7;
   ssl::eval::ExtractOptions extract;
   extract.workers = FLAGS_workers;
-  const ssl::data::ViewRecipe views = ssl::data::EvalViews(FLAGS_image_size, resize);
+  const ssl::data::ViewRecipe views = ssl::data::EvalViews(image_size, resize);
   LOG(INFO) << label << ": extracting features for kNN";
   auto bank = ssl::eval::ExtractFeatures(backbone, train, views, extract);
   if (!bank.ok()) return bank.status();
@@ -90,7 +102,7 @@ absl::StatusOr<json> Evaluate(ssl::backbones::Backbone& backbone,
     linear.epochs = FLAGS_linear_epochs;
     linear.batch_size = FLAGS_linear_batch_size;
     linear.base_lr = FLAGS_linear_lr;
-    linear.image_size = FLAGS_image_size;
+    linear.image_size = image_size;
     linear.resize = resize;
     linear.cached_features = FLAGS_linear_cached_features;
     linear.workers = FLAGS_workers;
@@ -111,6 +123,64 @@ std::string Cell(const json& j, const std::string& key) {
   return j.contains(key) ? absl::StrFormat("%.2f", j[key].get<double>()) : "-";
 }
 
+// A freshly initialized method (seeded) and the engine's options for this entry.
+struct PretrainStage {
+  std::shared_ptr<ssl::methods::Method> method;
+  ssl::train::PretrainOptions options;
+};
+
+absl::StatusOr<PretrainStage> MakeStage(const std::string& train_dir,
+                                        const std::string& output_dir) {
+  PretrainStage stage;
+  const std::shared_ptr<ssl::distributed::Communicator> single_process =
+      ssl::distributed::MakeLocalCommunicator();
+  if (FLAGS_method == "mocov3") {
+    if (absl::Status s = ssl::tools::ValidateMocoFlags(); !s.ok()) return s;
+    stage.options = ssl::tools::PretrainOptionsFromFlags();
+    at::manual_seed(FLAGS_seed);
+    auto moco =
+        ssl::methods::MocoV3Impl::Create(ssl::tools::MocoV3OptionsFromFlags(), single_process);
+    if (!moco.ok()) return moco.status();
+    stage.method = *moco;
+  } else {
+    std::vector<std::string> arguments = {"config=" + FLAGS_config};
+    for (const std::string& item :
+         std::vector<std::string>(absl::StrSplit(FLAGS_overrides, ' ', absl::SkipEmpty()))) {
+      arguments.push_back(item);
+    }
+    auto command_line = ssl::tools::ParseVisslArguments(arguments);
+    if (!command_line.ok()) return command_line.status();
+    std::vector<std::string> roots;
+    if (const char* runfiles = std::getenv("RUNFILES_DIR")) {
+      roots.push_back(std::string(runfiles) + "/ssl/configs");
+    }
+    roots.push_back(ssl::tools::UserPath("configs"));
+    auto config = ssl::tools::ComposeVisslConfig(*command_line, roots);
+    if (!config.ok()) return config.status();
+    auto recipe = ssl::tools::SwavRecipeFromConfig(*config, train_dir);
+    if (!recipe.ok()) return recipe.status();
+    if (recipe->num_nodes * recipe->num_proc_per_node != 1) {
+      return absl::InvalidArgumentError(
+          "experiment entries run in one process: set DISTRIBUTED.NUM_NODES and "
+          "NUM_PROC_PER_NODE to 1");
+    }
+    stage.options = recipe->train;
+    stage.options.program_config = recipe->resolved;
+    // The caller's --print_freq (e.g. the quiet regression tests) wins over LOG_FREQUENCY.
+    if (!gflags::GetCommandLineFlagInfoOrDie("print_freq").is_default) {
+      stage.options.print_freq = FLAGS_print_freq;
+    }
+    at::manual_seed(stage.options.seed);
+    auto swav = ssl::methods::SwavImpl::Create(recipe->swav, single_process);
+    if (!swav.ok()) return swav.status();
+    stage.method = *swav;
+  }
+  stage.options.data = train_dir;
+  stage.options.output_dir = output_dir;
+  stage.options.resume = "latest";
+  return stage;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -118,9 +188,9 @@ int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
-  if (FLAGS_method != "mocov3") {
-    return Fail(
-        absl::UnimplementedError("method \"" + FLAGS_method + "\" has no trainer yet; mocov3 has"));
+  if (FLAGS_method != "mocov3" && FLAGS_method != "swav") {
+    return Fail(absl::InvalidArgumentError("--method must be mocov3 or swav, got \"" +
+                                           FLAGS_method + "\""));
   }
   ssl::tools::ApplyThreadsFlag();
   const std::string work_dir = ssl::tools::UserPath(
@@ -151,22 +221,16 @@ int main(int argc, char** argv) {
   auto val = ssl::data::ImageFolder::Open(data_root + "/" + FLAGS_val_split);
   if (!val.ok()) return Fail(val.status());
 
-  if (absl::Status s = ssl::tools::ValidateMocoFlags(); !s.ok()) return Fail(s);
-  ssl::train::PretrainOptions options = ssl::tools::PretrainOptionsFromFlags();
-  options.data = train->root();
-  options.output_dir = work_dir + "/pretrain";
-  options.resume = "latest";
+  absl::StatusOr<PretrainStage> stage = MakeStage(train->root(), work_dir + "/pretrain");
+  if (!stage.ok()) return Fail(stage.status());
   const auto start = std::chrono::steady_clock::now();
-  const std::shared_ptr<ssl::distributed::Communicator> single_process =
-      ssl::distributed::MakeLocalCommunicator();
-  at::manual_seed(FLAGS_seed);
-  auto method =
-      ssl::methods::MocoV3Impl::Create(ssl::tools::MocoV3OptionsFromFlags(), single_process);
-  if (!method.ok()) return Fail(method.status());
-  auto pretrained = ssl::train::RunPretraining(**method, options, single_process);
+  auto pretrained = ssl::train::RunPretraining(*stage->method, stage->options,
+                                               ssl::distributed::MakeLocalCommunicator());
   if (!pretrained.ok()) return Fail(pretrained.status());
   const double pretrain_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  auto checkpoint = ssl::train::ReadCheckpointConfig(pretrained->last_checkpoint);
+  if (!checkpoint.ok()) return Fail(checkpoint.status());
 
   json results = {{"entry", FLAGS_name},
                   {"method", FLAGS_method},
@@ -178,34 +242,33 @@ int main(int argc, char** argv) {
                     {"classes", train->num_classes()},
                     {"synthetic", FLAGS_synthetic && FLAGS_data.empty()}}},
                   {"pretrain",
-                   {{"arch", FLAGS_arch},
-                    {"epochs", FLAGS_epochs},
-                    {"batch_size", FLAGS_batch_size},
-                    {"image_size", FLAGS_image_size},
+                   {{"arch", checkpoint->arch},
+                    {"epochs", stage->options.epochs},
+                    {"batch_size", stage->options.batch_size},
+                    {"image_size", checkpoint->image_size},
                     {"final_loss", pretrained->final_loss},
                     {"seconds_this_run", pretrain_seconds},
                     {"images_per_second", pretrained->images_per_second},
                     {"threads", at::get_num_threads()}}}};
   auto backbone = ssl::train::LoadPretrainedBackbone(pretrained->last_checkpoint);
   if (!backbone.ok()) return Fail(backbone.status());
-  auto scores = Evaluate(**backbone, *train, *val, "pretrained");
+  auto scores = Evaluate(**backbone, *train, *val, checkpoint->image_size, "pretrained");
   if (!scores.ok()) return Fail(scores.status());
   results["pretrained"] = *scores;
   if (FLAGS_random_init_baseline) {
-    at::manual_seed(FLAGS_seed);
-    ssl::backbones::BackboneOptions backbone_options;
-    backbone_options.cifar_stem = FLAGS_cifar_stem;
-    backbone_options.zero_init_residual = true;
-    auto random = ssl::backbones::CreateBackbone(FLAGS_arch, backbone_options);
-    if (!random.ok()) return Fail(random.status());
-    auto baseline = Evaluate(**random, *train, *val, "random init");
+    // The same method built afresh with the same seed: its evaluation backbone as the
+    // method initializes it.
+    absl::StatusOr<PretrainStage> fresh = MakeStage(train->root(), work_dir + "/pretrain");
+    if (!fresh.ok()) return Fail(fresh.status());
+    auto baseline = Evaluate(fresh->method->EvalBackbone(), *train, *val, checkpoint->image_size,
+                             "random init");
     if (!baseline.ok()) return Fail(baseline.status());
     results["random_init"] = *baseline;
   }
 
   std::cout << "\n"
-            << FLAGS_name << " (" << FLAGS_arch << ", " << FLAGS_epochs << " epochs, "
-            << train->size() << " training images)\n";
+            << FLAGS_name << " (" << FLAGS_method << ", " << checkpoint->arch << ", "
+            << stage->options.epochs << " epochs, " << train->size() << " training images)\n";
   std::cout << absl::StrFormat("%-14s %10s %10s %10s %10s\n", "backbone", "kNN k=20", "kNN k=200",
                                "linear", "linear5");
   for (const char* which : {"pretrained", "random_init"}) {

@@ -315,6 +315,8 @@ absl::StatusOr<optim::ScheduleSpec> ReadLrSchedule(VisslConfigReader& reader, in
 absl::StatusOr<std::string> ReadTrunk(VisslConfigReader& reader, methods::SwavOptions& swav) {
   SSL_ASSIGN_OR_RETURN(std::string trunk, reader.String("MODEL.TRUNK.NAME", "resnet"));
   SSL_RETURN_IF_ERROR(reader.Require("MODEL.INPUT_TYPE", "rgb", "RGB images"));
+  // The other trunk family's section (VISSL's defaults carry both) has no effect.
+  reader.Ignore(trunk == "resnet" ? "MODEL.TRUNK.REGNET" : "MODEL.TRUNK.RESNETS");
   if (trunk == "resnet") {
     const std::string r = "MODEL.TRUNK.RESNETS.";
     SSL_ASSIGN_OR_RETURN(int64_t depth, reader.Int(r + "DEPTH", 50));
@@ -556,6 +558,12 @@ absl::StatusOr<SwavRecipe> SwavRecipeFromConfig(const YAML::Node& config,
   }
   const int world = recipe.num_nodes * recipe.num_proc_per_node;
   train.batch_size = recipe.batch_size_per_replica * world;
+  if (sync_bn && group_size > 0 && world % group_size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.MODEL.SYNC_BN_CONFIG.GROUP_SIZE ", group_size, " does not divide the ", world,
+        " processes (DISTRIBUTED.NUM_NODES x NUM_PROC_PER_NODE); use a divisor, -1 (per "
+        "machine) or 0 (all)"));
+  }
 
   // Loss.
   const std::string l = "LOSS.swav_loss.";

@@ -53,7 +53,8 @@ at::Tensor DistributedSinkhorn(const at::Tensor& scores, const SinkhornOptions& 
     q.mul_(row_scale.unsqueeze(1));
     q.mul_(q.sum(0).reciprocal().div_(global_columns).unsqueeze(0));
   }
-  at::Tensor codes = q.div(q.sum(0, /*keepdim=*/true)).t().to(at::kFloat).contiguous();
+  // In the scores' precision (float32 as VISSL returns them; float64 for float64 models).
+  at::Tensor codes = q.div(q.sum(0, /*keepdim=*/true)).t().to(scores.scalar_type()).contiguous();
   if (options.hard_assignment) {
     const at::Tensor best = codes.argmax(1, /*keepdim=*/true);
     codes = at::zeros_like(codes).scatter_(1, best, 1.0);

@@ -15,7 +15,8 @@ namespace ssl::methods {
 struct SinkhornOptions {
   int num_iters = 3;
   double epsilon = 0.05;
-  /// Computes in float64 (VISSL's use_double_precision); the result is float32.
+  /// Computes in float64 (VISSL's use_double_precision); the result has the scores'
+  /// type (float32 in training, as VISSL's).
   bool double_precision = false;
   /// One-hot codes (the argmax of each row), VISSL's temp_hard_assignment_iters.
   bool hard_assignment = false;

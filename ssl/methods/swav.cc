@@ -135,8 +135,8 @@ at::Tensor SwavImpl::SwappedPredictionLoss(const at::Tensor& scores,
       at::Tensor predicted = scores.narrow(0, b * crop, b);
       if (options_.use_double_precision) predicted = predicted.to(at::kDouble);
       const at::Tensor log_probs = at::log_softmax(predicted / options_.temperature, 1);
-      // Summed in the codes' float32, as VISSL does.
-      const at::Tensor term = (codes * log_probs).sum(1, false, at::kFloat).mean().neg();
+      // Summed in the codes' type (float32 in training), as VISSL does.
+      const at::Tensor term = (codes * log_probs).sum(1, false, codes.scalar_type()).mean().neg();
       subloss = subloss.defined() ? subloss + term : term;
     }
     subloss = subloss / (crops - 1);
@@ -152,6 +152,11 @@ at::Tensor SwavImpl::Loss(const std::vector<at::Tensor>& crop_groups, const Step
   const at::Tensor all = features.size() == 1 ? features[0] : at::cat(features);
   const nn::SwavHeadOutput out = head->forward(all);
   const int64_t b = all.size(0) / num_crops();
+  // The queue is not a module buffer (VISSL keeps it in the loss): follow the model's
+  // precision when that changed.
+  if (queue_.defined() && queue_.scalar_type() != out.embedding.scalar_type()) {
+    queue_ = queue_.to(out.embedding.scalar_type());
+  }
   const bool hard = step.global_step < options_.temp_hard_assignment_iters;
   at::Tensor loss;
   for (size_t h = 0; h < out.scores.size(); ++h) {
