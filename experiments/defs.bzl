@@ -20,11 +20,15 @@ results/<method>/<name>.json. `ci_test = True` also creates `<name>_regression_t
 which runs the entry inside `bazel test` (on ../shared/datasets/<dataset> for real
 data, skipped where that is absent) and checks its metrics against the reference.
 `description` says what the entry shows and how it deviates from the paper's recipe.
+`other_references` ({"SwAV repo": 72.1}) lists further published values the report
+shows beside the reference; `command_extra` (" --config_dir=<VISSL checkout>/configs")
+is appended to the entry's command; `comparison` names a group of entries (across
+methods) that the report puts side by side, e.g. equal-time-budget runs.
 """
 
 _DATASETS = ["imagenet", "imagenette", "cifar10", "synthetic"]
 _REQUIRED = ["name", "method", "table", "dataset", "flags", "reference", "tolerance", "source"]
-_OPTIONAL = ["ci_test", "description"]
+_OPTIONAL = ["ci_test", "description", "other_references", "command_extra", "comparison"]
 
 def _validate(entry):
     for key in _REQUIRED:
@@ -56,13 +60,20 @@ def _entry_flags(entry):
 def entry_command(entry):
     """The one command that reproduces an entry's recorded result."""
     data = "" if entry["dataset"] == "synthetic" else " --data=<%s root>" % entry["dataset"]
-    return "bazel run //experiments/%s:%s --%s --record" % (entry["method"], entry["name"], data)
+    return "bazel run //experiments/%s:%s --%s%s --record" % (
+        entry["method"],
+        entry["name"],
+        data,
+        entry.get("command_extra", ""),
+    )
 
 def ssl_experiment(name, method, table, dataset, flags, reference, tolerance, source,
-                   ci_test = False, description = ""):
+                   ci_test = False, description = "", other_references = {}, command_extra = "",
+                   comparison = ""):
     """Declares one experiment entry; see the module docstring."""
     entry = dict(name = name, method = method, table = table, dataset = dataset, flags = flags,
-                 reference = reference, tolerance = tolerance, source = source)
+                 reference = reference, tolerance = tolerance, source = source,
+                 command_extra = command_extra)
     if ci_test and dataset == "imagenet":
         fail("entry %s: ImageNet entries cannot be CI tests" % name)
     _validate(entry)

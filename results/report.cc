@@ -8,8 +8,10 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 #include "experiments/result_checks.h"
@@ -23,6 +25,40 @@ std::string ReadAll(const std::string& path) {
   std::stringstream text;
   text << file.rdbuf();
   return text.str();
+}
+
+// Entries sharing a "comparison" group, side by side: the same data and budget, one row
+// per method.
+std::string Comparisons(const json& entries, const std::string& results_dir) {
+  std::map<std::string, std::vector<json>> groups;
+  for (const json& entry : entries) {
+    if (entry.contains("comparison")) groups[entry["comparison"]].push_back(entry);
+  }
+  std::string out;
+  for (const auto& [group, members] : groups) {
+    out += absl::StrFormat(
+        "\n## Comparison: %s\n\n"
+        "| entry | method | pretraining epochs | pretraining seconds | images/s | kNN k=20 | "
+        "random init | gain | linear |\n|---|---|---|---|---|---|---|---|---|\n",
+        group);
+    for (const json& entry : members) {
+      const std::string method = entry["method"], name = entry["name"];
+      std::ifstream file(results_dir + "/" + method + "/" + name + ".json");
+      const json r = file ? json::parse(file, nullptr, false) : json();
+      auto cell = [&r](const std::string& metric, const char* format) {
+        if (r.is_discarded() || r.is_null()) return std::string("pending");
+        const auto v = ssl::experiments::FindMetric(r, metric);
+        return v ? absl::StrFormat(format, *v) : std::string("-");
+      };
+      out += absl::StrFormat("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+                             method + ":" + name, method, cell("pretrain.epochs", "%.0f"),
+                             cell("pretrain.seconds_this_run", "%.0f"),
+                             cell("pretrain.images_per_second", "%.0f"),
+                             cell("knn_top1_k20", "%.2f"), cell("random_init.knn_top1_k20", "%.2f"),
+                             cell("gain.knn_top1_k20", "%.2f"), cell("linear_top1", "%.2f"));
+    }
+  }
+  return out;
 }
 
 std::string Render(const json& entries, const std::string& results_dir) {
@@ -59,11 +95,17 @@ std::string Render(const json& entries, const std::string& results_dir) {
         status = v && std::abs(*v - reference.get<double>()) <= tolerance ? "pass" : "FAIL";
       }
       (status == "pass" ? passing : status == "FAIL" ? failing : pending)++;
+      std::string others;
+      if (entry.contains("other_references")) {
+        for (const auto& [source, other] : entry["other_references"].items()) {
+          others += absl::StrFormat("; %s %.2f", source, other.get<double>());
+        }
+      }
       table += absl::StrFormat(
-          "| %s | %s | %s | %s | %.2f ± %.2f (%s) | %s | %s | **%s** | `%s` |\n",
+          "| %s | %s | %s | %s | %.2f ± %.2f (%s%s) | %s | %s | **%s** | `%s` |\n",
           method + ":" + name, std::string(entry["table"]), std::string(entry["dataset"]), metric,
-          reference.get<double>(), tolerance, std::string(entry["source"]), value, baseline, status,
-          std::string(entry["command"]));
+          reference.get<double>(), tolerance, std::string(entry["source"]), others, value, baseline,
+          status, std::string(entry["command"]));
     }
   }
   out += absl::StrFormat("%d pass, %d fail, %d pending.\n\n", passing, failing, pending);
@@ -71,7 +113,7 @@ std::string Render(const json& entries, const std::string& results_dir) {
       "| entry | table | dataset | metric | reference | recorded | random init | status | command "
       "|\n";
   out += "|---|---|---|---|---|---|---|---|---|\n";
-  return out + table;
+  return out + table + Comparisons(entries, results_dir);
 }
 
 }  // namespace

@@ -27,6 +27,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "eval/knn_monitor.h"
+#include "ssl/data/image_io.h"
 #include "ssl/distributed/environment.h"
 #include "ssl/distributed/process_group.h"
 #include "ssl/methods/swav.h"
@@ -231,6 +232,16 @@ int main(int argc, char** argv) {
       ssl::train::RunPretraining(**swav, options, *communicator, *monitor);
   if (!result.ok()) return Fail(result.status());
   if (is_main) {
+    const nlohmann::json summary = {{"epochs_completed", result->epochs_completed},
+                                    {"epochs", options.epochs},
+                                    {"final_loss", result->final_loss},
+                                    {"images_per_second", result->images_per_second},
+                                    {"last_checkpoint", result->last_checkpoint}};
+    if (absl::Status s = ssl::data::WriteFileAtomically(
+            options.output_dir + "/pretrain_result.json", summary.dump(2) + "\n");
+        !s.ok()) {
+      return Fail(s);
+    }
     std::cout << "finished " << result->epochs_completed << "/" << options.epochs
               << " phases; last checkpoint " << result->last_checkpoint << "; "
               << result->images_per_second << " images/s\n";

@@ -8,6 +8,8 @@
 #include <ATen/Context.h>
 #include <gflags/gflags.h>
 #include <glog/logging.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -17,6 +19,7 @@
 #include <sstream>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "eval/features.h"
 #include "eval/knn.h"
@@ -40,6 +43,9 @@ DEFINE_string(method, "mocov3", "Method: mocov3 (main_moco.py flags) or swav (a 
 DEFINE_string(config, "",
               "SwAV: the VISSL config, a name under configs/config/ (this project's own) or a "
               "YAML path.");
+DEFINE_string(config_dir, "",
+              "SwAV: comma-separated configs/ directories searched before this project's own "
+              "(a VISSL checkout's configs/ for the ImageNet entries).");
 DEFINE_string(overrides, "",
               "SwAV: space-separated VISSL overrides (config.A.B=value, +config/<group>=<name>).");
 DEFINE_string(data, "",
@@ -123,6 +129,75 @@ std::string Cell(const json& j, const std::string& key) {
   return j.contains(key) ? absl::StrFormat("%.2f", j[key].get<double>()) : "-";
 }
 
+std::vector<std::string> SwavConfigRoots() {
+  std::vector<std::string> roots;
+  for (const std::string& dir :
+       std::vector<std::string>(absl::StrSplit(FLAGS_config_dir, ',', absl::SkipEmpty()))) {
+    roots.push_back(ssl::tools::UserPath(dir));
+  }
+  if (const char* runfiles = std::getenv("RUNFILES_DIR")) {
+    roots.push_back(std::string(runfiles) + "/ssl/configs");
+  }
+  roots.push_back(ssl::tools::UserPath("configs"));
+  return roots;
+}
+
+// Runs //tools:run_distributed_engines (a data dependency) with the entry's config and
+// waits; its log goes to this program's stdout and stderr.
+absl::StatusOr<ssl::train::PretrainResult> PretrainSwavInSubprocess(const std::string& train_dir,
+                                                                    const std::string& output_dir) {
+  const char* runfiles = std::getenv("RUNFILES_DIR");
+  const std::string program =
+      runfiles
+          ? std::string(runfiles) + "/ssl/tools/run_distributed_engines"
+          : (std::filesystem::path(gflags::GetArgv0()).parent_path() / "run_distributed_engines")
+                .string();
+  std::vector<std::string> args = {program, "--data=" + train_dir,
+                                   "--config_dir=" + absl::StrJoin(SwavConfigRoots(), ","),
+                                   "config=" + FLAGS_config};
+  if (FLAGS_threads > 0) args.push_back("--threads=" + std::to_string(FLAGS_threads));
+  for (const std::string& item :
+       std::vector<std::string>(absl::StrSplit(FLAGS_overrides, ' ', absl::SkipEmpty()))) {
+    args.push_back(item);
+  }
+  args.push_back("config.CHECKPOINT.DIR=" + output_dir);
+  args.push_back("config.CHECKPOINT.AUTO_RESUME=true");
+  if (!gflags::GetCommandLineFlagInfoOrDie("print_freq").is_default) {
+    args.push_back("config.LOG_FREQUENCY=" + std::to_string(FLAGS_print_freq));
+  }
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  std::cout.flush();
+  const pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("cannot start the SwAV pretraining (fork failed)");
+  if (pid == 0) {
+    execv(argv[0], argv.data());
+    std::cerr << "run_experiment: cannot execute " << args[0] << "\n";
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::InternalError(absl::StrCat("the SwAV pretraining (", args[0], ") failed with ",
+                                            WIFEXITED(status)
+                                                ? absl::StrCat("exit code ", WEXITSTATUS(status))
+                                                : absl::StrCat("signal ", WTERMSIG(status)),
+                                            "; its messages are above"));
+  }
+  std::ifstream summary(output_dir + "/pretrain_result.json");
+  const json result = json::parse(summary, nullptr, false);
+  if (result.is_discarded()) {
+    return absl::DataLossError("the SwAV pretraining wrote no pretrain_result.json");
+  }
+  ssl::train::PretrainResult out;
+  out.last_checkpoint = result.value("last_checkpoint", std::string());
+  out.epochs_completed = result.value("epochs_completed", 0);
+  out.final_loss = result.value("final_loss", 0.0);
+  out.images_per_second = result.value("images_per_second", 0.0);
+  return out;
+}
+
 // A freshly initialized method (seeded) and the engine's options for this entry.
 struct PretrainStage {
   std::shared_ptr<ssl::methods::Method> method;
@@ -150,20 +225,10 @@ absl::StatusOr<PretrainStage> MakeStage(const std::string& train_dir,
     }
     auto command_line = ssl::tools::ParseVisslArguments(arguments);
     if (!command_line.ok()) return command_line.status();
-    std::vector<std::string> roots;
-    if (const char* runfiles = std::getenv("RUNFILES_DIR")) {
-      roots.push_back(std::string(runfiles) + "/ssl/configs");
-    }
-    roots.push_back(ssl::tools::UserPath("configs"));
-    auto config = ssl::tools::ComposeVisslConfig(*command_line, roots);
+    auto config = ssl::tools::ComposeVisslConfig(*command_line, SwavConfigRoots());
     if (!config.ok()) return config.status();
     auto recipe = ssl::tools::SwavRecipeFromConfig(*config, train_dir);
     if (!recipe.ok()) return recipe.status();
-    if (recipe->num_nodes * recipe->num_proc_per_node != 1) {
-      return absl::InvalidArgumentError(
-          "experiment entries run in one process: set DISTRIBUTED.NUM_NODES and "
-          "NUM_PROC_PER_NODE to 1");
-    }
     stage.options = recipe->train;
     stage.options.program_config = recipe->resolved;
     // The caller's --print_freq (e.g. the quiet regression tests) wins over LOG_FREQUENCY.
@@ -224,8 +289,12 @@ int main(int argc, char** argv) {
   absl::StatusOr<PretrainStage> stage = MakeStage(train->root(), work_dir + "/pretrain");
   if (!stage.ok()) return Fail(stage.status());
   const auto start = std::chrono::steady_clock::now();
-  auto pretrained = ssl::train::RunPretraining(*stage->method, stage->options,
-                                               ssl::distributed::MakeLocalCommunicator());
+  // MoCo v3 trains in this process; SwAV through its program, which starts the
+  // config's DISTRIBUTED.NUM_NODES x NUM_PROC_PER_NODE processes itself.
+  auto pretrained = FLAGS_method == "swav"
+                        ? PretrainSwavInSubprocess(train->root(), work_dir + "/pretrain")
+                        : ssl::train::RunPretraining(*stage->method, stage->options,
+                                                     ssl::distributed::MakeLocalCommunicator());
   if (!pretrained.ok()) return Fail(pretrained.status());
   const double pretrain_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -88,6 +88,7 @@ _SMALL = [
         reference = {"knn_top1_k20": 47.6, "gain.knn_top1_k20": 21.3, "linear_top1": 48.2},
         tolerance = {"knn_top1_k20": 3.0, "gain.knn_top1_k20": 4.0, "linear_top1": 3.0},
         source = "recorded",
+        comparison = "imagenette_equal_time",
     ),
     dict(
         name = "cifar10_3ep",

@@ -29,32 +29,37 @@ at::Tensor ReplaceInfinities(const at::Tensor& x) {
 }  // namespace
 
 at::Tensor DistributedSinkhorn(const at::Tensor& scores, const SinkhornOptions& options,
-                               distributed::Communicator& communicator) {
+                               distributed::Communicator& communicator, int64_t rows_needed) {
   c10::AutoGradMode no_grad(false);
   const at::ScalarType dtype = options.double_precision ? at::kDouble : at::kFloat;
-  at::Tensor logits = scores.detach().to(dtype) / options.epsilon;
-  logits = logits - GlobalMax(logits, communicator);
-  at::Tensor q = ReplaceInfinities(logits.exp().t().contiguous());  // K x n
+  // Q is kept as Q^T, [n, K] (the scores' layout): VISSL's row sums (per prototype) are
+  // sums over dim 0 here and its column sums (per sample) over dim 1, which saves
+  // transposing n x K twice. After the max subtraction every entry is in [0, 1], so no
+  // infinity can appear in Q itself.
+  const at::Tensor logits = scores.detach().to(dtype);
+  at::Tensor q = logits.sub(GlobalMax(logits, communicator)).div_(options.epsilon).exp_();
   at::Tensor total = q.sum().reshape({1});
   communicator.AllReduceSum(total);
   q.div_(total);
-  const int64_t k = q.size(0);
-  const double global_columns = static_cast<double>(q.size(1)) * communicator.world_size();
+  const int64_t k = q.size(1);
+  const double global_columns = static_cast<double>(q.size(0)) * communicator.world_size();
   for (int iter = 0; iter < options.num_iters; ++iter) {
-    at::Tensor row_sums = q.sum(1);
-    communicator.AllReduceSum(row_sums);
-    if ((row_sums == 0).any().item<bool>()) {
+    at::Tensor prototype_sums = q.sum(0);
+    communicator.AllReduceSum(prototype_sums);
+    if ((prototype_sums == 0).any().item<bool>()) {
       q.add_(1e-12);
-      row_sums = q.sum(1);
-      communicator.AllReduceSum(row_sums);
+      prototype_sums = q.sum(0);
+      communicator.AllReduceSum(prototype_sums);
     }
-    // Rows to 1/K, then columns to 1/B_global.
-    const at::Tensor row_scale = ReplaceInfinities(row_sums.reciprocal().div_(k));
-    q.mul_(row_scale.unsqueeze(1));
-    q.mul_(q.sum(0).reciprocal().div_(global_columns).unsqueeze(0));
+    // Prototypes to 1/K, then samples to 1/B_global.
+    q.mul_(ReplaceInfinities(prototype_sums.reciprocal().div_(k)).unsqueeze(0));
+    q.mul_(q.sum(1).reciprocal().div_(global_columns).unsqueeze(1));
   }
-  // In the scores' precision (float32 as VISSL returns them; float64 for float64 models).
-  at::Tensor codes = q.div(q.sum(0, /*keepdim=*/true)).t().to(scores.scalar_type()).contiguous();
+  // Only the first rows (this batch, not the queue) become codes: each sums to 1, in
+  // the scores' precision (float32 as VISSL returns them; float64 for float64 models).
+  const int64_t rows = rows_needed < 0 ? q.size(0) : std::min(rows_needed, q.size(0));
+  at::Tensor codes = q.narrow(0, 0, rows);
+  codes = codes.div(codes.sum(1, /*keepdim=*/true)).to(scores.scalar_type());
   if (options.hard_assignment) {
     const at::Tensor best = codes.argmax(1, /*keepdim=*/true);
     codes = at::zeros_like(codes).scatter_(1, best, 1.0);

@@ -23,12 +23,13 @@ struct SinkhornOptions {
 };
 
 /// `scores`: this process's [n, K] scores (n rows, the same n on every process).
-/// Returns its [n, K] codes, each row summing to 1, computed from the scores of every
-/// process. The maximum score (all-reduced) is subtracted before the exponential, so
-/// large scores / small epsilons do not overflow; infinities left after that are
-/// replaced by the largest finite value, and empty rows get a 1e-12 floor, as in VISSL.
+/// Returns the codes of its first `rows_needed` rows (all when negative), each summing
+/// to 1, computed from the scores of every process. The maximum score (all-reduced) is
+/// subtracted before the exponential, so large scores / small epsilons do not
+/// overflow; a prototype that receives no mass gets VISSL's 1e-12 floor.
 at::Tensor DistributedSinkhorn(const at::Tensor& scores, const SinkhornOptions& options,
-                               distributed::Communicator& communicator);
+                               distributed::Communicator& communicator,
+                               int64_t rows_needed = -1);
 
 }  // namespace ssl::methods
 

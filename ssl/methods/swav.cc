@@ -126,7 +126,7 @@ at::Tensor SwavImpl::SwappedPredictionLoss(const at::Tensor& scores,
       c10::AutoGradMode no_grad(false);
       at::Tensor assign_scores = scores.narrow(0, b * assign, b).detach();
       if (!queue_scores.empty()) assign_scores = at::cat({assign_scores, queue_scores[i]});
-      codes = DistributedSinkhorn(assign_scores, sinkhorn, *communicator_).narrow(0, 0, b);
+      codes = DistributedSinkhorn(assign_scores, sinkhorn, *communicator_, b);
     }
     last_codes_.push_back(codes);
     at::Tensor subloss;

@@ -15,6 +15,7 @@
 #include <cstdio>
 
 #include "ssl/distributed/communicator.h"
+#include "ssl/methods/sinkhorn.h"
 #include "ssl/methods/swav.h"
 #include "ssl/optim/optimizer.h"
 
@@ -68,6 +69,18 @@ void BM_SwavStep(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_SwavStep)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(10);
+
+// Sinkhorn on a batch of 64 plus a queue of 3840 against 3000 prototypes: the codes of
+// one assignment crop in the CPU recipe once the queue is in use.
+void BM_SinkhornWithQueue(benchmark::State& state) {
+  at::manual_seed(0);
+  const at::Tensor scores = at::randn({64 + 3840, 3000}).mul_(0.1);
+  auto local = distributed::MakeLocalCommunicator();
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(DistributedSinkhorn(scores, SinkhornOptions(), *local));
+  }
+}
+BENCHMARK(BM_SinkhornWithQueue)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void LossCheck() {
   for (bool double_precision : {false, true}) {
