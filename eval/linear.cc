@@ -9,11 +9,14 @@
 #include <torch/nn/init.h>
 #include <torch/nn/modules/linear.h>
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "eval/features.h"
 #include "ssl/data/loader.h"
 #include "ssl/data/views.h"
+#include "ssl/nn/batch_norm.h"
 #include "ssl/nn/state_dict.h"
 #include "ssl/optim/optimizer.h"
 #include "ssl/optim/schedules.h"
@@ -25,10 +28,44 @@ struct Accuracy {
   double top1 = 0, top5 = 0;
 };
 
-Accuracy Evaluate(torch::nn::Linear& classifier, const at::Tensor& features,
-                  const at::Tensor& labels) {
+// Linear, optionally followed by BatchNorm1d (train mode while training, eval mode
+// for validation).
+struct Classifier {
+  torch::nn::Linear linear{nullptr};
+  nn::BatchNorm bn{nullptr};
+  at::Tensor operator()(const at::Tensor& x) { return bn ? bn->forward(linear(x)) : linear(x); }
+  std::vector<at::Tensor> parameters() const {
+    std::vector<at::Tensor> params = linear->parameters();
+    if (bn) {
+      for (const at::Tensor& p : bn->parameters()) params.push_back(p);
+    }
+    return params;
+  }
+  void train(bool on) {
+    if (bn) bn->train(on);
+  }
+};
+
+double ScheduledLr(const LinearEvalOptions& options, double peak_lr, int epoch, int64_t step,
+                   int64_t total_steps) {
+  if (options.schedule == "cos_iter") {
+    return peak_lr * 0.5 * (1.0 + std::cos(3.14159265358979323846 * step / total_steps));
+  }
+  if (options.schedule == "multistep") {
+    double lr = peak_lr;
+    for (int milestone : options.milestones) {
+      if (epoch >= milestone) lr *= 0.1;
+    }
+    return lr;
+  }
+  return optim::CosineLearningRate(peak_lr, options.epochs, epoch);
+}
+
+Accuracy Evaluate(Classifier& classifier, const at::Tensor& features, const at::Tensor& labels) {
   c10::AutoGradMode no_grad(false);
+  classifier.train(false);
   const at::Tensor logits = classifier(features);
+  classifier.train(true);
   const int top = std::min<int64_t>(5, logits.size(1));
   const at::Tensor hits = std::get<1>(at::topk(logits, top, 1)).eq(labels.unsqueeze(1));
   const double n = static_cast<double>(labels.size(0));
@@ -53,6 +90,12 @@ absl::StatusOr<LinearEvalResult> RunLinearEval(backbones::Backbone& backbone,
                                                const data::ImageFolder& train,
                                                const data::ImageFolder& val,
                                                const LinearEvalOptions& options) {
+  if (options.schedule != "cos_epoch" && options.schedule != "cos_iter" &&
+      options.schedule != "multistep") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("linear schedule must be cos_epoch, cos_iter or multistep, got \"",
+                     options.schedule, "\""));
+  }
   if (options.epochs < 1 || options.batch_size < 1 || !(options.base_lr > 0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("linear evaluation needs epochs >= 1, batch size >= 1 and lr > 0, got ",
@@ -69,16 +112,18 @@ absl::StatusOr<LinearEvalResult> RunLinearEval(backbones::Backbone& backbone,
   for (const auto& [key, tensor] : nn::StateDict(backbone)) snapshot.push_back(tensor.clone());
 
   at::manual_seed(options.seed);
-  torch::nn::Linear classifier(backbone.feature_dim(), train.num_classes());
+  Classifier classifier;
+  classifier.linear = torch::nn::Linear(backbone.feature_dim(), train.num_classes());
+  if (options.classifier_bn) classifier.bn = nn::BatchNorm1d(train.num_classes());
   {
     c10::AutoGradMode no_grad(false);
-    torch::nn::init::normal_(classifier->weight, 0.0, 0.01);
-    torch::nn::init::zeros_(classifier->bias);
+    torch::nn::init::normal_(classifier.linear->weight, 0.0, 0.01);
+    torch::nn::init::zeros_(classifier.linear->bias);
   }
   optim::OptimizerOptions hyper;
   hyper.momentum = options.momentum;
   hyper.weight_decay = options.weight_decay;
-  std::unique_ptr<optim::Optimizer> sgd = optim::MakeSgd(classifier->parameters(), hyper);
+  std::unique_ptr<optim::Optimizer> sgd = optim::MakeSgd(classifier.parameters(), hyper);
   const double peak_lr = optim::ScaledLearningRate(options.base_lr, options.batch_size);
 
   ExtractOptions extract;
@@ -111,8 +156,9 @@ absl::StatusOr<LinearEvalResult> RunLinearEval(backbones::Backbone& backbone,
   LinearEvalResult result;
   result.mode = options.cached_features ? "cached-features" : "augmented";
   result.epochs = options.epochs;
+  const int64_t total_steps = static_cast<int64_t>(options.epochs) * batches_per_epoch;
+  int64_t step = 0;
   for (int epoch = 0; epoch < options.epochs; ++epoch) {
-    sgd->set_lr(optim::CosineLearningRate(peak_lr, options.epochs, epoch));
     double loss_sum = 0;
     if (options.cached_features) {
       const at::Tensor order = at::randperm(train_features.labels.size(0), at::kLong);
@@ -120,6 +166,7 @@ absl::StatusOr<LinearEvalResult> RunLinearEval(backbones::Backbone& backbone,
         const int64_t start = b * options.batch_size;
         const int64_t rows = std::min<int64_t>(options.batch_size, order.size(0) - start);
         const at::Tensor index = order.narrow(0, start, rows);
+        sgd->set_lr(ScheduledLr(options, peak_lr, epoch, step++, total_steps));
         const at::Tensor loss =
             at::cross_entropy_loss(classifier(train_features.features.index_select(0, index)),
                                    train_features.labels.index_select(0, index));
@@ -140,6 +187,7 @@ absl::StatusOr<LinearEvalResult> RunLinearEval(backbones::Backbone& backbone,
           c10::AutoGradMode no_grad(false);
           features = backbone.Features(batch.views[0]);
         }
+        sgd->set_lr(ScheduledLr(options, peak_lr, epoch, step++, total_steps));
         const at::Tensor loss = at::cross_entropy_loss(classifier(features), batch.labels);
         sgd->ZeroGrad();
         loss.backward();

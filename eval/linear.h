@@ -4,13 +4,15 @@
 // weight decay 0, lr = base_lr * batch / 256, half-cosine per epoch), training crops are
 // RandomResizedCrop + flip, validation is resize + center crop; afterwards a sanity
 // check verifies that no backbone weight or buffer changed. Top-1 and top-5 of the last
-// and of the best epoch are both reported.
+// and of the best epoch are both reported. Momentum^2 Teacher's (BYOL's) protocol is
+// the same with a BatchNorm1d after the Linear and the cosine per iteration.
 #ifndef EVAL_LINEAR_H_
 #define EVAL_LINEAR_H_
 
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "ssl/backbones/backbone.h"
@@ -22,6 +24,12 @@ struct LinearEvalOptions {
   int epochs = 90;
   int64_t batch_size = 1024;
   double base_lr = 0.1;  ///< 0.1 for ResNet-50 (scaled by batch / 256)
+  /// Linear followed by BatchNorm1d(classes) (Momentum^2 Teacher's classifier).
+  bool classifier_bn = false;
+  /// "cos_epoch" (MoCo v3: half cosine per epoch), "cos_iter" (Momentum^2 Teacher: per
+  /// iteration) or "multistep" (x0.1 at each of `milestones`, epochs).
+  std::string schedule = "cos_epoch";
+  std::vector<int> milestones = {60, 80};
   double momentum = 0.9;
   double weight_decay = 0.0;
   int image_size = 224;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# MoCo v3 two-view pipeline: our C++ pipeline vs torchvision + PIL on the same images,
-# in one run, on one core each, and the threaded loader's throughput.
+# Data pipelines, our C++ vs torchvision + PIL on the same images, in one run, on one
+# core each: MoCo v3's two views and SwAV's 2x224 + 6x96 multi-crop; and the threaded
+# loader's throughput.
 #
 #   tools/benchmark_pipeline.sh [ImageFolder root]    (e.g. ../shared/datasets/imagenette/train)
 #
@@ -16,15 +17,19 @@ args=(--benchmark_out=benchmark_pipeline.json --benchmark_out_format=json)
 if [[ -n "$root" ]]; then args+=("--data=$root"); fi
 "$binary" "${args[@]}"
 if [[ -z "$root" ]]; then root="${TMPDIR:-/tmp}/ssl_pipeline_benchmark_data/train"; fi
-ours=$(/usr/bin/python3 -c 'import json,sys; b=json.load(open("benchmark_pipeline.json"))["benchmarks"]; print([x for x in b if "OneThread" in x["name"]][0]["items_per_second"])')
 if ! /usr/bin/python3 -c 'import torchvision' 2>/dev/null; then
   echo "torchvision is not installed (tools/setup.sh installs it): no baseline ratio"; exit 0
 fi
-baseline_line=$(/usr/bin/python3 tools/torchvision_pipeline_baseline.py "$root" 10)
-echo "$baseline_line"
-baseline=$(echo "$baseline_line" | awk '{for (i = 1; i <= NF; ++i) if ($i == "images/s") print $(i - 1)}')
-/usr/bin/python3 - "$ours" "$baseline" <<'PY'
+for recipe in moco multicrop; do
+  pattern=$([[ $recipe == moco ]] && echo MocoV3TwoViewsOneThread || echo SwavMultiCropOneThread)
+  ours=$(/usr/bin/python3 -c 'import json,sys; b=json.load(open("benchmark_pipeline.json"))["benchmarks"]; print([x for x in b if sys.argv[1] in x["name"]][0]["items_per_second"])' "$pattern")
+  baseline_line=$(/usr/bin/python3 tools/torchvision_pipeline_baseline.py "$root" 10 "$recipe")
+  echo "$baseline_line"
+  baseline=$(echo "$baseline_line" | awk '{for (i = 1; i <= NF; ++i) if ($i == "images/s") print $(i - 1)}')
+  /usr/bin/python3 - "$recipe" "$ours" "$baseline" <<'PY'
 import sys
-ours, base = float(sys.argv[1]), float(sys.argv[2])
-print(f"ssl C++ pipeline: {ours:.1f} images/s on one core; torchvision+PIL: {base:.1f}; ratio {ours / base:.2f}x")
+recipe, ours, base = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+name = "MoCo v3 two views" if recipe == "moco" else "SwAV 2x224+6x96 multi-crop"
+print(f"{name}: ssl C++ {ours:.1f} images/s on one core; torchvision+PIL {base:.1f}; ratio {ours / base:.2f}x")
 PY
+done

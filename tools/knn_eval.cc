@@ -30,6 +30,9 @@ DEFINE_int32(image_size, 0, "Center crop (0: the pretraining image size).");
 DEFINE_int32(resize, 0, "Short side before the crop (0: image_size * 8 / 7).");
 DEFINE_string(extract, "", "Instead of kNN: extract features of this ImageFolder ...");
 DEFINE_string(features_out, "features.pth", "... into this file ({features, labels, classes}).");
+DEFINE_string(backbone, "",
+              "Which backbone of the checkpoint: empty for the method's evaluation backbone "
+              "(MoCo v3: base, SwAV: trunk, Momentum^2 Teacher: teacher), or e.g. student.");
 DEFINE_int32(workers, 2, "Loader threads.");
 DEFINE_int32(threads, 0, "Compute threads (0: one per core).");
 DEFINE_string(output, "", "kNN results JSON (default: knn_eval.json beside the checkpoint).");
@@ -49,9 +52,9 @@ int main(int argc, char** argv) {
   }
   if (FLAGS_pretrained.empty()) return fail(absl::InvalidArgumentError("--pretrained is required"));
   if (FLAGS_threads > 0) at::set_num_threads(FLAGS_threads);
-  auto config = ssl::train::ReadCheckpointConfig(FLAGS_pretrained);
+  auto config = ssl::train::ReadCheckpointConfig(FLAGS_pretrained, FLAGS_backbone);
   if (!config.ok()) return fail(config.status());
-  auto backbone = ssl::train::LoadPretrainedBackbone(FLAGS_pretrained);
+  auto backbone = ssl::train::LoadPretrainedBackbone(FLAGS_pretrained, 0, FLAGS_backbone);
   if (!backbone.ok()) return fail(backbone.status());
   const int size = FLAGS_image_size > 0 ? FLAGS_image_size : config->image_size;
   const auto views = ssl::data::EvalViews(size, FLAGS_resize > 0 ? FLAGS_resize : size * 8 / 7);

@@ -31,6 +31,9 @@ DEFINE_int32(resize, 0, "Validation short side before the crop (0: image_size * 
 DEFINE_bool(cached_features, false, "CPU shortcut: train on cached center-crop features.");
 DEFINE_int32(eval_every, 1, "Validate every N epochs.");
 DEFINE_uint64(seed, 0, "Seed of the classifier init and data order.");
+DEFINE_string(backbone, "",
+              "Which backbone of the checkpoint: empty for the method's evaluation backbone "
+              "(MoCo v3: base, SwAV: trunk, Momentum^2 Teacher: teacher), or e.g. student.");
 DEFINE_int32(workers, 2, "Loader threads.");
 DEFINE_int32(threads, 0, "Compute threads (0: one per core).");
 DEFINE_string(output, "", "Results JSON (default: linear_eval.json beside the checkpoint).");
@@ -51,9 +54,9 @@ int main(int argc, char** argv) {
     return fail(absl::InvalidArgumentError("--pretrained and --data are required"));
   }
   if (FLAGS_threads > 0) at::set_num_threads(FLAGS_threads);
-  auto config = ssl::train::ReadCheckpointConfig(FLAGS_pretrained);
+  auto config = ssl::train::ReadCheckpointConfig(FLAGS_pretrained, FLAGS_backbone);
   if (!config.ok()) return fail(config.status());
-  auto backbone = ssl::train::LoadPretrainedBackbone(FLAGS_pretrained);
+  auto backbone = ssl::train::LoadPretrainedBackbone(FLAGS_pretrained, 0, FLAGS_backbone);
   if (!backbone.ok()) return fail(backbone.status());
   auto train = ssl::data::ImageFolder::Open(FLAGS_data + "/" + FLAGS_train_split);
   if (!train.ok()) return fail(train.status());

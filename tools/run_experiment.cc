@@ -30,16 +30,22 @@
 #include "ssl/data/synthetic.h"
 #include "ssl/data/views.h"
 #include "ssl/distributed/communicator.h"
+#include "ssl/methods/m2teacher.h"
 #include "ssl/methods/mocov3.h"
 #include "ssl/methods/swav.h"
 #include "ssl/train/pretrain.h"
 #include "ssl/train/pretrained.h"
+#include "tools/m2teacher_recipes.h"
 #include "tools/moco_flags.h"
 #include "tools/swav_recipe.h"
 #include "tools/vissl_config.h"
 
 DEFINE_string(name, "experiment", "Entry name (results file name).");
-DEFINE_string(method, "mocov3", "Method: mocov3 (main_moco.py flags) or swav (a VISSL config).");
+DEFINE_string(method, "mocov3",
+              "Method: mocov3 (main_moco.py flags), swav (a VISSL config) or m2teacher (a "
+              "Momentum^2 Teacher description with --batch_size and --epochs).");
+DEFINE_string(m2t_recipe, "cpu/momentum2_teacher_resnet18w025_64px",
+              "m2teacher: the experiment description (m2teacher_train -f=list).");
 DEFINE_string(config, "",
               "SwAV: the VISSL config, a name under configs/config/ (this project's own) or a "
               "YAML path.");
@@ -58,7 +64,9 @@ DEFINE_int32(synthetic_val_per_class, 100, "Synthetic: validation images per cla
 DEFINE_int32(synthetic_image_size, 64, "Synthetic: image side.");
 DEFINE_string(train_split, "train", "Sub-folder with the training images.");
 DEFINE_string(val_split, "val", "Sub-folder with the evaluation images (CIFAR-10: test).");
-DEFINE_string(work_dir, "", "Checkpoints, logs and results (default /tmp/ssl_experiments/<name>).");
+DEFINE_string(work_dir, "",
+              "Checkpoints, logs and results (default /tmp/ssl_experiments/<method>/<name>); "
+              "rerunning resumes from its checkpoints.");
 DEFINE_bool(record, false, "Also write results/<method>/<name>.json into the workspace.");
 DEFINE_string(command, "", "The command that reproduces this run, stored in the results.");
 DEFINE_bool(random_init_baseline, true, "Also evaluate a random-init backbone.");
@@ -217,6 +225,39 @@ absl::StatusOr<PretrainStage> MakeStage(const std::string& train_dir,
         ssl::methods::MocoV3Impl::Create(ssl::tools::MocoV3OptionsFromFlags(), single_process);
     if (!moco.ok()) return moco.status();
     stage.method = *moco;
+  } else if (FLAGS_method == "m2teacher") {
+    auto recipe = ssl::tools::FindM2TeacherRecipe(FLAGS_m2t_recipe);
+    if (!recipe.ok()) return recipe.status();
+    stage.options.batch_size = FLAGS_batch_size;
+    stage.options.epochs = FLAGS_epochs;
+    const ssl::tools::M2TeacherRecipe r = *recipe;
+    const int64_t batch = FLAGS_batch_size;
+    stage.options.learning_rate = [r, batch](const ssl::methods::StepContext& step) {
+      return ssl::tools::M2TeacherLearningRate(r, "warmcos", batch, step.global_step,
+                                               step.iterations_per_epoch,
+                                               static_cast<int>(step.epochs));
+    };
+    stage.options.optimizer = recipe->optimizer;
+    stage.options.optimizer_options.weight_decay = recipe->weight_decay;
+    stage.options.optimizer_options.momentum = 0.9;
+    stage.options.print_freq = FLAGS_print_freq;
+    stage.options.seed = FLAGS_seed;
+    stage.options.workers = FLAGS_workers;
+    stage.options.bn = "local";
+    stage.options.layout = ssl::train::M2TeacherLayout();
+    stage.options.program_config = {{"recipe", recipe->name}};
+    ssl::methods::M2TeacherOptions options;
+    options.arch = recipe->arch;
+    options.cifar_stem = recipe->cifar_stem;
+    options.hidden_dim = recipe->hidden_dim;
+    options.low_dim = recipe->low_dim;
+    options.momentum = recipe->param_momentum;
+    options.lars_groups = recipe->optimizer == "m2t_lars";
+    options.image_size = recipe->image_size;
+    at::manual_seed(FLAGS_seed);
+    auto m2t = ssl::methods::M2TeacherImpl::Create(options);
+    if (!m2t.ok()) return m2t.status();
+    stage.method = *m2t;
   } else {
     std::vector<std::string> arguments = {"config=" + FLAGS_config};
     for (const std::string& item :
@@ -253,14 +294,15 @@ int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
-  if (FLAGS_method != "mocov3" && FLAGS_method != "swav") {
-    return Fail(absl::InvalidArgumentError("--method must be mocov3 or swav, got \"" +
+  if (FLAGS_method != "mocov3" && FLAGS_method != "swav" && FLAGS_method != "m2teacher") {
+    return Fail(absl::InvalidArgumentError("--method must be mocov3, swav or m2teacher, got \"" +
                                            FLAGS_method + "\""));
   }
   ssl::tools::ApplyThreadsFlag();
   const std::string work_dir = ssl::tools::UserPath(
       FLAGS_work_dir.empty()
-          ? (std::filesystem::temp_directory_path() / "ssl_experiments" / FLAGS_name).string()
+          ? (std::filesystem::temp_directory_path() / "ssl_experiments" / FLAGS_method / FLAGS_name)
+                .string()
           : FLAGS_work_dir);
   std::filesystem::create_directories(work_dir);
   std::string data_root = ssl::tools::UserPath(FLAGS_data);

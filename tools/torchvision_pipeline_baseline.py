@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 """The PyTorch baseline for //ssl/data:pipeline_benchmark: MoCo v3's two-view
-augmentation (main_moco.py's recipe for ResNet, crop-min 0.2) with torchvision + PIL,
-timed on one core over the same ImageFolder.
+augmentation (main_moco.py's recipe for ResNet, crop-min 0.2) or SwAV's multi-crop
+(VISSL's swav_8node_resnet transforms: ImgPilToMultiCrop 2x224 (0.14, 1) + 6x96
+(0.05, 0.14), flip, ImgPilColorDistortion strength 1, ImgPilGaussianBlur p 0.5, ToTensor,
+Normalize) with torchvision + PIL, timed on one core over the same ImageFolder.
 
-    /usr/bin/python3 tools/torchvision_pipeline_baseline.py <ImageFolder root> [seconds]
+    /usr/bin/python3 tools/torchvision_pipeline_baseline.py <ImageFolder root> [seconds] [moco|multicrop]
 
 Prints one line: images/s on one core.
 """
@@ -47,6 +49,16 @@ def moco_v3_views(crop_min=0.2):
     return view1, view2
 
 
+def swav_multicrop():
+    normalize = T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    tail = [T.RandomHorizontalFlip(p=0.5),
+            T.RandomApply([T.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.8), T.RandomGrayscale(p=0.2),
+            T.RandomApply([PilGaussianBlur()], p=0.5), T.ToTensor(), normalize]
+    large = T.Compose([T.RandomResizedCrop(224, scale=(0.14, 1.0))] + tail)
+    small = T.Compose([T.RandomResizedCrop(96, scale=(0.05, 0.14))] + tail)
+    return [large] * 2 + [small] * 6
+
+
 def image_paths(root):
     paths = []
     for cls in sorted(os.listdir(root)):
@@ -61,17 +73,19 @@ def main():
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
     torch.set_num_threads(1)
     paths = image_paths(root)
-    view1, view2 = moco_v3_views()
+    recipe = sys.argv[3] if len(sys.argv) > 3 else "moco"
+    views = list(moco_v3_views()) if recipe == "moco" else swav_multicrop()
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         path = paths[(count * 7919) % len(paths)]
         with open(path, "rb") as f:
             image = Image.open(f).convert("RGB")
-        view1(image)
-        view2(image)
+        for view in views:
+            view(image)
         count += 1
     rate = count / (time.perf_counter() - start)
-    print(f"torchvision+PIL MoCo v3 two views: {rate:.1f} images/s on one core")
+    name = "MoCo v3 two views" if recipe == "moco" else "SwAV 2x224+6x96 multi-crop"
+    print(f"torchvision+PIL {name}: {rate:.1f} images/s on one core")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-// MoCo v3 two-view pipeline throughput: read + decode + both augmented 224 views.
+// Data pipeline throughput: read + decode + MoCo v3's two augmented 224 views, or
+// SwAV's 2x224 + 6x96 multi-crop views.
 //
 //   bazel run //ssl/data:pipeline_benchmark -- --data=/path/to/imagenette/train
 //
@@ -67,6 +68,37 @@ void BM_MocoV3TwoViewsOneThread(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(index), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_MocoV3TwoViewsOneThread)->Unit(benchmark::kMillisecond)->MinTime(5.0)->UseRealTime();
+
+// One core: read, decode and SwAV's 2x224 + 6x96 multi-crop views of one image
+// (VISSL's ImgPilToMultiCrop, flip, colour distortion of strength 1, blur p 0.5).
+void BM_SwavMultiCropOneThread(benchmark::State& state) {
+  const ImageFolder& folder = Dataset();
+  const ViewRecipe recipe = MultiCropViews(MultiCropOptions());
+  FloatImage scratch;
+  std::vector<float> out(3 * 224 * 224);
+  int64_t index = 0;
+  for (auto _ : state) {
+    const int64_t sample = (index * 7919) % folder.size();
+    absl::StatusOr<Image> image = ReadImageFile(folder.samples()[sample].path);
+    if (!image.ok()) {
+      state.SkipWithError(std::string(image.status().message()).c_str());
+      break;
+    }
+    int view = 0;
+    for (const CropGroup& group : recipe.groups) {
+      for (int k = 0; k < group.count; ++k, ++view) {
+        Rng rng = Rng::ForSample(0, 0, sample, view);
+        AugmentView(*image, group.augmentation, rng, &scratch, out.data());
+      }
+    }
+    benchmark::DoNotOptimize(out.data());
+    ++index;
+  }
+  state.SetItemsProcessed(index);
+  state.counters["images_per_s_per_core"] =
+      benchmark::Counter(static_cast<double>(index), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_SwavMultiCropOneThread)->Unit(benchmark::kMillisecond)->MinTime(5.0)->UseRealTime();
 
 // The threaded loader producing batches of 64 with `workers` threads.
 void BM_MocoV3Loader(benchmark::State& state) {

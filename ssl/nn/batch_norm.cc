@@ -11,6 +11,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <stdexcept>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -136,6 +137,8 @@ const char* ModeName(const BatchNormSetting& setting) {
       return "sync";
     case BatchNormMode::kSplit:
       return "split";
+    case BatchNormMode::kMomentum:
+      return "momentum";
     default:
       return "local";
   }
@@ -192,12 +195,50 @@ at::Tensor BatchNormImpl::forward(const at::Tensor& input) {
                                         bias.defined() ? bias : at::zeros({c}, input.options()),
                                         this, setting.group.get(), momentum);
   }
+  if (is_training() && setting.mode == BatchNormMode::kMomentum && setting.momentum) {
+    return MomentumForward(input);
+  }
   if (training && setting.mode == BatchNormMode::kSplit && setting.splits > 1) {
     return SplitForward(options, weight, bias, running_mean, running_var, momentum, setting.splits,
                         input);
   }
   return at::batch_norm(input, weight, bias, running_mean, running_var, training, momentum,
                         options.eps(), at::globalContext().userEnabledCuDNN());
+}
+
+// Momentum^2 Teacher's MomentumBatchNorm{1,2}d in training: normalize with
+// m_bn * batch + (1 - m_bn) * running statistics (both detached), then, on every second
+// call, running <- m_bn * mean(stats of the two calls) + (1 - m_bn) * running.
+at::Tensor BatchNormImpl::MomentumForward(const at::Tensor& input) {
+  const MomentumBatchNormSchedule& schedule = *setting.momentum;
+  const double m = schedule.m_bn;
+  const std::vector<int64_t> dims = ReducedDims(input);
+  const std::vector<int64_t> shape = ChannelShape(input);
+  const double n = static_cast<double>(input.numel() / input.size(1));
+  const double unbias = n / std::max(n - 1, 1.0);
+  // Statistics without gradient (the original detaches them), var unbiased as torch.var.
+  at::Tensor mean, var, stat_mean, invstd;
+  {
+    c10::AutoGradMode no_grad(false);
+    std::tie(var, mean) = at::var_mean(input, dims, /*unbiased=*/true);
+    const at::Tensor batch_var = schedule.double_unbias ? var.mul(unbias) : var.div(unbias);
+    stat_mean = mean.mul(m).add_(running_mean, 1 - m).view(shape);
+    invstd = batch_var.mul(m).add_(running_var, 1 - m).add_(options.eps()).rsqrt_().view(shape);
+  }
+  at::Tensor out = input.sub(stat_mean).mul(invstd);
+  if (weight.defined()) out = out.mul(weight.view(shape)).add(bias.view(shape));
+  c10::AutoGradMode no_grad(false);
+  if (!pending_mean.defined()) {
+    pending_mean = mean;
+    pending_var = var;
+  } else {
+    const double running_unbias = schedule.double_unbias ? unbias : 1.0;
+    running_mean.mul_(1 - m).add_(mean.add(pending_mean).mul_(0.5), m);
+    running_var.mul_(1 - m).add_(var.add(pending_var).mul_(0.5 * running_unbias), m);
+    pending_mean = at::Tensor();
+    pending_var = at::Tensor();
+  }
+  return out;
 }
 
 BatchNorm BatchNorm1d(const torch::nn::BatchNormOptions& options) { return BatchNorm(options, 1); }
@@ -234,11 +275,22 @@ int ConfigureBatchNorm(torch::nn::Module& module, const BatchNormSetting& settin
   int configured = 0;
   for (const std::shared_ptr<torch::nn::Module>& child : module.modules()) {
     if (auto* bn = dynamic_cast<BatchNormImpl*>(child.get())) {
+      if (bn->setting.mode == BatchNormMode::kMomentum &&
+          setting.mode != BatchNormMode::kMomentum) {
+        continue;
+      }
       bn->setting = setting;
       ++configured;
     }
   }
   return configured;
+}
+
+BatchNormSetting MomentumBatchNormSetting(std::shared_ptr<MomentumBatchNormSchedule> schedule) {
+  BatchNormSetting setting;
+  setting.mode = BatchNormMode::kMomentum;
+  setting.momentum = std::move(schedule);
+  return setting;
 }
 
 }  // namespace ssl::nn

@@ -227,7 +227,68 @@ class VisslFileLayout : public CheckpointLayout {
   }
 };
 
+// Momentum^2 Teacher's tools/train.py: one last_epoch_ckpt.pth.tar, overwritten each
+// epoch, {start_epoch, model: module.*, optimizer}.
+class M2TeacherFileLayout : public CheckpointLayout {
+ public:
+  std::string name() const override { return "m2teacher"; }
+  std::string FileName(int64_t, bool) const override { return "last_epoch_ckpt.pth.tar"; }
+  std::optional<int64_t> EpochsOfFile(const std::string& file_name) const override {
+    if (file_name != "last_epoch_ckpt.pth.tar") return std::nullopt;
+    return 0;  // the only file; its epoch is inside
+  }
+  c10::IValue Pack(const TrainingSnapshot& s) const override {
+    Dict file = NewDict();
+    file.insert("start_epoch", s.epochs_done);
+    Dict state = NewTensorDict();
+    for (const auto& item : s.model)
+      state.insert("module." + item.key().toStringRef(), item.value());
+    file.insert("model", state);
+    file.insert("optimizer", s.optimizer);
+    file.insert("ssl_config", s.config_json);
+    file.insert("ssl_arch", s.arch);
+    file.insert("ssl_global_step", s.global_step);
+    file.insert("ssl_extra", s.extra);
+    return file;
+  }
+  absl::StatusOr<TrainingSnapshot> Unpack(const c10::IValue& file) const override {
+    if (!file.isGenericDict()) return absl::InvalidArgumentError("the file is not a dict");
+    const Dict dict = file.toGenericDict();
+    TrainingSnapshot s;
+    absl::StatusOr<int64_t> epoch = IntEntry(dict, "start_epoch", "the checkpoint");
+    if (!epoch.ok()) return epoch.status();
+    s.epochs_done = *epoch;
+    absl::StatusOr<Dict> state = SubDict(dict, "model", "the checkpoint");
+    if (!state.ok()) return state.status();
+    for (const auto& item : *state) {
+      const std::string key = item.key().toStringRef();
+      if (!item.value().isTensor()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("model entry \"", key, "\" is not a tensor"));
+      }
+      // Single-GPU runs of the original save without DDP's "module." prefix.
+      s.model.insert(key.rfind("module.", 0) == 0 ? key.substr(7) : key, item.value());
+    }
+    s.optimizer = dict.contains("optimizer") ? dict.at("optimizer") : c10::IValue();
+    s.config_json = StringEntry(dict, "ssl_config");
+    s.arch = StringEntry(dict, "ssl_arch");
+    s.extra = ExtraOrEmpty(dict, "ssl_extra");
+    s.global_step = dict.contains("ssl_global_step") && dict.at("ssl_global_step").isInt()
+                        ? dict.at("ssl_global_step").toInt()
+                        : -1;
+    return s;
+  }
+  bool Recognizes(const c10::IValue& file) const override {
+    return file.isGenericDict() && file.toGenericDict().contains("start_epoch") &&
+           file.toGenericDict().contains("model");
+  }
+};
+
 }  // namespace
+
+std::shared_ptr<CheckpointLayout> M2TeacherLayout() {
+  return std::make_shared<M2TeacherFileLayout>();
+}
 
 std::shared_ptr<CheckpointLayout> MocoV3Layout() { return std::make_shared<MocoV3FileLayout>(); }
 std::shared_ptr<CheckpointLayout> VisslLayout() { return std::make_shared<VisslFileLayout>(); }
@@ -235,14 +296,16 @@ std::shared_ptr<CheckpointLayout> VisslLayout() { return std::make_shared<VisslF
 absl::StatusOr<std::shared_ptr<CheckpointLayout>> LayoutByName(const std::string& name) {
   if (name == "mocov3") return MocoV3Layout();
   if (name == "vissl") return VisslLayout();
+  if (name == "m2teacher") return M2TeacherLayout();
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown checkpoint layout \"", name, "\"; known: mocov3, vissl"));
+      absl::StrCat("unknown checkpoint layout \"", name, "\"; known: mocov3, vissl, m2teacher"));
 }
 
 absl::StatusOr<TrainingSnapshot> ReadSnapshot(const std::string& path) {
   absl::StatusOr<c10::IValue> loaded = LoadIValue(path);
   if (!loaded.ok()) return loaded.status();
-  for (const std::shared_ptr<CheckpointLayout>& layout : {MocoV3Layout(), VisslLayout()}) {
+  for (const std::shared_ptr<CheckpointLayout>& layout :
+       {MocoV3Layout(), VisslLayout(), M2TeacherLayout()}) {
     if (!layout->Recognizes(*loaded)) continue;
     absl::StatusOr<TrainingSnapshot> snapshot = layout->Unpack(*loaded);
     if (!snapshot.ok()) {

@@ -8,6 +8,8 @@
 //             train_phase_idx, loss, classy_state_dict: {train, base_model: {model:
 //             {trunk, heads}, meta}, optimizer: {optim}, phase_idx, train_phase_idx,
 //             num_updates, losses, hooks, loss, meters}, ssl_config}
+//   m2teacher last_epoch_ckpt.pth.tar (overwritten each epoch)  {start_epoch, model:
+//             module.*, optimizer, ssl_config, ssl_extra}
 // Files are written atomically, so a crash never leaves a partial checkpoint.
 #ifndef SSL_TRAIN_CHECKPOINTER_H_
 #define SSL_TRAIN_CHECKPOINTER_H_
@@ -42,7 +44,7 @@ struct TrainingSnapshot {
 class CheckpointLayout {
  public:
   virtual ~CheckpointLayout() = default;
-  /// "mocov3" or "vissl".
+  /// "mocov3", "vissl" or "m2teacher".
   virtual std::string name() const = 0;
   /// The file a snapshot after `epochs_done` epochs goes to; `final` marks the last.
   virtual std::string FileName(int64_t epochs_done, bool final) const = 0;
@@ -61,6 +63,7 @@ class CheckpointLayout {
 
 std::shared_ptr<CheckpointLayout> MocoV3Layout();
 std::shared_ptr<CheckpointLayout> VisslLayout();
+std::shared_ptr<CheckpointLayout> M2TeacherLayout();
 
 /// By name; InvalidArgument lists the known ones.
 absl::StatusOr<std::shared_ptr<CheckpointLayout>> LayoutByName(const std::string& name);

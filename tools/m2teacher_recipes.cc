@@ -1,0 +1,95 @@
+#include "tools/m2teacher_recipes.h"
+
+#include <cmath>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace ssl::tools {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+M2TeacherRecipe Sgd(const std::string& name, const std::string& table, int epochs) {
+  M2TeacherRecipe recipe;
+  recipe.name = name;
+  recipe.table = table;
+  recipe.epochs = epochs;
+  return recipe;
+}
+
+// exp_128_2080ti/momentum2_teacher_*_4096batch_16mm_exp.py: LARS_SGD with BN and biases
+// excluded, lr 0.45 / 256 per image (0.3 / 256 for 300 epochs), weight decay 1e-6.
+M2TeacherRecipe Lars(int epochs) {
+  M2TeacherRecipe recipe =
+      Sgd(absl::StrCat("exp_128_2080ti/momentum2_teacher_", epochs, "e_4096batch_16mm_exp"),
+          "B 4096 (32 V100 / 128 2080Ti)", epochs);
+  recipe.optimizer = "m2t_lars";
+  recipe.basic_lr_per_img = (epochs == 300 ? 0.3 : 0.45) / 256;
+  recipe.weight_decay = 1e-6;
+  return recipe;
+}
+
+}  // namespace
+
+std::vector<M2TeacherRecipe> M2TeacherRecipes() {
+  std::vector<M2TeacherRecipe> recipes = {
+      Sgd("momentum2_teacher_exp", "the original's default description (40 epochs)", 40)};
+  for (int epochs : {100, 200, 300}) {
+    recipes.push_back(Sgd(absl::StrCat("exp_8_v100/momentum2_teacher_", epochs, "e_exp"),
+                          "8 V100, B 1024", epochs));
+  }
+  for (int epochs : {100, 200, 300}) {
+    recipes.push_back(
+        Sgd(absl::StrCat("exp_8_2080ti/momentum2_teacher_", epochs, "e_32batch_1mm_099_exp"),
+            "8 2080Ti, B 256", epochs));
+  }
+  for (int epochs : {100, 200, 300}) recipes.push_back(Lars(epochs));
+  // This project's: the same method on a narrow ResNet-18 (16 base channels) with
+  // 64 px crops and 512-128 heads, one process, batch 64 (set with -b), the SGD recipe's
+  // per-image lr scaled up 8x (0.4 / 256) for a few-epoch run, 1 warmup epoch.
+  M2TeacherRecipe cpu =
+      Sgd("cpu/momentum2_teacher_resnet18w025_64px", "CPU scale (this project's)", 4);
+  cpu.arch = "resnet18w0.25";
+  cpu.hidden_dim = 512;
+  cpu.low_dim = 128;
+  cpu.image_size = 64;
+  cpu.basic_lr_per_img = 0.4 / 256;
+  cpu.warmup_epochs = 1;
+  cpu.print_interval = 50;
+  cpu.data_num_workers = 2;
+  recipes.push_back(cpu);
+  return recipes;
+}
+
+absl::StatusOr<M2TeacherRecipe> FindM2TeacherRecipe(const std::string& name_or_path) {
+  std::string name = name_or_path;
+  for (const char* prefix : {"momentum_teacher/exps/arxiv/", "exps/arxiv/"}) {
+    const size_t at = name.find(prefix);
+    if (at != std::string::npos) name = name.substr(at + std::string(prefix).size());
+  }
+  if (absl::EndsWith(name, ".py")) name = name.substr(0, name.size() - 3);
+  std::vector<std::string> known;
+  for (const M2TeacherRecipe& recipe : M2TeacherRecipes()) {
+    if (recipe.name == name) return recipe;
+    known.push_back(recipe.name);
+  }
+  return absl::NotFoundError(absl::StrCat("unknown experiment description \"", name_or_path,
+                                          "\"; known: ", absl::StrJoin(known, ", ")));
+}
+
+double M2TeacherLearningRate(const M2TeacherRecipe& recipe, const std::string& scheduler,
+                             int64_t global_batch, int64_t step, int64_t steps_per_epoch,
+                             int epochs) {
+  const double lr = recipe.basic_lr_per_img * global_batch;
+  const double total = static_cast<double>(steps_per_epoch) * epochs;
+  if (scheduler == "cos") return lr * 0.5 * (1.0 + std::cos(kPi * step / total));
+  const double warmup = static_cast<double>(steps_per_epoch) * recipe.warmup_epochs;
+  if (step <= warmup && warmup > 0) {
+    return (lr - recipe.warmup_lr) * step / warmup + recipe.warmup_lr;
+  }
+  return lr * 0.5 * (1.0 + std::cos(kPi * (step - warmup) / (total - warmup)));
+}
+
+}  // namespace ssl::tools

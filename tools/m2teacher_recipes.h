@@ -1,0 +1,52 @@
+// Momentum^2 Teacher's experiment descriptions (the original's exps/arxiv/*.py, chosen
+// with -f) as data: the three published setups at 100/200/300 epochs, plus this
+// project's CPU-scale recipe. The learning rate follows the original's warmcos
+// schedule per iteration.
+#ifndef TOOLS_M2TEACHER_RECIPES_H_
+#define TOOLS_M2TEACHER_RECIPES_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace ssl::tools {
+
+struct M2TeacherRecipe {
+  std::string name;   ///< e.g. "exp_8_v100/momentum2_teacher_100e_exp"
+  std::string table;  ///< the published setup it belongs to
+  int epochs = 40;
+  double basic_lr_per_img = 0.05 / 256;  ///< lr = this x global batch
+  double weight_decay = 1e-4;
+  std::string optimizer = "sgd";  ///< sgd | m2t_lars (LARS_SGD, eta 0.001)
+  double param_momentum = 0.99;   ///< the teacher's m0
+  int warmup_epochs = 10;
+  double warmup_lr = 1e-6;
+  int print_interval = 10;
+  int data_num_workers = 6;
+  // The model (m2_teacher.py: ResNet-50, BYOL MLPs 2048-4096-256).
+  std::string arch = "resnet50";
+  bool cifar_stem = false;
+  int64_t hidden_dim = 4096;
+  int64_t low_dim = 256;
+  int image_size = 224;
+};
+
+std::vector<M2TeacherRecipe> M2TeacherRecipes();
+
+/// By name, also given as the original's path ("momentum_teacher/exps/arxiv/
+/// exp_8_v100/momentum2_teacher_100e_exp.py"); NotFound lists the known names.
+absl::StatusOr<M2TeacherRecipe> FindM2TeacherRecipe(const std::string& name_or_path);
+
+/// utils.adjust_learning_rate_iter at global step `step` (0-based; the original sets the
+/// lr after each step from the 1-based count, so step s trains with warmcos(s)):
+/// "warmcos" rises linearly from 1e-6 to lr over the warmup, then a half cosine to 0;
+/// "cos" is the half cosine alone.
+double M2TeacherLearningRate(const M2TeacherRecipe& recipe, const std::string& scheduler,
+                             int64_t global_batch, int64_t step, int64_t steps_per_epoch,
+                             int epochs);
+
+}  // namespace ssl::tools
+
+#endif  // TOOLS_M2TEACHER_RECIPES_H_

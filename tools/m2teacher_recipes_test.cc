@@ -1,0 +1,46 @@
+#include "tools/m2teacher_recipes.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace ssl::tools {
+namespace {
+
+TEST(M2TeacherRecipesTest, ThePublishedDescriptionsByNameOrPath) {
+  absl::StatusOr<M2TeacherRecipe> v100 =
+      FindM2TeacherRecipe("momentum_teacher/exps/arxiv/exp_8_v100/momentum2_teacher_200e_exp.py");
+  ASSERT_TRUE(v100.ok()) << v100.status();
+  EXPECT_EQ(v100->epochs, 200);
+  EXPECT_EQ(v100->optimizer, "sgd");
+  EXPECT_DOUBLE_EQ(v100->basic_lr_per_img * 1024, 0.2);  // 0.05 x 1024 / 256
+  EXPECT_DOUBLE_EQ(v100->weight_decay, 1e-4);
+  absl::StatusOr<M2TeacherRecipe> lars =
+      FindM2TeacherRecipe("exp_128_2080ti/momentum2_teacher_300e_4096batch_16mm_exp");
+  ASSERT_TRUE(lars.ok());
+  EXPECT_EQ(lars->optimizer, "m2t_lars");
+  EXPECT_DOUBLE_EQ(lars->basic_lr_per_img * 4096, 4.8);  // 0.3 x 4096 / 256
+  EXPECT_DOUBLE_EQ(lars->weight_decay, 1e-6);
+  EXPECT_DOUBLE_EQ(FindM2TeacherRecipe("exp_128_2080ti/momentum2_teacher_100e_4096batch_16mm_exp")
+                           ->basic_lr_per_img *
+                       256,
+                   0.45);
+  EXPECT_EQ(FindM2TeacherRecipe("nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(M2TeacherRecipesTest, WarmcosIsTheOriginalsPerIterationSchedule) {
+  const M2TeacherRecipe recipe = *FindM2TeacherRecipe("exp_8_v100/momentum2_teacher_100e_exp");
+  // B 256: lr 0.05; 10 warmup epochs of 100 iterations, 100 epochs.
+  auto lr = [&](int64_t step) {
+    return M2TeacherLearningRate(recipe, "warmcos", 256, step, 100, 100);
+  };
+  EXPECT_DOUBLE_EQ(lr(0), 1e-6);  // the optimizer's initial warmup_lr
+  EXPECT_NEAR(lr(500), (0.05 - 1e-6) * 0.5 + 1e-6, 1e-12);
+  EXPECT_NEAR(lr(1000), 0.05, 1e-12);
+  EXPECT_NEAR(lr(1000 + 4500), 0.025, 1e-12);
+  EXPECT_NEAR(lr(10000), 0.0, 1e-12);
+  EXPECT_NEAR(M2TeacherLearningRate(recipe, "cos", 256, 5000, 100, 100), 0.025, 1e-12);
+}
+
+}  // namespace
+}  // namespace ssl::tools
