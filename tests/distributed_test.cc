@@ -211,6 +211,20 @@ TEST(DistributedTest, SwavStepsOnTwoProcessesEqualOneProcessWithTheWholeBatch) {
             1e-4);
 }
 
+// Three Momentum^2 Teacher steps in float64 (LARS groups, EMA, Momentum BN), student
+// BN and teacher Momentum BN synchronized: 2 processes equal 1 with the whole batch,
+// teacher weights and Momentum BN statistics included.
+TEST(DistributedTest, MomentumTeacherStepsOnTwoProcessesEqualOneProcess) {
+  const std::vector<std::string> flags = {"--scenario=m2t_step", "--steps=3"};
+  const auto one = RunScenario("m2t_one", 1, flags);
+  const auto two = RunScenario("m2t_two", 2, flags);
+  for (const std::string key : {"losses", "params", "teacher_params", "teacher_buffers"}) {
+    EXPECT_LT(MaxDifference(one, two, key), 1e-10) << key;
+  }
+  EXPECT_GT(std::abs(one.at("losses").toTensor()[2].item<double>() -
+                     one.at("losses").toTensor()[0].item<double>()), 1e-6);
+}
+
 // The survivors of a job that loses rank 1 exit with the collective error naming it.
 class LostRankTest : public ::testing::TestWithParam<std::string> {};
 

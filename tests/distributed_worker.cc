@@ -4,6 +4,7 @@
 //   moco_step    MoCo v3 steps on a fixed global batch split over the processes
 //   swav_step    SwAV steps (multi-crop, Sinkhorn over processes, a queue, LARC,
 //                frozen prototypes) on a fixed global batch split over the processes
+//   m2t_step     Momentum^2 Teacher steps (EMA, Momentum BN, LARS groups)
 //   sync_bn      one SyncBN layer forward and backward
 //   lose_rank    all-reduces in a loop while --victim kills or stops itself
 //   latency      mean time of small and large collectives (a benchmark, not a test)
@@ -28,6 +29,7 @@
 #include "ssl/distributed/environment.h"
 #include "ssl/distributed/gradient_sync.h"
 #include "ssl/distributed/process_group.h"
+#include "ssl/methods/m2teacher.h"
 #include "ssl/methods/mocov3.h"
 #include "ssl/methods/swav.h"
 #include "ssl/nn/batch_norm.h"
@@ -35,7 +37,7 @@
 #include "ssl/optim/optimizer.h"
 #include "ssl/train/checkpoint.h"
 
-DEFINE_string(scenario, "collectives", "collectives | moco_step | swav_step | sync_bn | lose_rank");
+DEFINE_string(scenario, "collectives", "collectives | moco_step | swav_step | m2t_step | sync_bn | lose_rank");
 DEFINE_string(output, "", "Results file (rank 0; collectives: one per rank, .<rank> appended).");
 DEFINE_int32(timeout_ms, 10000, "Collective and rendezvous timeout.");
 DEFINE_int32(heartbeat_ms, 200, "Heartbeat interval.");
@@ -241,6 +243,58 @@ void SwavStep(const std::shared_ptr<Communicator>& comm) {
   Save(results, FLAGS_output);
 }
 
+// Momentum^2 Teacher steps in float64 with the student's BN and the teacher's Momentum
+// BN synchronized, so that 2 processes with half the batch each equal 1 process.
+void M2TeacherStep(const std::shared_ptr<Communicator>& comm) {
+  methods::M2TeacherOptions options;
+  options.arch = "resnet18w0.125";
+  options.cifar_stem = true;
+  options.hidden_dim = 32;
+  options.low_dim = 16;
+  options.lars_groups = true;
+  options.sync_momentum_bn = true;
+  at::manual_seed(0);
+  auto model = *methods::M2TeacherImpl::Create(options, comm);
+  model->to(at::kDouble);
+  nn::ConfigureBatchNorm(*model, *nn::MakeBatchNormSetting("sync", 0, 1, comm));
+  std::vector<optim::ParamGroup> groups;
+  std::vector<at::Tensor> trainable;
+  for (methods::ParameterGroup& group : model->ParameterGroups()) {
+    trainable.insert(trainable.end(), group.parameters.begin(), group.parameters.end());
+    groups.push_back({group.parameters, 1e-4, group.no_trust_ratio});
+  }
+  auto optimizer = optim::MakeM2TeacherLars(groups, {.lr = 0.5});
+  distributed::GradientAverager averager(trainable, comm, /*bucket_bytes=*/16 << 10, FLAGS_overlap);
+  at::manual_seed(1);
+  const at::Tensor view1 = at::randn({FLAGS_global_batch, 3, 16, 16}, at::kDouble);
+  const at::Tensor view2 = at::randn({FLAGS_global_batch, 3, 16, 16}, at::kDouble);
+  const at::Tensor mine = at::arange(comm->rank(), FLAGS_global_batch, comm->world_size(), at::kLong);
+  const std::vector<at::Tensor> crops = {view1.index_select(0, mine), view2.index_select(0, mine)};
+  std::vector<double> losses;
+  model->train();
+  for (int step = 0; step < FLAGS_steps; ++step) {
+    methods::StepContext context;
+    context.global_step = step;
+    context.total_steps = 10;
+    model->BeforeStep(context);
+    const at::Tensor loss = model->Loss(crops, context);
+    optimizer->ZeroGrad();
+    loss.backward();
+    averager.Synchronize();
+    optimizer->Step();
+    at::Tensor mean_loss = loss.detach().reshape({1}).clone();
+    comm->AllReduceSum(mean_loss);
+    losses.push_back(mean_loss.item<double>() / comm->world_size());
+  }
+  if (comm->rank() != 0) return;
+  auto results = NewDict();
+  results.insert("losses", at::tensor(losses, at::kDouble));
+  results.insert("params", Flat(trainable, false));
+  results.insert("teacher_params", Flat(model->teacher_encoder->parameters(), false));
+  results.insert("teacher_buffers", Flat(model->teacher_encoder->buffers(), false));
+  Save(results, FLAGS_output);
+}
+
 // One SyncBN layer with non-trivial affine parameters: this process's samples
 // (interleaved, as in moco_step) forward and backward against a fixed upstream gradient.
 void SyncBatchNorm(const std::shared_ptr<Communicator>& comm) {
@@ -323,6 +377,8 @@ int Run() {
     Collectives(*comm);
   } else if (FLAGS_scenario == "moco_step") {
     MocoStep(*comm);
+  } else if (FLAGS_scenario == "m2t_step") {
+    M2TeacherStep(*comm);
   } else if (FLAGS_scenario == "swav_step") {
     SwavStep(*comm);
   } else if (FLAGS_scenario == "sync_bn") {

@@ -65,6 +65,9 @@ DEFINE_bool(double_unbias, true,
             "Momentum BN multiplies the unbiased batch variance by n/(n-1) again, as the "
             "original does (its published numbers come from it).");
 DEFINE_double(dist_timeout, 1800, "Seconds to wait for a missing or hung peer.");
+DEFINE_bool(sync_bn, false,
+            "Synchronize the student's BN and the teacher's Momentum BN over all processes "
+            "(the original's statistics are per process).");
 DEFINE_int32(knn_every, 0, "kNN monitor every N epochs on the teacher (0: off); needs --knn_val.");
 DEFINE_string(knn_val, "", "kNN query ImageFolder.");
 DEFINE_string(knn_train, "", "kNN memory bank ImageFolder (default: the training data).");
@@ -225,7 +228,7 @@ int main(int argc, char** argv) {
   options.seed = FLAGS_seed;
   options.resume = FLAGS_resume ? "latest" : "";
   options.workers = FLAGS_workers > 0 ? FLAGS_workers : recipe->data_num_workers;
-  options.bn = "local";  // the student's BN is per process, as the original's
+  options.bn = FLAGS_sync_bn ? "sync" : "local";  // per process, as the original's
   options.layout = ssl::train::M2TeacherLayout();
   options.program_config = {
       {"recipe", recipe->name},       {"table", recipe->table},
@@ -241,9 +244,10 @@ int main(int argc, char** argv) {
   method_options.double_unbias = FLAGS_double_unbias;
   method_options.lars_groups = recipe->optimizer == "m2t_lars";
   method_options.image_size = recipe->image_size;
+  method_options.sync_momentum_bn = FLAGS_sync_bn;
   at::manual_seed(options.seed);
   absl::StatusOr<std::shared_ptr<ssl::methods::M2TeacherImpl>> method =
-      ssl::methods::M2TeacherImpl::Create(method_options);
+      ssl::methods::M2TeacherImpl::Create(method_options, *communicator);
   if (!method.ok()) return Fail(method.status());
 
   ssl::eval::KnnMonitorOptions knn;

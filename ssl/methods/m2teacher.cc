@@ -45,7 +45,10 @@ nn::Chain ByolHead(int64_t in, int64_t hidden, int64_t out, bool predictor) {
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<M2TeacherImpl>> M2TeacherImpl::Create(
-    const M2TeacherOptions& options) {
+    const M2TeacherOptions& options, std::shared_ptr<distributed::Communicator> communicator) {
+  if (options.sync_momentum_bn && !communicator) {
+    return absl::InvalidArgumentError("synchronized Momentum BN needs the process group");
+  }
   if (absl::StatusOr<int64_t> width = backbones::BackboneFeatureDim(options.arch); !width.ok()) {
     return width.status();
   }
@@ -62,10 +65,11 @@ absl::StatusOr<std::shared_ptr<M2TeacherImpl>> M2TeacherImpl::Create(
         absl::StrCat("image size must be >= 16 and crop-min in (0, 1], got ", options.image_size,
                      " and ", options.crop_min));
   }
-  return std::shared_ptr<M2TeacherImpl>(new M2TeacherImpl(options));
+  return std::shared_ptr<M2TeacherImpl>(new M2TeacherImpl(options, std::move(communicator)));
 }
 
-M2TeacherImpl::M2TeacherImpl(const M2TeacherOptions& options)
+M2TeacherImpl::M2TeacherImpl(const M2TeacherOptions& options,
+                             std::shared_ptr<distributed::Communicator> communicator)
     : options_(options), schedule_(std::make_shared<nn::MomentumBatchNormSchedule>()) {
   schedule_->double_unbias = options.double_unbias;
   backbones::BackboneOptions backbone_options;
@@ -80,7 +84,9 @@ M2TeacherImpl::M2TeacherImpl(const M2TeacherOptions& options)
   student_encoder = register_module("student_encoder", build(true));
   teacher_encoder = register_module("teacher_encoder", build(false));
   // Every BN of the teacher is a Momentum BN sharing one schedule.
-  nn::ConfigureBatchNorm(*teacher_encoder, nn::MomentumBatchNormSetting(schedule_));
+  nn::ConfigureBatchNorm(
+      *teacher_encoder,
+      nn::MomentumBatchNormSetting(schedule_, options.sync_momentum_bn ? communicator : nullptr));
   // The teacher starts as the student (the original's momentum_update(m=0)) and never
   // receives gradients.
   std::map<std::string, at::Tensor> student;
@@ -208,6 +214,7 @@ nlohmann::json M2TeacherImpl::Config() const {
           {"param_momentum", options_.momentum},
           {"double_unbias", options_.double_unbias},
           {"lars_groups", options_.lars_groups},
+          {"sync_momentum_bn", options_.sync_momentum_bn},
           {"image_size", options_.image_size},
           {"crop_min", options_.crop_min}};
 }

@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "ssl/backbones/backbone.h"
+#include "ssl/distributed/communicator.h"
 #include "ssl/methods/method.h"
 #include "ssl/nn/batch_norm.h"
 
@@ -33,13 +34,20 @@ struct M2TeacherOptions {
   /// false: one parameter group (SGD recipes); true: the LARS recipe's groups, conv and
   /// Linear weights trust-scaled, BN parameters and Linear biases excluded.
   bool lars_groups = false;
+  /// Pool the teacher's Momentum BN statistics over all processes (with SyncBN for the
+  /// student, multi-process runs then equal one process with the whole batch); the
+  /// original's statistics are per process.
+  bool sync_momentum_bn = false;
   int image_size = 224;
   double crop_min = 0.08;
 };
 
 class M2TeacherImpl : public Method {
  public:
-  static absl::StatusOr<std::shared_ptr<M2TeacherImpl>> Create(const M2TeacherOptions& options);
+  /// `communicator` is used only with sync_momentum_bn.
+  static absl::StatusOr<std::shared_ptr<M2TeacherImpl>> Create(
+      const M2TeacherOptions& options,
+      std::shared_ptr<distributed::Communicator> communicator = nullptr);
 
   /// m = 1 - (1 - m0) (cos(pi t / T) + 1) / 2 at step t of T.
   static double TeacherMomentum(double m0, int64_t step, int64_t total_steps);
@@ -81,7 +89,8 @@ class M2TeacherImpl : public Method {
   std::shared_ptr<backbones::Backbone> teacher_encoder;
 
  private:
-  explicit M2TeacherImpl(const M2TeacherOptions& options);
+  M2TeacherImpl(const M2TeacherOptions& options,
+                std::shared_ptr<distributed::Communicator> communicator);
 
   M2TeacherOptions options_;
   std::shared_ptr<nn::MomentumBatchNormSchedule> schedule_;

@@ -214,13 +214,28 @@ at::Tensor BatchNormImpl::MomentumForward(const at::Tensor& input) {
   const double m = schedule.m_bn;
   const std::vector<int64_t> dims = ReducedDims(input);
   const std::vector<int64_t> shape = ChannelShape(input);
-  const double n = static_cast<double>(input.numel() / input.size(1));
-  const double unbias = n / std::max(n - 1, 1.0);
   // Statistics without gradient (the original detaches them), var unbiased as torch.var.
   at::Tensor mean, var, stat_mean, invstd;
+  double n = static_cast<double>(input.numel() / input.size(1));
+  double unbias = 1.0;
   {
     c10::AutoGradMode no_grad(false);
-    std::tie(var, mean) = at::var_mean(input, dims, /*unbiased=*/true);
+    if (setting.group && setting.group->world_size() > 1) {
+      // Synchronized Momentum BN (an option; the original's is per process): the
+      // group's statistics, combined with the parallel-variance formula.
+      auto [local_var, local_mean] = at::var_mean(input, dims, /*unbiased=*/false);
+      const int64_t c = input.size(1);
+      const at::Tensor gathered = setting.group->AllGather(
+          at::cat({local_mean, local_var, at::full({1}, n, input.options())}).unsqueeze(0));
+      const at::Tensor counts = gathered.narrow(1, 2 * c, 1);
+      const at::Tensor means = gathered.narrow(1, 0, c);
+      n = counts.sum().item<double>();
+      mean = means.mul(counts).sum(0).div(n);
+      var = gathered.narrow(1, c, c).add(means.sub(mean).square()).mul(counts).sum(0).div(n - 1);
+    } else {
+      std::tie(var, mean) = at::var_mean(input, dims, /*unbiased=*/true);
+    }
+    unbias = n / std::max(n - 1, 1.0);
     const at::Tensor batch_var = schedule.double_unbias ? var.mul(unbias) : var.div(unbias);
     stat_mean = mean.mul(m).add_(running_mean, 1 - m).view(shape);
     invstd = batch_var.mul(m).add_(running_var, 1 - m).add_(options.eps()).rsqrt_().view(shape);
@@ -286,10 +301,12 @@ int ConfigureBatchNorm(torch::nn::Module& module, const BatchNormSetting& settin
   return configured;
 }
 
-BatchNormSetting MomentumBatchNormSetting(std::shared_ptr<MomentumBatchNormSchedule> schedule) {
+BatchNormSetting MomentumBatchNormSetting(std::shared_ptr<MomentumBatchNormSchedule> schedule,
+                                          std::shared_ptr<distributed::Communicator> group) {
   BatchNormSetting setting;
   setting.mode = BatchNormMode::kMomentum;
   setting.momentum = std::move(schedule);
+  setting.group = std::move(group);
   return setting;
 }
 

@@ -37,7 +37,8 @@ struct MomentumBatchNormSchedule {
 
 struct BatchNormSetting {
   BatchNormMode mode = BatchNormMode::kLocal;
-  /// kSync: the processes whose statistics are pooled.
+  /// kSync: the processes whose statistics are pooled. kMomentum: when set, Momentum
+  /// BN pools them too (an option; the original's Momentum BN is per process).
   std::shared_ptr<distributed::Communicator> group;
   /// kSplit: sub-batches; sample n goes to split n % splits, as a DistributedSampler
   /// would have sent it to process n % world_size.
@@ -82,8 +83,9 @@ BatchNorm BatchNorm2d(const torch::nn::BatchNormOptions& options);
 /// teacher's statistics are the method's, not the engine's BN choice).
 int ConfigureBatchNorm(torch::nn::Module& module, const BatchNormSetting& setting);
 
-/// A Momentum BN setting sharing `schedule`.
-BatchNormSetting MomentumBatchNormSetting(std::shared_ptr<MomentumBatchNormSchedule> schedule);
+/// A Momentum BN setting sharing `schedule`, per process or pooled over `group`.
+BatchNormSetting MomentumBatchNormSetting(std::shared_ptr<MomentumBatchNormSchedule> schedule,
+                                          std::shared_ptr<distributed::Communicator> group = nullptr);
 
 }  // namespace ssl::nn
 
