@@ -60,6 +60,15 @@ std::vector<M2TeacherRecipe> M2TeacherRecipes() {
   cpu.print_interval = 50;
   cpu.data_num_workers = 2;
   recipes.push_back(cpu);
+  // The parity recipe of tools/m2teacher_reference.py: the original's M2Teacher with its
+  // own resnet18 (full width) and MLPs 512-4096-256, 64 px crops.
+  M2TeacherRecipe parity = cpu;
+  parity.name = "cpu/momentum2_teacher_resnet18_64px";
+  parity.table = "CPU parity with the original's code (this project's)";
+  parity.arch = "resnet18";
+  parity.hidden_dim = 4096;
+  parity.low_dim = 256;
+  recipes.push_back(parity);
   return recipes;
 }
 

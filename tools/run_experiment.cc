@@ -46,6 +46,11 @@ DEFINE_string(method, "mocov3",
               "Momentum^2 Teacher description with --batch_size and --epochs).");
 DEFINE_string(m2t_recipe, "cpu/momentum2_teacher_resnet18w025_64px",
               "m2teacher: the experiment description (m2teacher_train -f=list).");
+DEFINE_string(m2t_devices, "0", "m2teacher: device ids, one process each (-d).");
+DEFINE_bool(linear_classifier_bn, false,
+            "Linear classification with a BatchNorm1d after the Linear (Momentum^2 Teacher's).");
+DEFINE_string(linear_schedule, "cos_epoch",
+              "cos_epoch (MoCo v3), cos_iter (Momentum^2 Teacher) or multistep.");
 DEFINE_string(config, "",
               "SwAV: the VISSL config, a name under configs/config/ (this project's own) or a "
               "YAML path.");
@@ -119,6 +124,8 @@ absl::StatusOr<json> Evaluate(ssl::backbones::Backbone& backbone,
     linear.image_size = image_size;
     linear.resize = resize;
     linear.cached_features = FLAGS_linear_cached_features;
+    linear.classifier_bn = FLAGS_linear_classifier_bn;
+    linear.schedule = FLAGS_linear_schedule;
     linear.workers = FLAGS_workers;
     linear.seed = FLAGS_seed;
     linear.eval_every = std::max(1, FLAGS_linear_epochs / 10);
@@ -150,17 +157,56 @@ std::vector<std::string> SwavConfigRoots() {
   return roots;
 }
 
-// Runs //tools:run_distributed_engines (a data dependency) with the entry's config and
-// waits; its log goes to this program's stdout and stderr.
-absl::StatusOr<ssl::train::PretrainResult> PretrainSwavInSubprocess(const std::string& train_dir,
-                                                                    const std::string& output_dir) {
+// The path of a program built beside this one (a data dependency).
+std::string SiblingProgram(const std::string& name) {
   const char* runfiles = std::getenv("RUNFILES_DIR");
-  const std::string program =
-      runfiles
-          ? std::string(runfiles) + "/ssl/tools/run_distributed_engines"
-          : (std::filesystem::path(gflags::GetArgv0()).parent_path() / "run_distributed_engines")
-                .string();
-  std::vector<std::string> args = {program, "--data=" + train_dir,
+  return runfiles ? std::string(runfiles) + "/ssl/tools/" + name
+                  : (std::filesystem::path(gflags::GetArgv0()).parent_path() / name).string();
+}
+
+// Runs a pretraining program and waits; its log goes to this program's stdout and
+// stderr, its summary comes from <output_dir>/pretrain_result.json.
+absl::StatusOr<ssl::train::PretrainResult> PretrainInSubprocess(std::vector<std::string> args,
+                                                                const std::string& output_dir) {
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  std::cout.flush();
+  const pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("cannot start the pretraining (fork failed)");
+  if (pid == 0) {
+    execv(argv[0], argv.data());
+    std::cerr << "run_experiment: cannot execute " << args[0] << "\n";
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::InternalError(absl::StrCat(
+        "the pretraining (", args[0], ") failed with ",
+        WIFEXITED(status) ? absl::StrCat("exit code ", WEXITSTATUS(status))
+                          : absl::StrCat("signal ", WTERMSIG(status)),
+        "; its messages are above"));
+  }
+  std::ifstream summary(output_dir + "/pretrain_result.json");
+  const json result = json::parse(summary, nullptr, false);
+  if (result.is_discarded()) {
+    return absl::DataLossError("the pretraining wrote no pretrain_result.json");
+  }
+  ssl::train::PretrainResult out;
+  out.last_checkpoint = result.value("last_checkpoint", std::string());
+  out.epochs_completed = result.value("epochs_completed", 0);
+  out.final_loss = result.value("final_loss", 0.0);
+  out.images_per_second = result.value("images_per_second", 0.0);
+  return out;
+}
+
+// SwAV: //tools:run_distributed_engines with the entry's config, which starts the
+// config's DISTRIBUTED.NUM_NODES x NUM_PROC_PER_NODE processes itself.
+absl::StatusOr<ssl::train::PretrainResult> PretrainSwav(const std::string& train_dir,
+                                                        const std::string& output_dir) {
+  std::vector<std::string> args = {SiblingProgram("run_distributed_engines"),
+                                   "--data=" + train_dir,
                                    "--config_dir=" + absl::StrJoin(SwavConfigRoots(), ","),
                                    "config=" + FLAGS_config};
   if (FLAGS_threads > 0) args.push_back("--threads=" + std::to_string(FLAGS_threads));
@@ -173,37 +219,24 @@ absl::StatusOr<ssl::train::PretrainResult> PretrainSwavInSubprocess(const std::s
   if (!gflags::GetCommandLineFlagInfoOrDie("print_freq").is_default) {
     args.push_back("config.LOG_FREQUENCY=" + std::to_string(FLAGS_print_freq));
   }
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  std::cout.flush();
-  const pid_t pid = fork();
-  if (pid < 0) return absl::InternalError("cannot start the SwAV pretraining (fork failed)");
-  if (pid == 0) {
-    execv(argv[0], argv.data());
-    std::cerr << "run_experiment: cannot execute " << args[0] << "\n";
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return absl::InternalError(absl::StrCat("the SwAV pretraining (", args[0], ") failed with ",
-                                            WIFEXITED(status)
-                                                ? absl::StrCat("exit code ", WEXITSTATUS(status))
-                                                : absl::StrCat("signal ", WTERMSIG(status)),
-                                            "; its messages are above"));
-  }
-  std::ifstream summary(output_dir + "/pretrain_result.json");
-  const json result = json::parse(summary, nullptr, false);
-  if (result.is_discarded()) {
-    return absl::DataLossError("the SwAV pretraining wrote no pretrain_result.json");
-  }
-  ssl::train::PretrainResult out;
-  out.last_checkpoint = result.value("last_checkpoint", std::string());
-  out.epochs_completed = result.value("epochs_completed", 0);
-  out.final_loss = result.value("final_loss", 0.0);
-  out.images_per_second = result.value("images_per_second", 0.0);
-  return out;
+  return PretrainInSubprocess(args, output_dir);
+}
+
+// Momentum^2 Teacher: //tools:m2teacher_train with the entry's description, batch,
+// epochs and devices (one process per device id).
+absl::StatusOr<ssl::train::PretrainResult> PretrainM2Teacher(const std::string& train_dir,
+                                                             const std::string& output_dir) {
+  std::vector<std::string> args = {SiblingProgram("m2teacher_train"),
+                                   "-b=" + std::to_string(FLAGS_batch_size),
+                                   "-d=" + FLAGS_m2t_devices,
+                                   "-f=" + FLAGS_m2t_recipe,
+                                   "--epochs=" + std::to_string(FLAGS_epochs),
+                                   "--seed=" + std::to_string(FLAGS_seed),
+                                   "--workers=" + std::to_string(FLAGS_workers),
+                                   "--data=" + train_dir,
+                                   "--output_dir=" + output_dir};
+  if (FLAGS_threads > 0) args.push_back("--threads=" + std::to_string(FLAGS_threads));
+  return PretrainInSubprocess(args, output_dir);
 }
 
 // A freshly initialized method (seeded) and the engine's options for this entry.
@@ -331,10 +364,12 @@ int main(int argc, char** argv) {
   absl::StatusOr<PretrainStage> stage = MakeStage(train->root(), work_dir + "/pretrain");
   if (!stage.ok()) return Fail(stage.status());
   const auto start = std::chrono::steady_clock::now();
-  // MoCo v3 trains in this process; SwAV through its program, which starts the
-  // config's DISTRIBUTED.NUM_NODES x NUM_PROC_PER_NODE processes itself.
+  // MoCo v3 trains in this process; SwAV and Momentum^2 Teacher through their programs,
+  // which start the processes the entry asks for.
   auto pretrained = FLAGS_method == "swav"
-                        ? PretrainSwavInSubprocess(train->root(), work_dir + "/pretrain")
+                        ? PretrainSwav(train->root(), work_dir + "/pretrain")
+                    : FLAGS_method == "m2teacher"
+                        ? PretrainM2Teacher(train->root(), work_dir + "/pretrain")
                         : ssl::train::RunPretraining(*stage->method, stage->options,
                                                      ssl::distributed::MakeLocalCommunicator());
   if (!pretrained.ok()) return Fail(pretrained.status());
