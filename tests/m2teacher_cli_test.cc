@@ -107,14 +107,19 @@ TEST_F(M2TeacherCliTest, KilledAndResumedRunEndsBitwiseEqualMomentumBnIncluded) 
   };
   ASSERT_EQ(momentum(a).size(), momentum(b).size());
   for (const auto& item : momentum(a)) {
-    EXPECT_TRUE(item.value().toGenericDict().at("momentum_buffer").toTensor().equal(
-        momentum(b).at(item.key()).toGenericDict().at("momentum_buffer").toTensor()));
+    EXPECT_TRUE(
+        item.value()
+            .toGenericDict()
+            .at("momentum_buffer")
+            .toTensor()
+            .equal(momentum(b).at(item.key()).toGenericDict().at("momentum_buffer").toTensor()));
   }
 }
 
 TEST_F(M2TeacherCliTest, TheOriginalsLayoutAndTheEvaluationTools) {
   const std::string dir = data::testing::MakeTempDir("m2t_layout");
-  ASSERT_EQ(ExitCode(Start(dir, {"--epochs=1"}, dir + "/log.txt")), 0) << ReadFile(dir + "/log.txt");
+  ASSERT_EQ(ExitCode(Start(dir, {"--epochs=1"}, dir + "/log.txt")), 0)
+      << ReadFile(dir + "/log.txt");
   const std::string checkpoint = dir + "/last_epoch_ckpt.pth.tar";
   if (system("/usr/bin/python3 -c 'import torch' 2>/dev/null") == 0) {
     const std::string script = dir + "/check.py";
@@ -141,8 +146,7 @@ print("ok")
   const std::string eval_log = dir + "/eval.txt";
   EXPECT_EQ(ExitCode(StartProcess({Runfile("tools/m2teacher_eval"), "-b", "16",
                                    "--pretrained=" + checkpoint, "--data=" + dir + "/data",
-                                   "--epochs=2", "--cached_features", "--threads=1",
-                                   "--workers=1"},
+                                   "--epochs=2", "--cached_features", "--threads=1", "--workers=1"},
                                   eval_log)),
             0)
       << ReadFile(eval_log);
@@ -151,10 +155,10 @@ print("ok")
   EXPECT_NE(result.find("\"frozen_weights_unchanged\": true"), std::string::npos) << result;
   // kNN on the student, by flag.
   const std::string knn_log = dir + "/knn.txt";
-  EXPECT_EQ(ExitCode(StartProcess({Runfile("tools/knn_eval"), "--pretrained=" + checkpoint,
-                                   "--backbone=student", "--data=" + *data_, "--threads=1",
-                                   "--workers=1", "--output=" + dir + "/knn.json"},
-                                  knn_log)),
+  EXPECT_EQ(ExitCode(StartProcess(
+                {Runfile("tools/knn_eval"), "--pretrained=" + checkpoint, "--backbone=student",
+                 "--data=" + *data_, "--threads=1", "--workers=1", "--output=" + dir + "/knn.json"},
+                knn_log)),
             0)
       << ReadFile(knn_log);
 }
@@ -179,9 +183,29 @@ TEST_F(M2TeacherCliTest, BadFlagsAreOneSentence) {
   EXPECT_EQ(first_line({"-d", "3-1"}), "m2teacher_train: -d must be a range like 0-7, got \"3-1\"");
   EXPECT_EQ(first_line({"--scheduler=step"}),
             "m2teacher_train: --scheduler must be warmcos or cos, got \"step\"");
-  EXPECT_NE(first_line({"-f", "exp_9_a100/x"}).find(
-                "m2teacher_train: unknown experiment description \"exp_9_a100/x\"; known: "),
+  EXPECT_NE(first_line({"-f", "exp_9_a100/x"})
+                .find("m2teacher_train: unknown experiment description \"exp_9_a100/x\"; known: "),
             std::string::npos);
+  EXPECT_EQ(first_line({"--set=param_momentum=2"}),
+            "m2teacher_train: description attribute param_momentum=\"2\": expected a number "
+            "in [0, 1]");
+}
+
+TEST_F(M2TeacherCliTest, HelpListsTheProgramsOwnFlagsOnly) {
+  const std::string dir = data::testing::MakeTempDir("m2t_help");
+  // Help goes to stdout.
+  ASSERT_EQ(
+      ExitCode(StartProcess(
+          {"/bin/sh", "-c", Runfile("tools/m2teacher_train") + " --help > " + dir + "/help.txt"},
+          dir + "/log.txt")),
+      0);
+  const std::string help = ReadFile(dir + "/help.txt");
+  EXPECT_EQ(help.rfind("m2teacher_train: Momentum^2 Teacher pretraining", 0), 0u) << help;
+  EXPECT_NE(help.find("--experiment_name"), std::string::npos) << help;
+  EXPECT_NE(help.find("--set"), std::string::npos) << help;
+  EXPECT_EQ(help.find("caffe2"), std::string::npos) << help;       // LibTorch's flags
+  EXPECT_EQ(help.find("logtostderr"), std::string::npos) << help;  // glog's
+  EXPECT_NE(help.find("--helpfull"), std::string::npos) << help;
 }
 
 }  // namespace

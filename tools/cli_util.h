@@ -14,6 +14,11 @@ std::string UserPath(const std::string& path);
 /// "20,200" -> {20, 200}; empty items are skipped.
 std::vector<int> ParseIntList(const std::string& text);
 
+/// gflags' parsing for the programs, with a --help (also -h, --helpshort) that prints
+/// the usage and this project's own flags grouped by file, not the ~80 flags LibTorch,
+/// glog and gflags register (--helpfull still lists everything); exits 0 after help.
+void ParseProgramFlags(int* argc, char*** argv, const std::string& usage);
+
 }  // namespace ssl::tools
 
 #endif  // TOOLS_CLI_UTIL_H_

@@ -38,8 +38,8 @@ DEFINE_int32(threads, 0, "Compute threads (0: one per core).");
 DEFINE_string(output, "", "kNN results JSON (default: knn_eval.json beside the checkpoint).");
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("kNN evaluation / feature extraction of a pretrained checkpoint");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  ssl::tools::ParseProgramFlags(&argc, &argv,
+                                "kNN evaluation / feature extraction of a pretrained checkpoint");
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
   auto fail = [](const absl::Status& s) {

@@ -9,6 +9,7 @@
 
 #include <iostream>
 
+#include "tools/cli_util.h"
 #include "tools/local_launcher.h"
 
 DEFINE_int32(nproc_per_node, 1, "Processes to start on this machine.");
@@ -20,8 +21,8 @@ DEFINE_int32(grace_seconds, 5,
              "After a failure, time the others get after SIGTERM before SIGKILL.");
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("launch [flags] -- program [args...]: start local ranks of a job");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  ssl::tools::ParseProgramFlags(&argc, &argv,
+                                "launch [flags] -- program [args...]: start local ranks of a job");
   if (argc < 2) {
     std::cerr << "launch: no program given; usage: launch --nproc_per_node=N -- program args\n";
     return 2;

@@ -53,10 +53,10 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage(
+  const std::string usage =
       "Momentum^2 Teacher linear evaluation, tools/eval.py's command line:\n"
       "  m2teacher_eval -b 256 --experiment-name my_exp --data data\n"
-      "Library flags: --helpfull.");
+      "Library flags: --helpfull.";
   // The original's spellings.
   std::vector<std::string> args = {argv[0]};
   for (int i = 1; i < argc; ++i) {
@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
   for (std::string& arg : args) pointers.push_back(arg.data());
   int count = static_cast<int>(pointers.size());
   char** parsed = pointers.data();
-  gflags::ParseCommandLineFlags(&count, &parsed, true);
+  ssl::tools::ParseProgramFlags(&count, &parsed, usage);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
   if (FLAGS_threads > 0) at::set_num_threads(FLAGS_threads);

@@ -1,10 +1,15 @@
 #include "tools/m2teacher_recipes.h"
 
 #include <cmath>
+#include <type_traits>
+#include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace ssl::tools {
 namespace {
@@ -86,6 +91,73 @@ absl::StatusOr<M2TeacherRecipe> FindM2TeacherRecipe(const std::string& name_or_p
   }
   return absl::NotFoundError(absl::StrCat("unknown experiment description \"", name_or_path,
                                           "\"; known: ", absl::StrJoin(known, ", ")));
+}
+
+absl::Status ApplyM2TeacherOverrides(const std::string& overrides, M2TeacherRecipe* recipe) {
+  for (absl::string_view item : absl::StrSplit(overrides, ',', absl::SkipWhitespace())) {
+    const std::pair<absl::string_view, absl::string_view> pair =
+        absl::StrSplit(item, absl::MaxSplits('=', 1));
+    const std::string name(absl::StripAsciiWhitespace(pair.first));
+    const std::string value(absl::StripAsciiWhitespace(pair.second));
+    double number = 0;
+    const bool numeric = absl::SimpleAtod(value, &number) && std::isfinite(number);
+    const auto bad = [&](const char* expected) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("description attribute ", name, "=\"", value, "\": expected ", expected));
+    };
+    const auto set_positive = [&](double* field) {
+      if (!numeric || number <= 0) return bad("a positive number");
+      *field = number;
+      return absl::OkStatus();
+    };
+    const auto set_count = [&](auto* field, int64_t minimum) {
+      if (!numeric || number != std::floor(number) || number < minimum) {
+        return bad(minimum > 0 ? "a positive integer" : "a non-negative integer");
+      }
+      *field = static_cast<std::remove_pointer_t<decltype(field)>>(number);
+      return absl::OkStatus();
+    };
+    absl::Status status;
+    if (name == "param_momentum") {
+      if (!numeric || number < 0 || number > 1) return bad("a number in [0, 1]");
+      recipe->param_momentum = number;
+    } else if (name == "basic_lr_per_img") {
+      status = set_positive(&recipe->basic_lr_per_img);
+    } else if (name == "weight_decay") {
+      if (!numeric || number < 0) return bad("a non-negative number");
+      recipe->weight_decay = number;
+    } else if (name == "warmup_lr") {
+      status = set_positive(&recipe->warmup_lr);
+    } else if (name == "warmup_epochs") {
+      status = set_count(&recipe->warmup_epochs, 0);
+    } else if (name == "max_epoch") {
+      status = set_count(&recipe->epochs, 1);
+    } else if (name == "print_interval") {
+      status = set_count(&recipe->print_interval, 1);
+    } else if (name == "data_num_workers") {
+      status = set_count(&recipe->data_num_workers, 1);
+    } else if (name == "hidden_dim") {
+      status = set_count(&recipe->hidden_dim, 1);
+    } else if (name == "low_dim") {
+      status = set_count(&recipe->low_dim, 1);
+    } else if (name == "image_size") {
+      status = set_count(&recipe->image_size, 1);
+    } else if (name == "arch") {
+      if (value.empty()) return bad("a backbone name");
+      recipe->arch = value;
+    } else if (name == "optimizer") {
+      if (value != "sgd" && value != "m2t_lars") return bad("sgd or m2t_lars");
+      recipe->optimizer = value;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown description attribute \"", name,
+          "\"; known: param_momentum, basic_lr_per_img, weight_decay, warmup_epochs, warmup_lr, "
+          "max_epoch, print_interval, data_num_workers, arch, hidden_dim, low_dim, image_size, "
+          "optimizer"));
+    }
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
 }
 
 double M2TeacherLearningRate(const M2TeacherRecipe& recipe, const std::string& scheduler,

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace ssl::tools {
@@ -38,6 +39,13 @@ std::vector<M2TeacherRecipe> M2TeacherRecipes();
 /// By name, also given as the original's path ("momentum_teacher/exps/arxiv/
 /// exp_8_v100/momentum2_teacher_100e_exp.py"); NotFound lists the known names.
 absl::StatusOr<M2TeacherRecipe> FindM2TeacherRecipe(const std::string& name_or_path);
+
+/// Sets description attributes by the original's Exp names from "name=value,...":
+/// param_momentum, basic_lr_per_img, weight_decay, warmup_epochs, warmup_lr, max_epoch,
+/// print_interval, data_num_workers, and this framework's arch, hidden_dim, low_dim,
+/// image_size, optimizer (sgd | m2t_lars). An unknown name or a bad value is an error
+/// naming it.
+absl::Status ApplyM2TeacherOverrides(const std::string& overrides, M2TeacherRecipe* recipe);
 
 /// utils.adjust_learning_rate_iter at global step `step` (0-based; the original sets the
 /// lr after each step from the 1-based count, so step s trains with warmcos(s)):

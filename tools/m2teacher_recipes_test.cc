@@ -42,5 +42,40 @@ TEST(M2TeacherRecipesTest, WarmcosIsTheOriginalsPerIterationSchedule) {
   EXPECT_NEAR(M2TeacherLearningRate(recipe, "cos", 256, 5000, 100, 100), 0.025, 1e-12);
 }
 
+TEST(M2TeacherRecipesTest, OverridesSetAttributesByTheOriginalsNames) {
+  M2TeacherRecipe recipe = *FindM2TeacherRecipe("exp_8_v100/momentum2_teacher_100e_exp");
+  ASSERT_TRUE(ApplyM2TeacherOverrides(
+                  "basic_lr_per_img=0.001, param_momentum=0.996,warmup_epochs=0,max_epoch=7,"
+                  "arch=resnet18w0.25,optimizer=m2t_lars,low_dim=64",
+                  &recipe)
+                  .ok());
+  EXPECT_DOUBLE_EQ(recipe.basic_lr_per_img, 0.001);
+  EXPECT_DOUBLE_EQ(recipe.param_momentum, 0.996);
+  EXPECT_EQ(recipe.warmup_epochs, 0);
+  EXPECT_EQ(recipe.epochs, 7);
+  EXPECT_EQ(recipe.arch, "resnet18w0.25");
+  EXPECT_EQ(recipe.optimizer, "m2t_lars");
+  EXPECT_EQ(recipe.low_dim, 64);
+  EXPECT_DOUBLE_EQ(recipe.weight_decay, 1e-4);  // untouched
+  EXPECT_TRUE(ApplyM2TeacherOverrides("", &recipe).ok());
+
+  const auto error = [&](const std::string& overrides) {
+    M2TeacherRecipe copy = recipe;
+    const absl::Status status = ApplyM2TeacherOverrides(overrides, &copy);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << overrides;
+    return std::string(status.message());
+  };
+  EXPECT_EQ(error("param_momentum=1.5"),
+            "description attribute param_momentum=\"1.5\": expected a number in [0, 1]");
+  EXPECT_EQ(error("max_epoch=2.5"),
+            "description attribute max_epoch=\"2.5\": expected a positive integer");
+  EXPECT_EQ(error("basic_lr_per_img=fast"),
+            "description attribute basic_lr_per_img=\"fast\": expected a positive number");
+  EXPECT_EQ(error("optimizer=adam"),
+            "description attribute optimizer=\"adam\": expected sgd or m2t_lars");
+  EXPECT_NE(error("lr=0.1").find("unknown description attribute \"lr\"; known: "),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace ssl::tools

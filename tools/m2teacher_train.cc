@@ -41,6 +41,11 @@ DEFINE_int64(b, 256, "Global batch over all processes (-b / --batch-size).");
 DEFINE_string(d, "0-7",
               "Device ids, one process each (-d / --devices): a range 0-7 or a list 0,1,2. "
               "On a CPU build the processes share this machine's cores.");
+DEFINE_string(set, "",
+              "Override attributes of the description by the original's Exp names, e.g. "
+              "basic_lr_per_img=0.001,param_momentum=0.996,warmup_epochs=5 (the original edits "
+              "its exp file instead); weight_decay, warmup_lr, max_epoch, print_interval, "
+              "data_num_workers, arch, hidden_dim, low_dim, image_size and optimizer too.");
 DEFINE_string(f, "",
               "Experiment description (-f / --exp_file): a name or the original's path, e.g. "
               "momentum_teacher/exps/arxiv/exp_8_v100/momentum2_teacher_100e_exp.py; empty "
@@ -135,17 +140,17 @@ absl::StatusOr<int> CountDevices(const std::string& ids) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage(
+  const std::string usage =
       "Momentum^2 Teacher pretraining, tools/train.py's command line:\n"
       "  m2teacher_train -b 256 -d 0-7 --experiment-name my_exp -f <description> "
       "--data data/imagenet_train\n"
-      "Descriptions: -f=list. Own flags below; library flags: --helpfull.");
+      "Descriptions: -f=list. Own flags below; library flags: --helpfull.";
   std::vector<std::string> canonical = Canonical(argc, argv);
   std::vector<char*> canonical_argv;
   for (std::string& arg : canonical) canonical_argv.push_back(arg.data());
   int canonical_argc = static_cast<int>(canonical_argv.size());
   char** parsed = canonical_argv.data();
-  gflags::ParseCommandLineFlags(&canonical_argc, &parsed, /*remove_flags=*/true);
+  ssl::tools::ParseProgramFlags(&canonical_argc, &parsed, usage);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
   if (FLAGS_f == "list") {
@@ -157,6 +162,9 @@ int main(int argc, char** argv) {
   absl::StatusOr<ssl::tools::M2TeacherRecipe> recipe =
       ssl::tools::FindM2TeacherRecipe(FLAGS_f.empty() ? "momentum2_teacher_exp" : FLAGS_f);
   if (!recipe.ok()) return Fail(recipe.status());
+  if (absl::Status s = ssl::tools::ApplyM2TeacherOverrides(FLAGS_set, &*recipe); !s.ok()) {
+    return Fail(s);
+  }
   if (FLAGS_epochs > 0) recipe->epochs = FLAGS_epochs;
   if (FLAGS_scheduler != "warmcos" && FLAGS_scheduler != "cos") {
     return Fail(absl::InvalidArgumentError(
@@ -230,10 +238,15 @@ int main(int argc, char** argv) {
   options.workers = FLAGS_workers > 0 ? FLAGS_workers : recipe->data_num_workers;
   options.bn = FLAGS_sync_bn ? "sync" : "local";  // per process, as the original's
   options.layout = ssl::train::M2TeacherLayout();
-  options.program_config = {
-      {"recipe", recipe->name},       {"table", recipe->table},
-      {"scheduler", FLAGS_scheduler}, {"basic_lr_per_img", recipe->basic_lr_per_img},
-      {"devices", *devices},          {"machines", machines}};
+  options.program_config = {{"recipe", recipe->name},
+                            {"table", recipe->table},
+                            {"scheduler", FLAGS_scheduler},
+                            {"basic_lr_per_img", recipe->basic_lr_per_img},
+                            {"devices", *devices},
+                            {"machines", machines},
+                            {"overrides", FLAGS_set},
+                            {"warmup_epochs", recipe->warmup_epochs},
+                            {"weight_decay", recipe->weight_decay}};
 
   ssl::methods::M2TeacherOptions method_options;
   method_options.arch = recipe->arch;

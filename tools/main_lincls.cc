@@ -39,8 +39,8 @@ DEFINE_int32(threads, 0, "Compute threads (0: one per core).");
 DEFINE_string(output, "", "Results JSON (default: linear_eval.json beside the checkpoint).");
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("Linear classification on a frozen pretrained backbone");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  ssl::tools::ParseProgramFlags(&argc, &argv,
+                                "Linear classification on a frozen pretrained backbone");
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
   auto fail = [](const absl::Status& s) {

@@ -26,6 +26,7 @@
 #include "ssl/distributed/process_group.h"
 #include "ssl/methods/mocov3.h"
 #include "ssl/train/pretrain.h"
+#include "tools/cli_util.h"
 #include "tools/moco_flags.h"
 
 DEFINE_string(data, "",
@@ -69,8 +70,8 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("MoCo v3 self-supervised pretraining (see --helpfull for all flags)");
-  gflags::ParseCommandLineFlags(&argc, &argv, /*remove_flags=*/true);
+  ssl::tools::ParseProgramFlags(
+      &argc, &argv, "MoCo v3 self-supervised pretraining (see --helpfull for all flags)");
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
   if (FLAGS_data.empty() && argc > 1) FLAGS_data = argv[1];

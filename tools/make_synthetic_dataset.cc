@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "ssl/data/synthetic.h"
+#include "tools/cli_util.h"
 
 DEFINE_string(output, "",
               "Destination root (required); reused when complete with the same options.");
@@ -17,8 +18,7 @@ DEFINE_int32(image_size, 64, "Square image side in pixels.");
 DEFINE_uint64(seed, 0, "Generator seed; the dataset is a function of all these flags.");
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("Writes a synthetic shapes ImageFolder");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  ssl::tools::ParseProgramFlags(&argc, &argv, "Writes a synthetic shapes ImageFolder");
   if (FLAGS_output.empty()) {
     std::cerr << "make_synthetic_dataset: --output is required\n";
     return 1;

@@ -130,8 +130,7 @@ absl::Status MasterFromRunId(const ssl::tools::SwavRecipe& recipe,
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage(Usage());
-  gflags::ParseCommandLineFlags(&argc, &argv, /*remove_flags=*/true);
+  ssl::tools::ParseProgramFlags(&argc, &argv, Usage());
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
   absl::StatusOr<ssl::tools::VisslCommandLine> command_line =

@@ -35,6 +35,7 @@
 #include "ssl/methods/swav.h"
 #include "ssl/train/pretrain.h"
 #include "ssl/train/pretrained.h"
+#include "tools/cli_util.h"
 #include "tools/m2teacher_recipes.h"
 #include "tools/moco_flags.h"
 #include "tools/swav_recipe.h"
@@ -46,6 +47,7 @@ DEFINE_string(method, "mocov3",
               "Momentum^2 Teacher description with --batch_size and --epochs).");
 DEFINE_string(m2t_recipe, "cpu/momentum2_teacher_resnet18w025_64px",
               "m2teacher: the experiment description (m2teacher_train -f=list).");
+DEFINE_string(m2t_set, "", "m2teacher: description attribute overrides (m2teacher_train --set).");
 DEFINE_string(m2t_devices, "0", "m2teacher: device ids, one process each (-d).");
 DEFINE_bool(linear_classifier_bn, false,
             "Linear classification with a BatchNorm1d after the Linear (Momentum^2 Teacher's).");
@@ -182,11 +184,11 @@ absl::StatusOr<ssl::train::PretrainResult> PretrainInSubprocess(std::vector<std:
   int status = 0;
   waitpid(pid, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return absl::InternalError(absl::StrCat(
-        "the pretraining (", args[0], ") failed with ",
-        WIFEXITED(status) ? absl::StrCat("exit code ", WEXITSTATUS(status))
-                          : absl::StrCat("signal ", WTERMSIG(status)),
-        "; its messages are above"));
+    return absl::InternalError(absl::StrCat("the pretraining (", args[0], ") failed with ",
+                                            WIFEXITED(status)
+                                                ? absl::StrCat("exit code ", WEXITSTATUS(status))
+                                                : absl::StrCat("signal ", WTERMSIG(status)),
+                                            "; its messages are above"));
   }
   std::ifstream summary(output_dir + "/pretrain_result.json");
   const json result = json::parse(summary, nullptr, false);
@@ -205,8 +207,7 @@ absl::StatusOr<ssl::train::PretrainResult> PretrainInSubprocess(std::vector<std:
 // config's DISTRIBUTED.NUM_NODES x NUM_PROC_PER_NODE processes itself.
 absl::StatusOr<ssl::train::PretrainResult> PretrainSwav(const std::string& train_dir,
                                                         const std::string& output_dir) {
-  std::vector<std::string> args = {SiblingProgram("run_distributed_engines"),
-                                   "--data=" + train_dir,
+  std::vector<std::string> args = {SiblingProgram("run_distributed_engines"), "--data=" + train_dir,
                                    "--config_dir=" + absl::StrJoin(SwavConfigRoots(), ","),
                                    "config=" + FLAGS_config};
   if (FLAGS_threads > 0) args.push_back("--threads=" + std::to_string(FLAGS_threads));
@@ -235,6 +236,7 @@ absl::StatusOr<ssl::train::PretrainResult> PretrainM2Teacher(const std::string& 
                                    "--workers=" + std::to_string(FLAGS_workers),
                                    "--data=" + train_dir,
                                    "--output_dir=" + output_dir};
+  if (!FLAGS_m2t_set.empty()) args.push_back("--set=" + FLAGS_m2t_set);
   if (FLAGS_threads > 0) args.push_back("--threads=" + std::to_string(FLAGS_threads));
   return PretrainInSubprocess(args, output_dir);
 }
@@ -323,8 +325,8 @@ absl::StatusOr<PretrainStage> MakeStage(const std::string& train_dir,
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("Pretrain + evaluate one experiment entry (see experiments/defs.bzl)");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  ssl::tools::ParseProgramFlags(
+      &argc, &argv, "Pretrain + evaluate one experiment entry (see experiments/defs.bzl)");
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
   if (FLAGS_method != "mocov3" && FLAGS_method != "swav" && FLAGS_method != "m2teacher") {
@@ -366,8 +368,7 @@ int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   // MoCo v3 trains in this process; SwAV and Momentum^2 Teacher through their programs,
   // which start the processes the entry asks for.
-  auto pretrained = FLAGS_method == "swav"
-                        ? PretrainSwav(train->root(), work_dir + "/pretrain")
+  auto pretrained = FLAGS_method == "swav" ? PretrainSwav(train->root(), work_dir + "/pretrain")
                     : FLAGS_method == "m2teacher"
                         ? PretrainM2Teacher(train->root(), work_dir + "/pretrain")
                         : ssl::train::RunPretraining(*stage->method, stage->options,

@@ -103,7 +103,7 @@ _SMALL = [
         method = "swav",
         table = "Imagenette, 2x64+4x32 px, the time budget of MoCo v3 imagenette_15ep",
         dataset = "imagenette",
-        flags = _CPU + [_overrides(["config.OPTIMIZER.num_epochs=7"])],
+        flags = _CPU + [_overrides(["config.OPTIMIZER.num_epochs=6"])],
         reference = {"knn_top1_k20": 27.26},
         tolerance = {"knn_top1_k20": 3.0},
         source = "recorded",

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Shows that the CI regression entries catch real bugs: for each patch here, applies it to
+# a scratch worktree of HEAD, runs the method's imagenette_4ep_regression_test and prints
+# its checks. Every patched run should FAIL; the unpatched tests pass in `bazel test //...`.
+#
+#   experiments/bug_demos/run.sh [patch names...]      (default: all; ~6 min each on 2 cores)
+#
+# Needs ../shared/datasets/imagenette beside the checkout (the tests skip without it).
+# Results: experiments/bug_demos/results.txt of the worktree, copied to $OUT (default
+# /tmp/ssl_bug_demos/results.txt).
+set -euo pipefail
+repo="$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"
+demos="$repo/experiments/bug_demos"
+work="${WORK:-/tmp/ssl_bug_demos}"
+out="${OUT:-$work/results.txt}"
+if [[ ! -d "$repo/../shared/datasets/imagenette" ]]; then
+  echo "bug_demos: $repo/../shared/datasets/imagenette is absent; the regression tests would skip." >&2
+  exit 1
+fi
+mkdir -p "$work"
+tree="$work/tree"
+[[ -L "$work/shared" || -e "$work/shared" ]] || ln -s "$(readlink -f "$repo/../shared")" "$work/shared"
+if [[ ! -d "$tree" ]]; then git -C "$repo" worktree add -q --detach "$tree" HEAD; fi
+git -C "$tree" checkout -q -f --detach "$(git -C "$repo" rev-parse HEAD)"
+names=("$@")
+if [[ ${#names[@]} -eq 0 ]]; then
+  for p in "$demos"/*.patch; do names+=("$(basename "$p" .patch)"); done
+fi
+: > "$out"
+for name in "${names[@]}"; do
+  method="${name%%_*}"
+  [[ "$method" == "m2t" ]] && method=m2teacher
+  git -C "$tree" checkout -q -f -- .
+  if ! git -C "$tree" apply "$demos/$name.patch"; then
+    echo "$name: the patch no longer applies to HEAD" | tee -a "$out"
+    continue
+  fi
+  echo "=== $name ($(date +%T))"
+  log="$work/$name.log"
+  (cd "$tree" && bazel test "//experiments/$method:imagenette_4ep_regression_test" \
+     --test_output=all --cache_test_results=no > "$log" 2>&1) && status=PASSED || status=FAILED
+  {
+    echo "$name: regression test $status"
+    grep -E "reference .* (ok|FAIL)$|passed, [0-9]+ failed" "$log" | sed 's/^/    /' || true
+  } | tee -a "$out"
+done
+git -C "$tree" checkout -q -f -- .
+echo "results: $out"
