@@ -2,7 +2,7 @@
 // or extraction of those features to a file Python's torch.load reads.
 //
 //   bazel run //tools:knn_eval -- --pretrained=ckpt.pth.tar --data=/path/to/root
-//   bazel run //tools:knn_eval -- --pretrained=ckpt.pth.tar --extract=/path/to/folder \
+//   bazel run //tools:knn_eval -- --pretrained=ckpt.pth.tar --extract=/path/to/folder
 //       --features_out=features.pth
 #include <ATen/Parallel.h>
 #include <gflags/gflags.h>

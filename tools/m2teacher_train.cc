@@ -1,7 +1,7 @@
 // Momentum^2 Teacher pretraining with the original's command line (tools/train.py):
 //
-//   m2teacher_train -b 256 -d 0-7 --experiment-name my_exp \
-//       -f momentum_teacher/exps/arxiv/exp_8_v100/momentum2_teacher_100e_exp.py \
+//   m2teacher_train -b 256 -d 0-7 --experiment-name my_exp
+//       -f momentum_teacher/exps/arxiv/exp_8_v100/momentum2_teacher_100e_exp.py
 //       --data data/imagenet_train
 //
 // -b is the global batch, -d the device ids (one process per id; on a CPU build they

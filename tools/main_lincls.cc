@@ -3,7 +3,7 @@
 // half-cosine per epoch, RandomResizedCrop + flip for training, resize + center crop
 // for validation, and the sanity check that no frozen weight changed.
 //
-//   bazel run //tools:main_lincls -- --pretrained=/tmp/run/checkpoint_0099.pth.tar \
+//   bazel run //tools:main_lincls -- --pretrained=/tmp/run/checkpoint_0099.pth.tar
 //       --data=/path/to/imagenet --output=/tmp/run/linear.json
 #include <ATen/Parallel.h>
 #include <gflags/gflags.h>

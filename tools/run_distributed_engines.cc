@@ -1,7 +1,7 @@
 // SwAV pretraining from VISSL's configuration files, with VISSL's command line:
 //
-//   run_distributed_engines config=pretrain/swav/swav_8node_resnet \
-//       +config/pretrain/swav/transforms=multicrop_2x224_4x96 \
+//   run_distributed_engines config=pretrain/swav/swav_8node_resnet
+//       +config/pretrain/swav/transforms=multicrop_2x224_4x96
 //       config.LOSS.swav_loss.temperature=0.2 config.DATA.TRAIN.DATA_PATHS=[/data/train]
 //
 // Config names are looked up under <configs>/config/ (a VISSL checkout's configs/

@@ -25,6 +25,46 @@
 namespace ssl::data {
 namespace {
 
+std::atomic<int64_t> max_image_pixels{kDefaultMaxImagePixels};
+
+absl::Status CheckPixelCount(const char* format, const std::string& name, int64_t width,
+                             int64_t height) {
+  const int64_t limit = MaxImagePixels();
+  if (width * height <= limit) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(format, " ", name, " claims ", width, " x ",
+                                                 height, " pixels, more than the limit of ", limit,
+                                                 " (--max_image_pixels); refused before decoding"));
+}
+
+uint32_t BigEndian32(std::string_view bytes, size_t at) {
+  uint32_t value = 0;
+  for (size_t i = 0; i < 4; ++i) value = (value << 8) | static_cast<uint8_t>(bytes[at + i]);
+  return value;
+}
+
+int32_t LittleEndian32(std::string_view bytes, size_t at) {
+  uint32_t value = 0;
+  for (size_t i = 0; i < 4; ++i)
+    value |= static_cast<uint32_t>(static_cast<uint8_t>(bytes[at + i])) << (8 * i);
+  return static_cast<int32_t>(value);
+}
+
+// The size PNG (IHDR) and BMP (BITMAPINFOHEADER) headers claim, checked before OpenCV
+// allocates the image.
+absl::Status CheckHeaderSize(std::string_view bytes, const std::string& name) {
+  static constexpr char kPng[] = "\x89PNG\r\n\x1a\n";
+  if (bytes.size() >= 24 && bytes.substr(0, 8) == std::string_view(kPng, 8) &&
+      bytes.substr(12, 4) == "IHDR") {
+    return CheckPixelCount("PNG", name, BigEndian32(bytes, 16), BigEndian32(bytes, 20));
+  }
+  if (bytes.size() >= 26 && bytes.substr(0, 2) == "BM") {
+    const int64_t width = LittleEndian32(bytes, 18);
+    const int64_t height = LittleEndian32(bytes, 22);
+    return CheckPixelCount("BMP", name, width < 0 ? -width : width, height < 0 ? -height : height);
+  }
+  return absl::OkStatus();
+}
+
 struct JpegErrorManager {
   jpeg_error_mgr base;
   std::jmp_buf jump;
@@ -74,6 +114,11 @@ absl::StatusOr<Image> DecodeJpeg(std::string_view encoded, const std::string& na
     jpeg_destroy_decompress(&cinfo);
     return absl::InvalidArgumentError(absl::StrCat("JPEG ", name, " is truncated"));
   }
+  if (absl::Status size = CheckPixelCount("JPEG", name, cinfo.image_width, cinfo.image_height);
+      !size.ok()) {
+    jpeg_destroy_decompress(&cinfo);
+    return size;
+  }
   const bool is_cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
   cinfo.out_color_space = is_cmyk ? JCS_CMYK : JCS_RGB;  // libjpeg-turbo expands gray
   jpeg_start_decompress(&cinfo);
@@ -108,6 +153,7 @@ absl::StatusOr<Image> DecodeJpeg(std::string_view encoded, const std::string& na
 
 absl::StatusOr<Image> DecodeWithOpencv(std::string_view encoded, const std::string& name) {
   if (encoded.empty()) return absl::InvalidArgumentError(absl::StrCat(name, " is empty"));
+  if (absl::Status size = CheckHeaderSize(encoded, name); !size.ok()) return size;
   const cv::Mat buffer(1, static_cast<int>(encoded.size()), CV_8UC1,
                        const_cast<char*>(encoded.data()));
   cv::Mat bgr;
@@ -167,6 +213,10 @@ std::string CompressJpeg(int height, int width, int components, J_COLOR_SPACE co
 }
 
 }  // namespace
+
+void SetMaxImagePixels(int64_t max_pixels) { max_image_pixels.store(max_pixels); }
+
+int64_t MaxImagePixels() { return max_image_pixels.load(); }
 
 absl::StatusOr<Image> DecodeImage(std::string_view encoded, std::string_view name) {
   // Debian's absl has its own string_view type, which StrCat wants; a copy is cheap.

@@ -4,6 +4,7 @@
 #ifndef SSL_DATA_IMAGE_IO_H_
 #define SSL_DATA_IMAGE_IO_H_
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -11,6 +12,16 @@
 #include "ssl/data/image.h"
 
 namespace ssl::data {
+
+/// PIL's DecompressionBombError threshold (2 x Image.MAX_IMAGE_PIXELS).
+inline constexpr int64_t kDefaultMaxImagePixels = 178956970;
+
+/// Process-wide limit on width x height: JPEG, PNG and BMP files that claim more are
+/// refused from their header, before any pixel memory is allocated (a 12 KB JPEG can
+/// claim 60000 x 60000); other formats are bounded by OpenCV's own limit. The
+/// programs set it from --max_image_pixels.
+void SetMaxImagePixels(int64_t max_pixels);
+int64_t MaxImagePixels();
 
 /// Decodes an encoded image (JPEG, PNG, ...) to 8-bit RGB. Grayscale, palette, 16-bit,
 /// alpha (dropped, as PIL's convert("RGB")) and CMYK inputs all become RGB. Corrupt or

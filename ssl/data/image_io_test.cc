@@ -105,6 +105,57 @@ TEST(ImageIoTest, GarbageAndEmptyInputsAreErrors) {
   EXPECT_FALSE(DecodeImage(corrupt_header, "scrambled").ok());
 }
 
+// A small file whose header claims 60000 x 60000 pixels (10.8 GB decoded).
+std::string JpegClaiming(int height, int width) {
+  std::string jpeg = EncodeJpeg(Gradient(16, 16));
+  const size_t sof = jpeg.find("\xFF\xC0");
+  EXPECT_NE(sof, std::string::npos);
+  jpeg[sof + 5] = static_cast<char>(height >> 8);
+  jpeg[sof + 6] = static_cast<char>(height & 0xFF);
+  jpeg[sof + 7] = static_cast<char>(width >> 8);
+  jpeg[sof + 8] = static_cast<char>(width & 0xFF);
+  return jpeg;
+}
+
+TEST(ImageIoTest, DecompressionBombsAreRefusedFromTheHeader) {
+  EXPECT_EQ(MaxImagePixels(), kDefaultMaxImagePixels);
+  const absl::StatusOr<Image> jpeg = DecodeImage(JpegClaiming(60000, 60000), "bomb.jpg");
+  ASSERT_FALSE(jpeg.ok());
+  EXPECT_EQ(jpeg.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(jpeg.status().message(),
+            "JPEG bomb.jpg claims 60000 x 60000 pixels, more than the limit of 178956970 "
+            "(--max_image_pixels); refused before decoding");
+
+  std::string png = EncodePng(Gradient(16, 16));
+  for (int i = 16; i < 24; ++i) png[i] = (i == 17 || i == 21) ? 0x01 : 0x00;  // 65536 x 65536
+  const absl::StatusOr<Image> png_bomb = DecodeImage(png, "bomb.png");
+  ASSERT_FALSE(png_bomb.ok());
+  EXPECT_NE(png_bomb.status().message().find("PNG bomb.png claims 65536 x 65536 pixels"),
+            std::string_view::npos)
+      << png_bomb.status();
+
+  std::vector<uint8_t> bmp;
+  cv::imencode(".bmp", cv::Mat(8, 8, CV_8UC3, cv::Scalar(1, 2, 3)), bmp);
+  std::string bmp_bomb(bmp.begin(), bmp.end());
+  bmp_bomb[20] = 0x01;  // width 8 + 65536
+  bmp_bomb[24] = 0x01;  // height 8 + 65536
+  const absl::StatusOr<Image> bmp_decoded = DecodeImage(bmp_bomb, "bomb.bmp");
+  ASSERT_FALSE(bmp_decoded.ok());
+  EXPECT_NE(bmp_decoded.status().message().find("BMP bomb.bmp claims 65544 x 65544 pixels"),
+            std::string_view::npos)
+      << bmp_decoded.status();
+  EXPECT_TRUE(DecodeImage(std::string(bmp.begin(), bmp.end()), "fine.bmp").ok());
+}
+
+TEST(ImageIoTest, ThePixelLimitIsAdjustable) {
+  SetMaxImagePixels(16 * 16);
+  EXPECT_TRUE(DecodeImage(EncodeJpeg(Gradient(16, 16)), "at.jpg").ok());
+  EXPECT_FALSE(DecodeImage(EncodeJpeg(Gradient(16, 17)), "over.jpg").ok());
+  EXPECT_FALSE(DecodeImage(EncodePng(Gradient(17, 16)), "over.png").ok());
+  EXPECT_TRUE(DecodeImage(EncodePng(Gradient(8, 8)), "under.png").ok());
+  SetMaxImagePixels(kDefaultMaxImagePixels);
+}
+
 TEST(ImageIoTest, FilesAreWrittenAtomicallyAndReadBack) {
   const std::string dir = MakeTempDir("atomic");
   const std::string path = dir + "/image.jpg";
