@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "ssl/data/image_io.h"
+#include "ssl/train/torch_file.h"
 
 namespace ssl::train {
 namespace fs = std::filesystem;
@@ -29,11 +30,15 @@ absl::Status SaveIValue(const c10::IValue& value, const std::string& path) {
 absl::StatusOr<c10::IValue> LoadIValue(const std::string& path) {
   absl::StatusOr<std::string> bytes = data::ReadFileBytes(path);
   if (!bytes.ok()) return bytes.status();
+  // This framework's reader first: LibTorch's turns OrderedDicts and unknown objects
+  // into None (or fails with a C++ backtrace) and has no legacy format. LibTorch's is
+  // the fallback for TorchScript-typed values.
+  absl::StatusOr<c10::IValue> parsed = ParseTorchSave(*bytes, path);
+  if (parsed.ok()) return parsed;
   try {
     return torch::jit::pickle_load(std::vector<char>(bytes->begin(), bytes->end()));
-  } catch (const std::exception& e) {
-    return absl::DataLossError(absl::StrCat(
-        path, " is not a readable checkpoint: ", std::string(e.what()).substr(0, 200)));
+  } catch (const std::exception&) {
+    return parsed.status();
   }
 }
 

@@ -314,10 +314,35 @@ absl::StatusOr<TrainingSnapshot> ReadSnapshot(const std::string& path) {
     }
     return snapshot;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat(path,
-                   " is not a pretraining checkpoint (neither MoCo v3's state_dict/epoch nor "
-                   "VISSL's classy_state_dict layout)"));
+  // A bare state dict (torchvision's, torch.save(model.state_dict())) or DeiT's
+  // {'model': state dict}: weights without training state, for evaluation and init.
+  if (loaded->isGenericDict()) {
+    Dict dict = loaded->toGenericDict();
+    for (const char* wrapper : {"model", "state_dict"}) {
+      if (dict.contains(wrapper) && dict.at(wrapper).isGenericDict()) {
+        dict = dict.at(wrapper).toGenericDict();
+        break;
+      }
+    }
+    TrainingSnapshot s;
+    for (const auto& item : dict) {
+      if (!item.key().isString() || !item.value().isTensor()) {
+        s.model.clear();
+        break;
+      }
+      const std::string& key = item.key().toStringRef();
+      s.model.insert(key.rfind("module.", 0) == 0 ? key.substr(7) : key, item.value());
+    }
+    if (!s.model.empty()) {
+      s.global_step = -1;
+      return s;
+    }
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      path,
+      " is not a checkpoint: neither a pretraining layout (MoCo v3's state_dict/epoch, "
+      "VISSL's classy_state_dict, Momentum^2 Teacher's start_epoch/model) nor a state dict "
+      "of named tensors"));
 }
 
 std::string SnapshotMethod(const TrainingSnapshot& snapshot) {

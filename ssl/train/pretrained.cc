@@ -1,8 +1,13 @@
 #include "ssl/train/pretrained.h"
 
+#include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "ssl/core/status_macros.h"
 #include "ssl/train/checkpoint.h"
@@ -10,6 +15,108 @@
 
 namespace ssl::train {
 namespace {
+
+// The ResNet under `prefix` of a state dict, from its keys and shapes: torchvision's
+// names (conv1, layer<i>.<j>.conv<k>, fc) as MoCo v3, VISSL's trunk, Momentum^2 Teacher
+// and torchvision itself use them.
+std::optional<std::pair<std::string, bool>> InferResnet(const c10::impl::GenericDict& model,
+                                                        const std::string& prefix) {
+  const auto tensor = [&](const std::string& key) -> std::optional<at::Tensor> {
+    if (!model.contains(prefix + key) || !model.at(prefix + key).isTensor()) return std::nullopt;
+    return model.at(prefix + key).toTensor();
+  };
+  const std::optional<at::Tensor> stem = tensor("conv1.weight");
+  if (!stem || stem->dim() != 4 || !tensor("layer1.0.conv1.weight")) return std::nullopt;
+  const bool bottleneck = tensor("layer1.0.conv3.weight").has_value();
+  std::vector<int> blocks;
+  for (int stage = 1; stage <= 4; ++stage) {
+    int count = 0;
+    while (tensor(absl::StrCat("layer", stage, ".", count, ".conv1.weight"))) ++count;
+    blocks.push_back(count);
+  }
+  static const std::map<std::pair<bool, std::vector<int>>, int> kDepths = {
+      {{false, {2, 2, 2, 2}}, 18},
+      {{false, {3, 4, 6, 3}}, 34},
+      {{true, {3, 4, 6, 3}}, 50},
+      {{true, {3, 4, 23, 3}}, 101},
+      {{true, {3, 8, 36, 3}}, 152}};
+  auto depth = kDepths.find({bottleneck, blocks});
+  if (depth == kDepths.end()) return std::nullopt;
+  const int64_t stem_width = stem->size(0);
+  std::string arch = absl::StrCat("resnet", depth->second);
+  if (stem_width != 64) {
+    std::string width = absl::StrFormat("%g", stem_width / 64.0);
+    absl::StrAppend(&arch, "w", width);
+  }
+  return std::make_pair(arch, /*cifar_stem=*/stem->size(2) == 3);
+}
+
+// Files the originals wrote (no ssl_config): the backbone is found by its module path
+// and its architecture read off the weights.
+absl::StatusOr<CheckpointConfig> ForeignConfig(const TrainingSnapshot& snapshot,
+                                               const std::string& path,
+                                               const std::string& backbone) {
+  struct Candidate {
+    const char* name;
+    const char* prefix;
+  };
+  static const Candidate kCandidates[] = {{"base", "base_encoder."},
+                                          {"momentum", "momentum_encoder."},
+                                          {"teacher", "teacher_encoder."},
+                                          {"student", "student_encoder."},
+                                          {"trunk", "trunk._feature_blocks."},
+                                          {"trunk", "trunk."},
+                                          {"model", ""}};
+  CheckpointConfig config;
+  config.epoch = static_cast<int>(snapshot.epochs_done);
+  config.method = "imported";
+  std::vector<std::pair<const Candidate*, std::pair<std::string, bool>>> found;
+  for (const Candidate& candidate : kCandidates) {
+    if (std::any_of(found.begin(), found.end(),
+                    [&](const auto& f) { return std::string(f.first->name) == candidate.name; })) {
+      continue;
+    }
+    auto resnet = InferResnet(snapshot.model, candidate.prefix);
+    if (resnet) found.emplace_back(&candidate, *resnet);
+  }
+  for (const auto& f : found) config.available.push_back(f.first->name);
+  if (found.empty()) {
+    if (!snapshot.arch.empty()) {  // MoCo v3's own record, e.g. an architecture not a ResNet
+      config.available = {"base"};
+      config.backbone = "base";
+      config.arch = snapshot.arch;
+      config.prefix = "base_encoder.";
+      config.head_prefixes = {"fc."};
+      return config;
+    }
+    const std::string first =
+        snapshot.model.empty() ? "(none)" : snapshot.model.begin()->key().toStringRef();
+    return absl::InvalidArgumentError(absl::StrCat(
+        path,
+        " holds no backbone this framework can rebuild: no ResNet with torchvision's "
+        "names under base_encoder., teacher_encoder., trunk._feature_blocks. or the top "
+        "level (first key: ",
+        first, ")"));
+  }
+  const auto* chosen = &found.front();
+  if (!backbone.empty()) {
+    chosen = nullptr;
+    for (const auto& f : found) {
+      if (backbone == f.first->name) chosen = &f;
+    }
+    if (!chosen) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, " has no backbone \"", backbone,
+                       "\"; it holds: ", absl::StrJoin(config.available, ", ")));
+    }
+  }
+  config.backbone = chosen->first->name;
+  config.prefix = chosen->first->prefix;
+  config.arch = chosen->second.first;
+  config.cifar_stem = chosen->second.second;
+  config.head_prefixes = {"fc."};
+  return config;
+}
 
 absl::StatusOr<CheckpointConfig> ConfigOf(const TrainingSnapshot& snapshot, const std::string& path,
                                           const std::string& backbone) {
@@ -23,16 +130,9 @@ absl::StatusOr<CheckpointConfig> ConfigOf(const TrainingSnapshot& snapshot, cons
     config.cifar_stem = json.value("cifar_stem", false);
   }
   if (!has_config || !json.contains("backbones")) {
-    // MoCo v3 checkpoints written before the engine recorded its backbones.
-    if (snapshot.arch.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, " records no backbone architecture; not a pretraining checkpoint"));
-    }
-    config.available = {"base"};
-    config.backbone = "base";
-    config.arch = snapshot.arch;
-    config.prefix = "base_encoder.";
-    config.head_prefixes = {"fc."};
+    // The originals' files, and MoCo v3 checkpoints written before the engine recorded
+    // its backbones.
+    return ForeignConfig(snapshot, path, backbone);
   } else {
     const nlohmann::json& backbones = json["backbones"];
     for (const auto& item : backbones.items()) config.available.push_back(item.key());
