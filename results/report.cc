@@ -10,6 +10,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -113,7 +114,23 @@ std::string Render(const json& entries, const std::string& results_dir) {
       "| entry | table | dataset | metric | reference | recorded | random init | status | command "
       "|\n";
   out += "|---|---|---|---|---|---|---|---|---|\n";
-  return out + table + Comparisons(entries, results_dir);
+  std::set<std::string> recorded_methods;
+  for (const json& entry : entries) {
+    const std::string method = entry["method"];
+    if (std::ifstream(results_dir + "/" + method + "/" + std::string(entry["name"]) + ".json")) {
+      recorded_methods.insert(method);
+    }
+  }
+  std::string figures;
+  if (!recorded_methods.empty()) {
+    figures =
+        "\n## Figures\n\nRecorded metrics beside their references (error bars: the tolerance), "
+        "drawn by `bazel run //results:report` with `//tools:plot`.\n\n";
+    for (const std::string& method : recorded_methods) {
+      figures += absl::StrFormat("![%s](figures/%s.png)\n", method, method);
+    }
+  }
+  return out + table + Comparisons(entries, results_dir) + figures;
 }
 
 }  // namespace

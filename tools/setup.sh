@@ -26,6 +26,7 @@ readonly PACKAGES=(
   libyaml-cpp-dev          # VISSL's YAML configs (the SwAV program)
   python3-torch            # independent reader for checkpoint interoperability tests
   python3-torchvision      # the PyTorch baseline the pipeline benchmark is compared with
+  python3-matplotlib       # //tools:plot curves and the report's figures
 )
 
 missing=()
