@@ -475,8 +475,25 @@ std::vector<std::string> VisslIgnoredKeys() {
           "CHECKPOINT.USE_SYMLINK_CHECKPOINT_FOR_RESUME"};
 }
 
+namespace {
+absl::StatusOr<SwavRecipe> ReadSwavRecipe(const YAML::Node& config,
+                                          const std::string& data_override);
+}  // namespace
+
 absl::StatusOr<SwavRecipe> SwavRecipeFromConfig(const YAML::Node& config,
                                                 const std::string& data_override) {
+  // A config of the wrong shape (a list where a mapping belongs, found by fuzzing) makes
+  // yaml-cpp throw from deep inside; the user gets one sentence instead of an abort.
+  try {
+    return ReadSwavRecipe(config, data_override);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("the config has the wrong shape: ", e.what()));
+  }
+}
+
+namespace {
+absl::StatusOr<SwavRecipe> ReadSwavRecipe(const YAML::Node& config,
+                                          const std::string& data_override) {
   VisslConfigReader reader(config);
   for (const std::string& key : VisslIgnoredKeys()) reader.Ignore(key);
   SwavRecipe recipe;
@@ -673,5 +690,7 @@ absl::StatusOr<SwavRecipe> SwavRecipeFromConfig(const YAML::Node& config,
   resolved["lr_schedule"] = recipe.lr_schedule.name;
   return recipe;
 }
+
+}  // namespace
 
 }  // namespace ssl::tools

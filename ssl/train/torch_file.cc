@@ -6,9 +6,10 @@
 #include <ATen/ops/zeros.h>
 #include <c10/core/ScalarType.h>
 #include <c10/util/Exception.h>
-#include <caffe2/serialize/in_memory_adapter.h>
 #include <caffe2/serialize/inline_container.h>
+#include <caffe2/serialize/read_adapter_interface.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -725,8 +726,25 @@ c10::IValue DictToIValue(const Value& value, int depth) {
 
 constexpr char kLegacyMagic[] = "\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19";
 
+// LibTorch's MemoryReadAdapter copies whatever range miniz asks for; a corrupt central
+// directory then reads past the buffer (found by fuzzing). Reads here stop at its end.
+class BoundedReadAdapter final : public caffe2::serialize::ReadAdapterInterface {
+ public:
+  explicit BoundedReadAdapter(std::string_view bytes) : bytes_(bytes) {}
+  size_t size() const override { return bytes_.size(); }
+  size_t read(uint64_t pos, void* buf, size_t n, const char* what = "") const override {
+    if (pos >= bytes_.size()) return 0;
+    n = static_cast<size_t>(std::min<uint64_t>(n, bytes_.size() - pos));
+    std::memcpy(buf, bytes_.data() + pos, n);
+    return n;
+  }
+
+ private:
+  std::string_view bytes_;
+};
+
 c10::IValue ParseZip(std::string_view bytes) {
-  auto adapter = std::make_shared<caffe2::serialize::MemoryReadAdapter>(bytes.data(), bytes.size());
+  auto adapter = std::make_shared<BoundedReadAdapter>(bytes);
   caffe2::serialize::PyTorchStreamReader reader(adapter);
   if (!reader.hasRecord("data.pkl")) throw Malformed("the zip archive has no data.pkl");
   auto [data, size] = reader.getRecord("data.pkl");
