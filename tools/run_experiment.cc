@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -33,6 +34,7 @@
 #include "ssl/methods/m2teacher.h"
 #include "ssl/methods/mocov3.h"
 #include "ssl/methods/swav.h"
+#include "ssl/train/checkpointer.h"
 #include "ssl/train/pretrain.h"
 #include "ssl/train/pretrained.h"
 #include "tools/cli_util.h"
@@ -241,6 +243,29 @@ absl::StatusOr<ssl::train::PretrainResult> PretrainM2Teacher(const std::string& 
   return PretrainInSubprocess(args, output_dir);
 }
 
+// The mean L2 norm of the prototype rows in a checkpoint's heads (SwAV's), NotFound where
+// there are none. SwAV renormalizes them before every step, so it ends near 1; the
+// 4-epoch entry checks it because training this short cannot show a missing
+// normalization in its loss or accuracy.
+absl::StatusOr<double> MeanPrototypeNorm(const std::string& checkpoint) {
+  absl::StatusOr<ssl::train::TrainingSnapshot> snapshot = ssl::train::ReadSnapshot(checkpoint);
+  if (!snapshot.ok()) return snapshot.status();
+  double sum = 0;
+  int64_t rows = 0;
+  for (const auto& item : snapshot->model) {
+    const std::string& key = item.key().toStringRef();
+    if (key.find(".prototypes") == std::string::npos || !absl::EndsWith(key, ".weight") ||
+        !item.value().isTensor()) {
+      continue;
+    }
+    const at::Tensor weight = item.value().toTensor().to(at::kDouble);
+    sum += weight.norm(2, {1}).sum().item<double>();
+    rows += weight.size(0);
+  }
+  if (rows == 0) return absl::NotFoundError("no prototypes");
+  return sum / rows;
+}
+
 // A freshly initialized method (seeded) and the engine's options for this entry.
 struct PretrainStage {
   std::shared_ptr<ssl::methods::Method> method;
@@ -397,6 +422,9 @@ int main(int argc, char** argv) {
                     {"seconds_this_run", pretrain_seconds},
                     {"images_per_second", pretrained->images_per_second},
                     {"threads", at::get_num_threads()}}}};
+  if (absl::StatusOr<double> norm = MeanPrototypeNorm(pretrained->last_checkpoint); norm.ok()) {
+    results["pretrain"]["prototype_norm"] = *norm;
+  }
   auto backbone = ssl::train::LoadPretrainedBackbone(pretrained->last_checkpoint);
   if (!backbone.ok()) return Fail(backbone.status());
   auto scores = Evaluate(**backbone, *train, *val, checkpoint->image_size, "pretrained");

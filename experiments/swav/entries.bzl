@@ -92,8 +92,10 @@ _SMALL = [
         table = "Imagenette, 2x64+4x32 px, 4 ep (CI regression)",
         dataset = "imagenette",
         flags = _CPU + [_overrides(["config.OPTIMIZER.num_epochs=4"])],
-        reference = {"knn_top1_k20": 28.18, "pretrain.final_loss": 8.003},
-        tolerance = {"knn_top1_k20": 3.0, "pretrain.final_loss": 0.04},
+        # Four epochs are too short for unnormalized prototypes to show in the loss or
+        # kNN (experiments/bug_demos), so the prototypes' row norms are checked directly.
+        reference = {"knn_top1_k20": 28.18, "pretrain.final_loss": 8.003, "pretrain.prototype_norm": 1.0},
+        tolerance = {"knn_top1_k20": 3.0, "pretrain.final_loss": 0.04, "pretrain.prototype_norm": 0.01},
         source = "recorded",
         ci_test = True,
         description = "A few minutes; runs in bazel test on ../shared/datasets/imagenette.",

@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "absl/strings/str_cat.h"
@@ -292,6 +294,19 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
   if (result.last_checkpoint.empty() && start_epoch > 0) {
     absl::StatusOr<std::string> latest = checkpointer.Latest();
     if (latest.ok()) result.last_checkpoint = *latest;
+  }
+  if (iterations_done == 0 && start_epoch > 0) {
+    // Resumed a finished run: its last epoch's loss is in the log it wrote then.
+    std::ifstream metrics((fs::path(o.output_dir) / "metrics.jsonl").string());
+    std::string line;
+    while (std::getline(metrics, line)) {
+      const nlohmann::json record = nlohmann::json::parse(line, nullptr, false);
+      if (record.is_object() && record.value("type", "") == "epoch" &&
+          record.value("epoch", 0) == start_epoch && record.contains("loss") &&
+          record["loss"].is_number()) {
+        result.final_loss = record["loss"].get<double>();
+      }
+    }
   }
   return result;
 }

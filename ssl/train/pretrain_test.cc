@@ -225,8 +225,19 @@ TEST_F(PretrainEngineTest, ResumeRestoresWeightsOptimizerAndExtraState) {
   at::manual_seed(1);  // different initial weights: all must come from the checkpoint
   auto second_holder = std::make_shared<RecordingMethod>();
   RecordingMethod& second = *second_holder;
-  ASSERT_TRUE(RunPretraining(second, options, distributed::MakeLocalCommunicator()).ok());
+  absl::StatusOr<PretrainResult> resumed =
+      RunPretraining(second, options, distributed::MakeLocalCommunicator());
+  ASSERT_TRUE(resumed.ok());
   ASSERT_EQ(second.steps.size(), 3u);
+  // Resuming the finished run again trains nothing and reports its last epoch's loss.
+  auto third_holder = std::make_shared<RecordingMethod>();
+  absl::StatusOr<PretrainResult> finished =
+      RunPretraining(*third_holder, options, distributed::MakeLocalCommunicator());
+  ASSERT_TRUE(finished.ok());
+  EXPECT_TRUE(third_holder->steps.empty());
+  EXPECT_EQ(finished->epochs_completed, 3);
+  EXPECT_NE(resumed->final_loss, 0);
+  EXPECT_DOUBLE_EQ(finished->final_loss, resumed->final_loss);
   EXPECT_EQ(second.steps.front().global_step, 6);
   EXPECT_EQ(second.steps_before, 6);  // the extra state came back
   EXPECT_TRUE(second.frozen_values.front().equal(first.frozen.detach()));
