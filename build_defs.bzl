@@ -5,4 +5,6 @@ SSL_COPTS = [
     "-Wextra",
     "-Wno-unused-parameter",
     "-Wno-sign-compare",
+    # Designated initializers that leave members at their defaults are the intent.
+    "-Wno-missing-field-initializers",
 ]

@@ -137,6 +137,54 @@ print("ok")
             0);
 }
 
+TEST_F(PretrainCliTest, ExportedBackbonesLoadIntoTorchvisionAndDeitLayouts) {
+  if (system("/usr/bin/python3 -c 'import torchvision' 2>/dev/null") != 0) {
+    GTEST_SKIP() << "Debian's python3-torchvision is not installed";
+  }
+  const std::string dir = data::testing::MakeTempDir("export");
+  ASSERT_EQ(testing::ExitCode(
+                Start(dir, {"--epochs=1", "--warmup_epochs=0", "--arch=resnet18", "--nocifar_stem"},
+                      dir + "/log.txt")),
+            0)
+      << testing::ReadFile(dir + "/log.txt");
+  const std::string checkpoint = dir + "/checkpoint_0000.pth.tar";
+  for (const char* format : {"torchvision", "deit"}) {
+    const std::string out = dir + "/" + format + ".pth";
+    EXPECT_EQ(testing::ExitCode(testing::StartProcess(
+                  {Runfile("tools/export_backbone"), "--pretrained=" + checkpoint,
+                   "--output=" + out, std::string("--format=") + format},
+                  dir + "/export_log.txt")),
+              0)
+        << testing::ReadFile(dir + "/export_log.txt");
+  }
+  const std::string script = dir + "/check.py";
+  std::ofstream(script) << R"(
+import sys, torch, torchvision
+ck, tv, deit = (torch.load(p, map_location="cpu") for p in sys.argv[1:4])
+model = torchvision.models.resnet18()
+result = model.load_state_dict(tv, strict=False)
+assert sorted(result.missing_keys) == ["fc.bias", "fc.weight"], result.missing_keys
+assert not result.unexpected_keys, result.unexpected_keys
+assert list(deit) == ["model"] and list(deit["model"]) == list(tv)
+for key, value in tv.items():
+    assert torch.equal(value, ck["state_dict"]["module.base_encoder." + key]), key
+    assert torch.equal(value, deit["model"][key]), key
+print("ok")
+)";
+  EXPECT_EQ(system(("/usr/bin/python3 " + script + " " + checkpoint + " " + dir +
+                    "/torchvision.pth " + dir + "/deit.pth")
+                       .c_str()),
+            0);
+  // One sentence for a bad format.
+  EXPECT_EQ(testing::ExitCode(testing::StartProcess(
+                {Runfile("tools/export_backbone"), "--pretrained=" + checkpoint,
+                 "--output=" + dir + "/x.pth", "--format=onnx"},
+                dir + "/bad_log.txt")),
+            1);
+  EXPECT_EQ(testing::ReadFile(dir + "/bad_log.txt"),
+            "export_backbone: --format=onnx is not one of torchvision, deit\n");
+}
+
 TEST_F(PretrainCliTest, NonFiniteLossStopsWithADiagnostic) {
   const std::string dir = data::testing::MakeTempDir("nan");
   int status = Wait(Start(dir, {"--epochs=1", "--warmup_epochs=0"}, dir + "/log.txt"));

@@ -28,7 +28,7 @@ pid_t StartProcess(std::vector<std::string> args, const std::string& log,
                    const std::vector<std::pair<std::string, std::string>>& env) {
   const pid_t pid = fork();
   if (pid == 0) {
-    freopen(log.c_str(), "w", stderr);
+    if (freopen(log.c_str(), "w", stderr) == nullptr) _exit(126);
     for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());

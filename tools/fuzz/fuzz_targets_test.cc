@@ -69,8 +69,7 @@ TEST(FuzzTargetsTest, ImageDecoderSurvivesMutationsOfEveryFormat) {
 TEST(FuzzTargetsTest, TorchFileReaderSurvivesMutations) {
   // A protocol-2 legacy file header and a zip signature with garbage after it.
   const std::string seeds[] = {
-      std::string("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.\x80\x02M\xe9\x03.",
-                  23) +
+      std::string("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.\x80\x02M\xe9\x03.") +
           "\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01K\x05u.\x80\x02]q\x00.",
       std::string("PK\x03\x04", 4) + std::string(200, '\0')};
   for (const std::string& seed : seeds) {
