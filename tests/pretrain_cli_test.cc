@@ -185,6 +185,42 @@ print("ok")
             "export_backbone: --format=onnx is not one of torchvision, deit\n");
 }
 
+TEST_F(PretrainCliTest, ResumesFromACheckpointAsTheOriginalSavesIt) {
+  if (system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) {
+    GTEST_SKIP() << "Debian's python3-torch is not installed";
+  }
+  const std::string ours = data::testing::MakeTempDir("resume_ours");
+  const std::string python = data::testing::MakeTempDir("resume_python");
+  ASSERT_EQ(testing::ExitCode(Start(ours, {"--max_epochs_this_run=1"}, ours + "/log.txt")), 0)
+      << testing::ReadFile(ours + "/log.txt");
+  // Re-saved by torch.save as main_moco.py writes it: OrderedDict state dict, Python's
+  // optimizer state dict, none of this framework's own ssl_* entries.
+  const std::string script = python + "/resave.py";
+  std::ofstream(script) << R"(
+import collections, sys, torch
+ck = torch.load(sys.argv[1], map_location="cpu")
+original = {"epoch": ck["epoch"], "arch": ck["arch"],
+            "state_dict": collections.OrderedDict(ck["state_dict"].items()),
+            "optimizer": ck["optimizer"], "scaler": {}}
+torch.save(original, sys.argv[2])
+)";
+  ASSERT_EQ(system(("/usr/bin/python3 " + script + " " + ours + "/checkpoint_0000.pth.tar " +
+                    python + "/checkpoint_0000.pth.tar")
+                       .c_str()),
+            0);
+  ASSERT_EQ(testing::ExitCode(Start(ours, {"--resume=latest"}, ours + "/log2.txt")), 0)
+      << testing::ReadFile(ours + "/log2.txt");
+  ASSERT_EQ(testing::ExitCode(Start(python, {"--resume=latest"}, python + "/log.txt")), 0)
+      << testing::ReadFile(python + "/log.txt");
+  const c10::impl::GenericDict a = StateDict(ours + "/checkpoint_0002.pth.tar");
+  const c10::impl::GenericDict b = StateDict(python + "/checkpoint_0002.pth.tar");
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& item : a) {
+    ASSERT_TRUE(item.value().toTensor().equal(b.at(item.key()).toTensor()))
+        << item.key().toStringRef() << " differs";
+  }
+}
+
 TEST_F(PretrainCliTest, NonFiniteLossStopsWithADiagnostic) {
   const std::string dir = data::testing::MakeTempDir("nan");
   int status = Wait(Start(dir, {"--epochs=1", "--warmup_epochs=0"}, dir + "/log.txt"));
