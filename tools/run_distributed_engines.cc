@@ -231,13 +231,8 @@ int main(int argc, char** argv) {
       ssl::train::RunPretraining(**swav, options, *communicator, *monitor);
   if (!result.ok()) return Fail(result.status());
   if (is_main) {
-    const nlohmann::json summary = {{"epochs_completed", result->epochs_completed},
-                                    {"epochs", options.epochs},
-                                    {"final_loss", result->final_loss},
-                                    {"images_per_second", result->images_per_second},
-                                    {"last_checkpoint", result->last_checkpoint}};
-    if (absl::Status s = ssl::data::WriteFileAtomically(
-            options.output_dir + "/pretrain_result.json", summary.dump(2) + "\n");
+    if (absl::Status s =
+            ssl::train::WritePretrainResult(*result, options.epochs, options.output_dir);
         !s.ok()) {
       return Fail(s);
     }

@@ -192,17 +192,7 @@ absl::StatusOr<ssl::train::PretrainResult> PretrainInSubprocess(std::vector<std:
                                                 : absl::StrCat("signal ", WTERMSIG(status)),
                                             "; its messages are above"));
   }
-  std::ifstream summary(output_dir + "/pretrain_result.json");
-  const json result = json::parse(summary, nullptr, false);
-  if (result.is_discarded()) {
-    return absl::DataLossError("the pretraining wrote no pretrain_result.json");
-  }
-  ssl::train::PretrainResult out;
-  out.last_checkpoint = result.value("last_checkpoint", std::string());
-  out.epochs_completed = result.value("epochs_completed", 0);
-  out.final_loss = result.value("final_loss", 0.0);
-  out.images_per_second = result.value("images_per_second", 0.0);
-  return out;
+  return ssl::train::ReadPretrainResult(output_dir);
 }
 
 // SwAV: //tools:run_distributed_engines with the entry's config, which starts the

@@ -55,6 +55,30 @@ Dict ExtraOrEmpty(const Dict& dict, const std::string& key) {
                                                             : NewDict();
 }
 
+// The snapshot's module state under DDP's "module." prefix, as MoCo v3 and Momentum^2
+// Teacher save it.
+Dict WithModulePrefix(const Dict& model) {
+  Dict state = NewTensorDict();
+  for (const auto& item : model) state.insert("module." + item.key().toStringRef(), item.value());
+  return state;
+}
+
+// What resuming needs beyond an original's layout, kept beside it under ssl_* keys.
+void AddResumeEntries(const TrainingSnapshot& s, Dict& file) {
+  file.insert("ssl_config", s.config_json);
+  file.insert("ssl_global_step", s.global_step);
+  file.insert("ssl_extra", s.extra);
+}
+
+// The ssl_* entries back; an original's file has none (global step -1: unknown).
+void ReadResumeEntries(const Dict& file, TrainingSnapshot& s) {
+  s.config_json = StringEntry(file, "ssl_config");
+  s.extra = ExtraOrEmpty(file, "ssl_extra");
+  s.global_step = file.contains("ssl_global_step") && file.at("ssl_global_step").isInt()
+                      ? file.at("ssl_global_step").toInt()
+                      : -1;
+}
+
 class MocoV3FileLayout : public CheckpointLayout {
  public:
   std::string name() const override { return "mocov3"; }
@@ -71,15 +95,10 @@ class MocoV3FileLayout : public CheckpointLayout {
     Dict file = NewDict();
     file.insert("epoch", s.epochs_done);
     file.insert("arch", s.arch);
-    Dict state = NewTensorDict();
-    for (const auto& item : s.model)
-      state.insert("module." + item.key().toStringRef(), item.value());
-    file.insert("state_dict", state);
+    file.insert("state_dict", WithModulePrefix(s.model));
     file.insert("optimizer", s.optimizer);
     file.insert("scaler", NewDict());
-    file.insert("ssl_config", s.config_json);
-    file.insert("ssl_global_step", s.global_step);
-    file.insert("ssl_extra", s.extra);
+    AddResumeEntries(s, file);
     return file;
   }
   absl::StatusOr<TrainingSnapshot> Unpack(const c10::IValue& file) const override {
@@ -100,12 +119,8 @@ class MocoV3FileLayout : public CheckpointLayout {
       s.model.insert(key.substr(7), item.value());
     }
     s.arch = StringEntry(dict, "arch");
-    s.config_json = StringEntry(dict, "ssl_config");
     s.optimizer = dict.contains("optimizer") ? dict.at("optimizer") : c10::IValue();
-    s.extra = ExtraOrEmpty(dict, "ssl_extra");
-    s.global_step = dict.contains("ssl_global_step") && dict.at("ssl_global_step").isInt()
-                        ? dict.at("ssl_global_step").toInt()
-                        : -1;
+    ReadResumeEntries(dict, s);
     return s;
   }
   bool Recognizes(const c10::IValue& file) const override {
@@ -240,15 +255,10 @@ class M2TeacherFileLayout : public CheckpointLayout {
   c10::IValue Pack(const TrainingSnapshot& s) const override {
     Dict file = NewDict();
     file.insert("start_epoch", s.epochs_done);
-    Dict state = NewTensorDict();
-    for (const auto& item : s.model)
-      state.insert("module." + item.key().toStringRef(), item.value());
-    file.insert("model", state);
+    file.insert("model", WithModulePrefix(s.model));
     file.insert("optimizer", s.optimizer);
-    file.insert("ssl_config", s.config_json);
     file.insert("ssl_arch", s.arch);
-    file.insert("ssl_global_step", s.global_step);
-    file.insert("ssl_extra", s.extra);
+    AddResumeEntries(s, file);
     return file;
   }
   absl::StatusOr<TrainingSnapshot> Unpack(const c10::IValue& file) const override {
@@ -270,12 +280,8 @@ class M2TeacherFileLayout : public CheckpointLayout {
       s.model.insert(key.rfind("module.", 0) == 0 ? key.substr(7) : key, item.value());
     }
     s.optimizer = dict.contains("optimizer") ? dict.at("optimizer") : c10::IValue();
-    s.config_json = StringEntry(dict, "ssl_config");
     s.arch = StringEntry(dict, "ssl_arch");
-    s.extra = ExtraOrEmpty(dict, "ssl_extra");
-    s.global_step = dict.contains("ssl_global_step") && dict.at("ssl_global_step").isInt()
-                        ? dict.at("ssl_global_step").toInt()
-                        : -1;
+    ReadResumeEntries(dict, s);
     return s;
   }
   bool Recognizes(const c10::IValue& file) const override {

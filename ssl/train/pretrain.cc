@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "ssl/core/status_macros.h"
 #include "ssl/data/image_folder.h"
+#include "ssl/data/image_io.h"
 #include "ssl/data/loader.h"
 #include "ssl/distributed/gradient_sync.h"
 #include "ssl/nn/batch_norm.h"
@@ -312,6 +313,31 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
 }
 
 }  // namespace
+
+absl::Status WritePretrainResult(const PretrainResult& result, int epochs,
+                                 const std::string& output_dir) {
+  const nlohmann::json summary = {{"epochs_completed", result.epochs_completed},
+                                  {"epochs", epochs},
+                                  {"final_loss", result.final_loss},
+                                  {"images_per_second", result.images_per_second},
+                                  {"last_checkpoint", result.last_checkpoint}};
+  return data::WriteFileAtomically((fs::path(output_dir) / "pretrain_result.json").string(),
+                                   summary.dump(2) + "\n");
+}
+
+absl::StatusOr<PretrainResult> ReadPretrainResult(const std::string& output_dir) {
+  std::ifstream file((fs::path(output_dir) / "pretrain_result.json").string());
+  const nlohmann::json summary = nlohmann::json::parse(file, nullptr, false);
+  if (!file || summary.is_discarded() || !summary.is_object()) {
+    return absl::DataLossError("the pretraining wrote no pretrain_result.json");
+  }
+  PretrainResult result;
+  result.last_checkpoint = summary.value("last_checkpoint", std::string());
+  result.epochs_completed = summary.value("epochs_completed", 0);
+  result.final_loss = summary.value("final_loss", 0.0);
+  result.images_per_second = summary.value("images_per_second", 0.0);
+  return result;
+}
 
 absl::StatusOr<PretrainResult> RunPretraining(
     Method& method, const PretrainOptions& options,

@@ -72,6 +72,12 @@ struct PretrainResult {
   double images_per_second = 0;  ///< training throughput of this invocation
 };
 
+/// <output_dir>/pretrain_result.json, written atomically by the pretraining programs and
+/// read by run_experiment, which starts them as subprocesses.
+absl::Status WritePretrainResult(const PretrainResult& result, int epochs,
+                                 const std::string& output_dir);
+absl::StatusOr<PretrainResult> ReadPretrainResult(const std::string& output_dir);
+
 /// Trains `method` (created by the caller after at::manual_seed(options.seed)).
 /// Multi-process runs: every process calls this with its communicator; the global batch
 /// is split evenly, initial weights are broadcast from rank 0, gradients are averaged,

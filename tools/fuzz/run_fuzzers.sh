@@ -37,7 +37,7 @@ seed() {  # seed corpora: real inputs of each kind
       find "$repo/ssl" -name '*.jpg' -o -name '*.png' 2>/dev/null | head -5 | xargs -r cp -t "$corpus"
       local shared="$repo/../shared/datasets/imagenette/train"
       [[ -d "$shared" ]] && find "$shared" -name '*.JPEG' -o -name '*.jpg' | head -3 | xargs -r cp -t "$corpus"
-      printf 'BM' > "$corpus/stub.bmp" ;;
+      printf 'BM' > "$corpus/bmp_signature_only.bmp" ;;
     torch_file)
       if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
         /usr/bin/python3 - "$corpus" <<'PY'
