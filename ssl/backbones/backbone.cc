@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "ssl/backbones/regnet.h"
 #include "ssl/backbones/resnet.h"
+#include "ssl/backbones/vit.h"
 
 namespace ssl::backbones {
 namespace {
@@ -20,10 +21,12 @@ absl::Status UnknownName(const std::string& name) {
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown backbone \"", name, "\"; known: ", absl::StrJoin(KnownBackboneNames(), ", "),
       " (a ResNet also takes any w<multiplier> suffix, e.g. resnet18w0.25; a RegNetY any "
-      "regnet_y_d<depth>_w<w_0>_wa<w_a>_wm<w_m>_gw<group width>)"));
+      "regnet_y_d<depth>_w<w_0>_wa<w_a>_wm<w_m>_gw<group width>; a ViT a _patch<P> suffix, "
+      "e.g. vit_tiny_patch8)"));
 }
 
 bool IsRegNetName(const std::string& name) { return name.rfind("regnet", 0) == 0; }
+bool IsVitName(const std::string& name) { return name.rfind("vit", 0) == 0; }
 
 absl::StatusOr<ParsedResNet> ParseResNet(const std::string& name) {
   if (name.rfind("resnet", 0) != 0) return UnknownName(name);
@@ -54,14 +57,43 @@ std::vector<std::string> KnownBackboneNames() {
   std::vector<std::string> names = {"resnet18",  "resnet34",   "resnet50",   "resnet101",
                                     "resnet152", "resnet50w2", "resnet50w4", "resnet50w5"};
   for (const std::string& regnet : KnownRegNetNames()) names.push_back(regnet);
+  for (const char* vit : {"vit_tiny", "vit_small", "vit_base", "vit_large"}) names.push_back(vit);
   return names;
 }
+
+std::string HeadName(const std::string& name) { return IsVitName(name) ? "head" : "fc"; }
 
 absl::StatusOr<std::shared_ptr<Backbone>> CreateBackbone(const std::string& name,
                                                          const BackboneOptions& options) {
   if (options.num_classes < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("num_classes must be >= 0, got ", options.num_classes));
+  }
+  if (IsVitName(name)) {
+    std::optional<VisionTransformerOptions> vit = VisionTransformerOptionsByName(name);
+    if (!vit) return UnknownName(name);
+    if (options.cifar_stem || options.zero_init_residual) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "backbone \"", name, "\": the CIFAR stem and zero-init residual are ResNet options"));
+    }
+    if (options.image_size < vit->patch_size() || options.image_size % vit->patch_size() != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("backbone \"", name, "\" needs an image size that is a multiple of its ",
+                       vit->patch_size(), " px patches, got ", options.image_size));
+    }
+    if (!(options.drop_path_rate >= 0 && options.drop_path_rate < 1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("drop path rate must be in [0, 1), got ", options.drop_path_rate));
+    }
+    return std::shared_ptr<Backbone>(
+        std::make_shared<VisionTransformerImpl>(vit->image_size(options.image_size)
+                                                    .drop_path_rate(options.drop_path_rate)
+                                                    .stop_grad_conv1(options.stop_grad_conv1)
+                                                    .num_classes(options.num_classes)));
+  }
+  if (options.stop_grad_conv1 || options.drop_path_rate != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "backbone \"", name, "\": stop-grad conv1 and drop path are ViT options"));
   }
   if (IsRegNetName(name)) {
     if (options.cifar_stem || options.zero_init_residual) {
@@ -83,6 +115,11 @@ absl::StatusOr<std::shared_ptr<Backbone>> CreateBackbone(const std::string& name
 }
 
 absl::StatusOr<int64_t> BackboneFeatureDim(const std::string& name) {
+  if (IsVitName(name)) {
+    std::optional<VisionTransformerOptions> vit = VisionTransformerOptionsByName(name);
+    if (!vit) return UnknownName(name);
+    return vit->embed_dim();
+  }
   if (IsRegNetName(name)) {
     const std::optional<RegNetParams> params = RegNetParamsByName(name);
     if (!params) return UnknownName(name);

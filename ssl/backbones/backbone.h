@@ -37,7 +37,10 @@ class Backbone : public torch::nn::Module {
 struct BackboneOptions {
   bool cifar_stem = false;          ///< ResNet: 3x3 stride-1 first conv, no max-pool
   bool zero_init_residual = false;  ///< ResNet: last BN gamma of each block = 0
-  int64_t num_classes = 0;          ///< > 0 adds the classifier `fc`; 0 leaves it out
+  int64_t num_classes = 0;          ///< > 0 adds the classifier (`fc` / `head`); 0 leaves it out
+  int64_t image_size = 224;         ///< ViT: the input size its position table is built for
+  double drop_path_rate = 0.0;      ///< ViT: stochastic depth of the last block
+  bool stop_grad_conv1 = false;     ///< ViT: the patch projection stays at its random init
 };
 
 /// Builds a backbone by name: "resnet18", "resnet34", "resnet50", "resnet101",
@@ -45,13 +48,19 @@ struct BackboneOptions {
 /// "resnet50w2", "resnet50w4", "resnet50w5"; also narrow ones for CPU experiments such
 /// as "resnet18w0.25", as long as 64 * multiplier is a whole number); torchvision's
 /// RegNetYs ("regnet_y_400mf" ... "regnet_y_128gf") and any RegNetY by its parameters
-/// ("regnet_y_d27_w640_wa230.83_wm2.53_gw373", SwAV's RegNetY-256GF). InvalidArgument
+/// ("regnet_y_d27_w640_wa230.83_wm2.53_gw373", SwAV's RegNetY-256GF); Vision
+/// Transformers "vit_tiny", "vit_small", "vit_base", "vit_large", optionally with a
+/// "_patch<P>" suffix (see vit.h). InvalidArgument
 /// lists the known names when `name` is not one of them.
 absl::StatusOr<std::shared_ptr<Backbone>> CreateBackbone(const std::string& name,
                                                          const BackboneOptions& options = {});
 
 /// The pooled feature width of `name` without building it (2048 for resnet50).
 absl::StatusOr<int64_t> BackboneFeatureDim(const std::string& name);
+
+/// The classifier's module name of an architecture: "head" for ViTs, "fc" otherwise
+/// (torchvision's and timm's names).
+std::string HeadName(const std::string& name);
 
 /// Canonical names, for help texts.
 std::vector<std::string> KnownBackboneNames();

@@ -13,76 +13,18 @@
 #include <sstream>
 
 #include "ssl/backbones/backbone.h"
+#include "ssl/backbones/golden_test_util.h"
 #include "ssl/backbones/regnet.h"
 #include "ssl/nn/state_dict.h"
 
 namespace ssl::backbones {
 namespace {
 
-struct Golden {
-  std::vector<std::pair<std::string, std::vector<int64_t>>> keys;
-  std::vector<std::vector<double>> logits;
-};
-
-Golden ReadGolden(const std::string& arch) {
-  const std::string path = std::string(std::getenv("TEST_SRCDIR")) + "/" +
-                           std::getenv("TEST_WORKSPACE") + "/ssl/backbones/testdata/torchvision_" +
-                           arch + ".txt";
-  std::ifstream file(path);
-  EXPECT_TRUE(file.good()) << path;
-  Golden golden;
-  std::string line;
-  while (std::getline(file, line)) {
-    std::istringstream in(line);
-    std::string kind;
-    in >> kind;
-    if (kind == "key") {
-      std::string name;
-      in >> name;
-      std::vector<int64_t> shape;
-      for (int64_t d; in >> d;) shape.push_back(d);
-      golden.keys.emplace_back(name, shape);
-    } else if (kind == "logits") {
-      golden.logits.emplace_back();
-      for (double v; in >> v;) golden.logits.back().push_back(v);
-    }
-  }
-  return golden;
-}
-
-// The same formula as tools/make_torchvision_golden.py's fill_deterministically.
-void FillDeterministically(Backbone& model) {
-  torch::NoGradGuard no_grad;
-  int k = 0;
-  for (auto& [name, tensor] : ssl::nn::StateDict(model)) {
-    const int key = k++;
-    if (name.size() >= 19 && name.compare(name.size() - 19, 19, "num_batches_tracked") == 0)
-      continue;
-    const at::Tensor i = at::arange(tensor.numel(), at::kDouble);
-    const at::Tensor wave = at::sin(0.1 * i + key);
-    at::Tensor values;
-    const auto ends_with = [&name](const std::string& suffix) {
-      return name.size() >= suffix.size() &&
-             name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-    };
-    if (ends_with("running_var")) {
-      values = 1.0 + 0.5 * wave * wave;
-    } else if (tensor.dim() > 1) {
-      values = wave * std::sqrt(3.0 / (tensor.numel() / tensor.size(0)));
-    } else if (ends_with("weight")) {
-      values = 1.0 + 0.1 * wave;
-    } else {
-      values = 0.1 * wave;
-    }
-    tensor.copy_(values.reshape(tensor.sizes()).to(tensor.scalar_type()));
-  }
-}
-
 class TorchvisionGoldenTest : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(TorchvisionGoldenTest, KeysShapesAndLogitsMatchTorchvision) {
   const std::string arch = GetParam();
-  const Golden golden = ReadGolden(arch);
+  const Golden golden = ReadGolden("torchvision_" + arch + ".txt");
   ASSERT_FALSE(golden.keys.empty());
   BackboneOptions options;
   options.num_classes = 1000;
@@ -253,9 +195,10 @@ TEST(RegistryTest, UnknownOrBadNamesAreOneClearError) {
             "unknown backbone \"resnet19\"; known: resnet18, resnet34, resnet50, resnet101, "
             "resnet152, resnet50w2, resnet50w4, resnet50w5, regnet_y_400mf, regnet_y_800mf, "
             "regnet_y_1_6gf, regnet_y_3_2gf, regnet_y_8gf, regnet_y_16gf, regnet_y_32gf, "
-            "regnet_y_128gf (a ResNet also takes any w<multiplier> suffix, e.g. "
-            "resnet18w0.25; a RegNetY any regnet_y_d<depth>_w<w_0>_wa<w_a>_wm<w_m>_gw<group "
-            "width>)");
+            "regnet_y_128gf, vit_tiny, vit_small, vit_base, vit_large (a ResNet also takes "
+            "any w<multiplier> suffix, e.g. resnet18w0.25; a RegNetY any "
+            "regnet_y_d<depth>_w<w_0>_wa<w_a>_wm<w_m>_gw<group width>; a ViT a _patch<P> "
+            "suffix, e.g. vit_tiny_patch8)");
   EXPECT_EQ(CreateBackbone("regnet_y_d27_w641_wa230.83_wm2.53_gw373").status().message(),
             "invalid RegNet settings: need depth >= 1, w_a >= 0, w_0 > 0 and a multiple of 8, "
             "w_m > 1, group width >= 1; got depth 27, w_0 641, w_a 230.83, w_m 2.53, group "
@@ -263,7 +206,7 @@ TEST(RegistryTest, UnknownOrBadNamesAreOneClearError) {
   BackboneOptions cifar;
   cifar.cifar_stem = true;
   EXPECT_FALSE(CreateBackbone("regnet_y_400mf", cifar).ok());
-  EXPECT_FALSE(CreateBackbone("vit_small").ok());
+  EXPECT_FALSE(CreateBackbone("vit_small", cifar).ok());
   EXPECT_FALSE(CreateBackbone("resnet50wx").ok());
   EXPECT_EQ(CreateBackbone("resnet18w0.3").status().message(),
             "backbone \"resnet18w0.3\": 64 * width multiplier must be a whole number, got 19.2");
