@@ -185,6 +185,63 @@ print("ok")
             "export_backbone: --format=onnx is not one of torchvision, deit\n");
 }
 
+// The ViT recipe's command (main_moco -a vit_small --optimizer=adamw --lr=1.5e-4
+// --weight_decay=.1 --stop_grad_conv1 --moco_m_cos --moco_t=.2) at toy size; the DeiT
+// export loads into a timm-named ViT (tools/make_vit_golden.py's independent one) with
+// only the head missing.
+TEST_F(PretrainCliTest, VitRecipeTrainsAndItsDeitExportLoadsIntoATimmNamedVit) {
+  if (system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) {
+    GTEST_SKIP() << "Debian's python3-torch is not installed";
+  }
+  const std::string dir = data::testing::MakeTempDir("vit");
+  ASSERT_EQ(testing::ExitCode(Start(dir,
+                                    {"--epochs=2", "--arch=vit_tiny_patch8", "--nocifar_stem",
+                                     "--optimizer=adamw", "--lr=1.5e-4", "--weight_decay=.1",
+                                     "--stop_grad_conv1", "--moco_m_cos", "--moco_t=.2"},
+                                    dir + "/log.txt")),
+            0)
+      << testing::ReadFile(dir + "/log.txt");
+  const std::string checkpoint = dir + "/checkpoint_0001.pth.tar";
+  ASSERT_EQ(testing::ExitCode(testing::StartProcess(
+                {Runfile("tools/export_backbone"), "--pretrained=" + checkpoint,
+                 "--output=" + dir + "/deit.pth", "--format=deit"},
+                dir + "/export_log.txt")),
+            0)
+      << testing::ReadFile(dir + "/export_log.txt");
+  const std::string script = dir + "/check.py";
+  std::ofstream(script) << R"(
+import json, sys, torch
+sys.path.insert(0, sys.argv[3])
+from make_vit_golden import VisionTransformer
+ck, deit = torch.load(sys.argv[1]), torch.load(sys.argv[2])
+assert ck["arch"] == "vit_tiny_patch8" and ck["epoch"] == 2, (ck["arch"], ck["epoch"])
+config = json.loads(ck["ssl_config"])
+assert config["crop_min"] == 0.08 and config["stop_grad_conv1"] and config["moco_t"] == 0.2, config
+groups = ck["optimizer"]["param_groups"]
+assert len(groups) == 1 and groups[0]["weight_decay"] == 0.1, groups
+sd = ck["state_dict"]
+assert "module.predictor.4.running_mean" in sd and "module.base_encoder.head.7.running_var" in sd
+# Frozen patch projection: base and momentum differ only by the EMA's rounding.
+for name in ["patch_embed.proj.weight", "patch_embed.proj.bias"]:
+    assert torch.allclose(sd["module.base_encoder." + name], sd["module.momentum_encoder." + name],
+                          atol=1e-6), name
+assert not torch.equal(sd["module.base_encoder.blocks.0.attn.qkv.weight"],
+                       sd["module.momentum_encoder.blocks.0.attn.qkv.weight"])
+model = VisionTransformer(32, 8, 192, 12, 3, 10)
+result = model.load_state_dict(deit["model"], strict=False)
+assert sorted(result.missing_keys) == ["head.bias", "head.weight"], result.missing_keys
+assert not result.unexpected_keys, result.unexpected_keys
+for key, value in deit["model"].items():
+    assert torch.equal(value, sd["module.base_encoder." + key]), key
+assert torch.isfinite(model(torch.randn(2, 3, 32, 32))).all()
+print("ok")
+)";
+  EXPECT_EQ(system(("/usr/bin/python3 " + script + " " + checkpoint + " " + dir + "/deit.pth " +
+                    fs::path(Runfile("tools/make_vit_golden.py")).parent_path().string())
+                       .c_str()),
+            0);
+}
+
 TEST_F(PretrainCliTest, ResumesFromACheckpointAsTheOriginalSavesIt) {
   if (system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) {
     GTEST_SKIP() << "Debian's python3-torch is not installed";

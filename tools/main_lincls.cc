@@ -24,7 +24,7 @@ DEFINE_string(train_split, "train", "Training sub-folder.");
 DEFINE_string(val_split, "val", "Validation sub-folder.");
 DEFINE_int32(epochs, 90, "Epochs (90 in MoCo v3).");
 DEFINE_int64(batch_size, 1024, "Batch; the lr scales with batch / 256.");
-DEFINE_double(lr, 0.1, "Base lr: 0.1 for ResNet-50, 3.0 for ViT.");
+DEFINE_double(lr, 0, "Base lr; 0 picks MoCo v3's: 0.1 for ResNets, 3.0 for ViTs.");
 DEFINE_double(weight_decay, 0.0, "Weight decay (0 in MoCo v3).");
 DEFINE_int32(image_size, 0, "Crop size (0: the pretraining image size).");
 DEFINE_int32(resize, 0, "Validation short side before the crop (0: image_size * 8 / 7).");
@@ -65,7 +65,8 @@ int main(int argc, char** argv) {
   ssl::eval::LinearEvalOptions options;
   options.epochs = FLAGS_epochs;
   options.batch_size = FLAGS_batch_size;
-  options.base_lr = FLAGS_lr;
+  options.base_lr =
+      FLAGS_lr != 0 ? FLAGS_lr : (ssl::backbones::HeadName(config->arch) == "head" ? 3.0 : 0.1);
   options.weight_decay = FLAGS_weight_decay;
   options.image_size = FLAGS_image_size > 0 ? FLAGS_image_size : config->image_size;
   options.resize = FLAGS_resize > 0 ? FLAGS_resize : options.image_size * 8 / 7;

@@ -33,7 +33,6 @@ DEFINE_string(data, "",
               "Training images as an ImageFolder (<root>/<class>/<image>). May also be "
               "given as the first positional argument, as in main_moco.py.");
 DEFINE_string(output_dir, "", "Where checkpoint_%04d.pth.tar and metrics.jsonl go (required).");
-DEFINE_bool(stop_grad_conv1, false, "ViT only: keep the patch projection at its random init.");
 DEFINE_string(resume, "",
               "Checkpoint to resume from, or \"latest\" for the newest in --output_dir.");
 DEFINE_int32(max_epochs_this_run, 0, "Stop after this many epochs in this invocation (0: all).");
@@ -80,10 +79,6 @@ int main(int argc, char** argv) {
   }
   if (FLAGS_resume != "latest") FLAGS_resume = ssl::tools::UserPath(FLAGS_resume);
   if (absl::Status s = ssl::tools::ValidateMocoFlags(); !s.ok()) return Fail(s);
-  if (FLAGS_stop_grad_conv1) {
-    return Fail(absl::InvalidArgumentError(
-        "--stop_grad_conv1 applies to ViT backbones, and --arch " + FLAGS_arch + " is a ResNet"));
-  }
   ssl::distributed::DistributedFlags dist_flags;
   dist_flags.dist_url = FLAGS_dist_url;
   dist_flags.world_size = FLAGS_world_size;

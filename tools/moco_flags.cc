@@ -29,7 +29,11 @@ DEFINE_double(moco_m, 0.99,
               "0.99, or 0.996 for the 1000-epoch ResNet recipe.");
 DEFINE_bool(moco_m_cos, true,
             "Raise the momentum to 1 along a half-cosine (--nomoco_m_cos: fixed).");
-DEFINE_double(crop_min, 0.2, "Minimum RandomResizedCrop area: 0.2 for ResNets, 0.08 for ViTs.");
+DEFINE_double(crop_min, 0,
+              "Minimum RandomResizedCrop area; 0 picks the paper's: 0.2 for ResNets, 0.08 "
+              "for ViTs.");
+DEFINE_bool(stop_grad_conv1, false,
+            "ViT only: keep the patch projection at its random init (the ViT recipes set it).");
 DEFINE_int32(image_size, 224, "Crop size of both views.");
 DEFINE_int32(print_freq, 10, "Iterations between progress lines.");
 DEFINE_uint64(seed, 0, "Seeds initialization, data order and augmentations.");
@@ -56,7 +60,9 @@ methods::MocoV3Options MocoV3OptionsFromFlags() {
   moco.temperature = FLAGS_moco_t;
   moco.momentum = FLAGS_moco_m;
   moco.momentum_cosine = FLAGS_moco_m_cos;
-  moco.crop_min = FLAGS_crop_min;
+  moco.crop_min =
+      FLAGS_crop_min != 0 ? FLAGS_crop_min : (backbones::HeadName(FLAGS_arch) == "head" ? 0.08 : 0.2);
+  moco.stop_grad_conv1 = FLAGS_stop_grad_conv1;
   moco.image_size = FLAGS_image_size;
   return moco;
 }

@@ -13,6 +13,7 @@
 
 DECLARE_string(arch);
 DECLARE_bool(cifar_stem);
+DECLARE_bool(stop_grad_conv1);
 DECLARE_int64(batch_size);
 DECLARE_double(lr);
 DECLARE_int32(epochs);

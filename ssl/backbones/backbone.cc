@@ -63,52 +63,56 @@ std::vector<std::string> KnownBackboneNames() {
 
 std::string HeadName(const std::string& name) { return IsVitName(name) ? "head" : "fc"; }
 
-absl::StatusOr<std::shared_ptr<Backbone>> CreateBackbone(const std::string& name,
-                                                         const BackboneOptions& options) {
+absl::Status ValidateBackbone(const std::string& name, const BackboneOptions& options) {
   if (options.num_classes < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("num_classes must be >= 0, got ", options.num_classes));
   }
-  if (IsVitName(name)) {
-    std::optional<VisionTransformerOptions> vit = VisionTransformerOptionsByName(name);
-    if (!vit) return UnknownName(name);
-    if (options.cifar_stem || options.zero_init_residual) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "backbone \"", name, "\": the CIFAR stem and zero-init residual are ResNet options"));
-    }
-    if (options.image_size < vit->patch_size() || options.image_size % vit->patch_size() != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("backbone \"", name, "\" needs an image size that is a multiple of its ",
-                       vit->patch_size(), " px patches, got ", options.image_size));
-    }
-    if (!(options.drop_path_rate >= 0 && options.drop_path_rate < 1)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("drop path rate must be in [0, 1), got ", options.drop_path_rate));
-    }
-    return std::shared_ptr<Backbone>(
-        std::make_shared<VisionTransformerImpl>(vit->image_size(options.image_size)
-                                                    .drop_path_rate(options.drop_path_rate)
-                                                    .stop_grad_conv1(options.stop_grad_conv1)
-                                                    .num_classes(options.num_classes)));
+  if (absl::StatusOr<int64_t> width = BackboneFeatureDim(name); !width.ok()) {
+    return width.status();
   }
-  if (options.stop_grad_conv1 || options.drop_path_rate != 0) {
+  const bool resnet = !IsVitName(name) && !IsRegNetName(name);
+  if (!resnet && (options.cifar_stem || options.zero_init_residual)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "backbone \"", name, "\": stop-grad conv1 and drop path are ViT options"));
+        "backbone \"", name, "\": the CIFAR stem and zero-init residual are ResNet options"));
   }
-  if (IsRegNetName(name)) {
-    if (options.cifar_stem || options.zero_init_residual) {
+  if (!IsVitName(name)) {
+    if (options.stop_grad_conv1 || options.drop_path_rate != 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "backbone \"", name, "\": the CIFAR stem and zero-init residual are ResNet options"));
+          "backbone \"", name, "\": stop-grad conv1 and drop path are ViT options"));
     }
-    if (!RegNetParamsByName(name)) return UnknownName(name);
-    return CreateRegNet(name, options.num_classes);
+    return absl::OkStatus();
   }
-  absl::StatusOr<ParsedResNet> parsed = ParseResNet(name);
-  if (!parsed.ok()) return parsed.status();
+  const int64_t patch = VisionTransformerOptionsByName(name)->patch_size();
+  if (options.image_size < patch || options.image_size % patch != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backbone \"", name, "\" needs an image size that is a multiple of its ",
+                     patch, " px patches, got ", options.image_size));
+  }
+  if (!(options.drop_path_rate >= 0 && options.drop_path_rate < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("drop path rate must be in [0, 1), got ", options.drop_path_rate));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<Backbone>> CreateBackbone(const std::string& name,
+                                                         const BackboneOptions& options) {
+  if (absl::Status s = ValidateBackbone(name, options); !s.ok()) return s;
+  if (IsVitName(name)) {
+    return std::shared_ptr<Backbone>(std::make_shared<VisionTransformerImpl>(
+        VisionTransformerOptionsByName(name)
+            ->image_size(options.image_size)
+            .drop_path_rate(options.drop_path_rate)
+            .stop_grad_conv1(options.stop_grad_conv1)
+            .num_classes(options.num_classes)));
+  }
+  if (IsRegNetName(name)) return CreateRegNet(name, options.num_classes);
+  const ParsedResNet parsed = *ParseResNet(name);
   return std::shared_ptr<Backbone>(
       std::make_shared<ResNetImpl>(ResNetOptions()
-                                       .depth(parsed->depth)
-                                       .width_multiplier(parsed->width)
+                                       .depth(parsed.depth)
+                                       .width_multiplier(parsed.width)
                                        .cifar_stem(options.cifar_stem)
                                        .zero_init_residual(options.zero_init_residual)
                                        .num_classes(options.num_classes)));

@@ -55,6 +55,9 @@ struct BackboneOptions {
 absl::StatusOr<std::shared_ptr<Backbone>> CreateBackbone(const std::string& name,
                                                          const BackboneOptions& options = {});
 
+/// The checks CreateBackbone makes, without building anything.
+absl::Status ValidateBackbone(const std::string& name, const BackboneOptions& options);
+
 /// The pooled feature width of `name` without building it (2048 for resnet50).
 absl::StatusOr<int64_t> BackboneFeatureDim(const std::string& name);
 

@@ -43,26 +43,29 @@ absl::StatusOr<std::shared_ptr<MocoV3Impl>> MocoV3Impl::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("moco temperature must be > 0, got ", options.temperature));
   }
-  // Validate the name before building anything.
-  if (absl::StatusOr<int64_t> width = backbones::BackboneFeatureDim(options.arch); !width.ok()) {
-    return width.status();
-  }
+  // Validate the name and options before building anything.
+  backbones::BackboneOptions check;
+  check.image_size = options.image_size;
+  check.stop_grad_conv1 = options.stop_grad_conv1;
+  check.cifar_stem = options.cifar_stem;
+  if (absl::Status s = backbones::ValidateBackbone(options.arch, check); !s.ok()) return s;
   return std::shared_ptr<MocoV3Impl>(new MocoV3Impl(options, std::move(communicator)));
 }
 
 MocoV3Impl::MocoV3Impl(const MocoV3Options& options,
                        std::shared_ptr<distributed::Communicator> communicator)
     : options_(options), communicator_(std::move(communicator)) {
-  // ResNets: zero-init of the last BN gamma in each block; projector 2 layers with last
-  // BN; predictor 2 layers without.
+  const bool vit = backbones::HeadName(options.arch) == "head";
   backbones::BackboneOptions backbone_options;
-  backbone_options.zero_init_residual = true;
+  backbone_options.zero_init_residual = !vit;
   backbone_options.cifar_stem = options.cifar_stem;
+  backbone_options.image_size = options.image_size;
+  backbone_options.stop_grad_conv1 = options.stop_grad_conv1;
   auto build_encoder = [&] {
     std::shared_ptr<backbones::Backbone> encoder =
         *backbones::CreateBackbone(options.arch, backbone_options);
     encoder->SetHead(torch::nn::AnyModule(nn::BuildMlp(nn::MlpOptions()
-                                                           .num_layers(2)
+                                                           .num_layers(vit ? 3 : 2)
                                                            .input_dim(encoder->feature_dim())
                                                            .hidden_dim(options.mlp_dim)
                                                            .output_dim(options.dim)
@@ -76,7 +79,7 @@ MocoV3Impl::MocoV3Impl(const MocoV3Options& options,
                                                             .input_dim(options.dim)
                                                             .hidden_dim(options.mlp_dim)
                                                             .output_dim(options.dim)
-                                                            .last_bn(false)));
+                                                            .last_bn(vit)));
   // The momentum encoder starts as an exact copy and never receives gradients.
   c10::AutoGradMode no_grad(false);
   const auto base = base_encoder->parameters();
@@ -152,8 +155,9 @@ std::vector<ParameterGroup> MocoV3Impl::ParameterGroups() {
 }
 
 std::vector<std::pair<std::string, BackboneLocation>> MocoV3Impl::Backbones() const {
-  return {{"base", {options_.arch, options_.cifar_stem, "base_encoder.", {"fc."}}},
-          {"momentum", {options_.arch, options_.cifar_stem, "momentum_encoder.", {"fc."}}}};
+  const std::string head = backbones::HeadName(options_.arch) + ".";
+  return {{"base", {options_.arch, options_.cifar_stem, "base_encoder.", {head}}},
+          {"momentum", {options_.arch, options_.cifar_stem, "momentum_encoder.", {head}}}};
 }
 
 nlohmann::json MocoV3Impl::Config() const {
@@ -165,6 +169,7 @@ nlohmann::json MocoV3Impl::Config() const {
           {"moco_m", options_.momentum},
           {"moco_m_cos", options_.momentum_cosine},
           {"crop_min", options_.crop_min},
+          {"stop_grad_conv1", options_.stop_grad_conv1},
           {"image_size", options_.image_size}};
 }
 

@@ -2,6 +2,9 @@
 // projector), a momentum encoder (a copy of backbone + projector, not the predictor)
 // updated by EMA before the keys are computed, a predictor on the base branch only, and
 // the symmetrized InfoNCE loss over keys gathered from all processes, scaled by 2T.
+// ResNets (MoCo_ResNet): projector 2 layers with last BN, predictor 2 layers without,
+// zero-init residuals. ViTs (MoCo_ViT): projector 3 layers, predictor 2 layers, both
+// with last BN, the head slot "head" instead of "fc".
 #ifndef SSL_METHODS_MOCOV3_H_
 #define SSL_METHODS_MOCOV3_H_
 
@@ -30,6 +33,7 @@ struct MocoV3Options {
   bool momentum_cosine = true;  ///< --moco-m-cos: raise it to 1 along a half cosine
   int image_size = 224;         ///< crop size of both views
   double crop_min = 0.2;        ///< RandomResizedCrop minimum area (--crop-min)
+  bool stop_grad_conv1 = false; ///< ViT: keep the patch projection at its random init
 };
 
 class MocoV3Impl : public Method {

@@ -9,7 +9,9 @@
 
 #include <cmath>
 
+#include "ssl/backbones/vit.h"
 #include "ssl/nn/state_dict.h"
+#include "ssl/optim/optimizer.h"
 #include "ssl/optim/schedules.h"
 
 namespace ssl::methods {
@@ -218,6 +220,66 @@ TEST(MocoV3Test, InitialLossIsAboutFourLogB) {
   EXPECT_NEAR(loss, 4 * std::log(32.0), 0.1 * 4 * std::log(32.0));
 }
 
+MocoV3Options TinyVit() {
+  MocoV3Options options;
+  options.arch = "vit_tiny_patch8";
+  options.image_size = 16;
+  options.dim = 16;
+  options.mlp_dim = 32;
+  options.temperature = 0.2;
+  options.stop_grad_conv1 = true;
+  return options;
+}
+
+// MoCo_ViT of builder.py: projector 3 layers with last BN in the head slot, predictor
+// 2 layers with last BN.
+TEST(MocoV3VitTest, HeadsFollowMocoVitLayout) {
+  auto model = Make(TinyVit());
+  std::set<std::string> keys;
+  for (const auto& [key, tensor] : nn::StateDict(*model)) keys.insert(key);
+  for (const char* key :
+       {"base_encoder.cls_token", "base_encoder.pos_embed", "base_encoder.patch_embed.proj.weight",
+        "base_encoder.blocks.11.attn.qkv.weight", "base_encoder.norm.weight",
+        "base_encoder.head.0.weight", "base_encoder.head.3.weight", "base_encoder.head.6.weight",
+        "base_encoder.head.7.running_mean", "momentum_encoder.head.6.weight",
+        "predictor.0.weight", "predictor.3.weight", "predictor.4.running_mean"}) {
+    EXPECT_TRUE(keys.count(key)) << key;
+  }
+  EXPECT_FALSE(keys.count("base_encoder.head.8.weight"));
+  EXPECT_FALSE(keys.count("base_encoder.fc.0.weight"));
+  EXPECT_EQ(model->base_encoder->parameters()[0].size(-1), 192);  // cls token width
+  const auto where = model->Backbones();
+  EXPECT_EQ(where[0].second.head_prefixes, std::vector<std::string>{"head."});
+  EXPECT_EQ(model->Config()["stop_grad_conv1"], true);
+}
+
+// --stop-grad-conv1 freezes the patch projection in both encoders; the EMA of equal
+// frozen tensors leaves them equal; everything else learns.
+TEST(MocoV3VitTest, StopGradConv1KeepsThePatchProjectionAcrossAStep) {
+  torch::manual_seed(0);
+  auto model = Make(TinyVit());
+  auto* base = dynamic_cast<backbones::VisionTransformerImpl*>(model->base_encoder.get());
+  auto* momentum = dynamic_cast<backbones::VisionTransformerImpl*>(model->momentum_encoder.get());
+  ASSERT_NE(base, nullptr);
+  ASSERT_NE(momentum, nullptr);
+  const at::Tensor patch_before = base->patch_embed->proj->weight.clone();
+  const at::Tensor qkv_before = base->blocks[0]->as<backbones::TransformerBlock>()
+                                    ->attn->qkv->weight.clone();
+  model->forward(at::randn({8, 3, 16, 16}), at::randn({8, 3, 16, 16}), 0.99).backward();
+  EXPECT_FALSE(base->patch_embed->proj->weight.grad().defined());
+  EXPECT_FALSE(base->pos_embed.grad().defined());
+  auto optimizer = optim::MakeOptimizer("adamw", {{.params = nn::Parameters(*model), .weight_decay = 0.1}},
+                                        {.lr = 0.01});
+  ASSERT_TRUE(optimizer.ok()) << optimizer.status();
+  (*optimizer)->Step();
+  model->UpdateMomentumEncoder(0.9);
+  EXPECT_TRUE(at::equal(base->patch_embed->proj->weight, patch_before));
+  // builder.py's EMA runs over every parameter, so the frozen copy only sees rounding.
+  EXPECT_TRUE(at::allclose(momentum->patch_embed->proj->weight, patch_before, 0, 1e-7));
+  EXPECT_FALSE(at::equal(
+      base->blocks[0]->as<backbones::TransformerBlock>()->attn->qkv->weight, qkv_before));
+}
+
 TEST(MocoV3Test, BadOptionsAreOneClearError) {
   MocoV3Options options = Tiny();
   options.arch = "resnet7";
@@ -227,6 +289,15 @@ TEST(MocoV3Test, BadOptionsAreOneClearError) {
   options.temperature = 0;
   EXPECT_EQ(MocoV3Impl::Create(options, distributed::MakeLocalCommunicator()).status().message(),
             "moco temperature must be > 0, got 0");
+  options = TinyVit();
+  options.image_size = 20;
+  EXPECT_EQ(MocoV3Impl::Create(options, distributed::MakeLocalCommunicator()).status().message(),
+            "backbone \"vit_tiny_patch8\" needs an image size that is a multiple of its 8 px "
+            "patches, got 20");
+  options = Tiny();
+  options.stop_grad_conv1 = true;
+  EXPECT_EQ(MocoV3Impl::Create(options, distributed::MakeLocalCommunicator()).status().message(),
+            "backbone \"resnet18w0.125\": stop-grad conv1 and drop path are ViT options");
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "ssl/train/pretrained.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -51,6 +52,40 @@ std::optional<std::pair<std::string, bool>> InferResnet(const c10::impl::Generic
   return std::make_pair(arch, /*cifar_stem=*/stem->size(2) == 3);
 }
 
+// The ViT under `prefix`, from timm's names: the width names the size (moco-v3's
+// vit_small has 12 heads, which the weights cannot show), the patch projection the
+// patch size and the position table the image size.
+struct InferredVit {
+  std::string arch;
+  int image_size = 224;
+};
+
+std::optional<InferredVit> InferVit(const c10::impl::GenericDict& model, const std::string& prefix) {
+  const auto tensor = [&](const std::string& key) -> std::optional<at::Tensor> {
+    if (!model.contains(prefix + key) || !model.at(prefix + key).isTensor()) return std::nullopt;
+    return model.at(prefix + key).toTensor();
+  };
+  const std::optional<at::Tensor> pos = tensor("pos_embed");
+  const std::optional<at::Tensor> patch = tensor("patch_embed.proj.weight");
+  if (!pos || !patch || pos->dim() != 3 || patch->dim() != 4 || !tensor("cls_token")) {
+    return std::nullopt;
+  }
+  int depth = 0;
+  while (tensor(absl::StrCat("blocks.", depth, ".attn.qkv.weight"))) ++depth;
+  static const std::map<std::pair<int64_t, int>, std::string> kSizes = {
+      {{192, 12}, "vit_tiny"}, {{384, 12}, "vit_small"}, {{768, 12}, "vit_base"},
+      {{1024, 24}, "vit_large"}};
+  auto size = kSizes.find({patch->size(0), depth});
+  if (size == kSizes.end()) return std::nullopt;
+  InferredVit vit;
+  const int64_t patch_size = patch->size(2);
+  vit.arch = size->second;
+  if (patch_size != 16) absl::StrAppend(&vit.arch, "_patch", patch_size);
+  const int64_t grid = std::llround(std::sqrt(static_cast<double>(pos->size(1) - 1)));
+  vit.image_size = static_cast<int>(grid * patch_size);
+  return vit;
+}
+
 // Files the originals wrote (no ssl_config): the backbone is found by its module path
 // and its architecture read off the weights.
 absl::StatusOr<CheckpointConfig> ForeignConfig(const TrainingSnapshot& snapshot,
@@ -70,23 +105,33 @@ absl::StatusOr<CheckpointConfig> ForeignConfig(const TrainingSnapshot& snapshot,
   CheckpointConfig config;
   config.epoch = static_cast<int>(snapshot.epochs_done);
   config.method = "imported";
-  std::vector<std::pair<const Candidate*, std::pair<std::string, bool>>> found;
+  struct Found {
+    const Candidate* candidate;
+    std::string arch;
+    bool cifar_stem = false;
+    int image_size = 224;
+  };
+  std::vector<Found> found;
   for (const Candidate& candidate : kCandidates) {
-    if (std::any_of(found.begin(), found.end(),
-                    [&](const auto& f) { return std::string(f.first->name) == candidate.name; })) {
+    if (std::any_of(found.begin(), found.end(), [&](const Found& f) {
+          return std::string(f.candidate->name) == candidate.name;
+        })) {
       continue;
     }
-    auto resnet = InferResnet(snapshot.model, candidate.prefix);
-    if (resnet) found.emplace_back(&candidate, *resnet);
+    if (auto resnet = InferResnet(snapshot.model, candidate.prefix)) {
+      found.push_back({&candidate, resnet->first, resnet->second});
+    } else if (auto vit = InferVit(snapshot.model, candidate.prefix)) {
+      found.push_back({&candidate, vit->arch, false, vit->image_size});
+    }
   }
-  for (const auto& f : found) config.available.push_back(f.first->name);
+  for (const Found& f : found) config.available.push_back(f.candidate->name);
   if (found.empty()) {
     if (!snapshot.arch.empty()) {  // MoCo v3's own record, e.g. an architecture not a ResNet
       config.available = {"base"};
       config.backbone = "base";
       config.arch = snapshot.arch;
       config.prefix = "base_encoder.";
-      config.head_prefixes = {"fc."};
+      config.head_prefixes = {backbones::HeadName(snapshot.arch) + "."};
       return config;
     }
     const std::string first =
@@ -94,15 +139,15 @@ absl::StatusOr<CheckpointConfig> ForeignConfig(const TrainingSnapshot& snapshot,
     return absl::InvalidArgumentError(absl::StrCat(
         path,
         " holds no backbone this framework can rebuild: no ResNet with torchvision's "
-        "names under base_encoder., teacher_encoder., trunk._feature_blocks. or the top "
-        "level (first key: ",
+        "names or ViT with timm's under base_encoder., teacher_encoder., "
+        "trunk._feature_blocks. or the top level (first key: ",
         first, ")"));
   }
-  const auto* chosen = &found.front();
+  const Found* chosen = &found.front();
   if (!backbone.empty()) {
     chosen = nullptr;
-    for (const auto& f : found) {
-      if (backbone == f.first->name) chosen = &f;
+    for (const Found& f : found) {
+      if (backbone == f.candidate->name) chosen = &f;
     }
     if (!chosen) {
       return absl::InvalidArgumentError(
@@ -110,11 +155,12 @@ absl::StatusOr<CheckpointConfig> ForeignConfig(const TrainingSnapshot& snapshot,
                        "\"; it holds: ", absl::StrJoin(config.available, ", ")));
     }
   }
-  config.backbone = chosen->first->name;
-  config.prefix = chosen->first->prefix;
-  config.arch = chosen->second.first;
-  config.cifar_stem = chosen->second.second;
-  config.head_prefixes = {"fc."};
+  config.backbone = chosen->candidate->name;
+  config.prefix = chosen->candidate->prefix;
+  config.arch = chosen->arch;
+  config.cifar_stem = chosen->cifar_stem;
+  config.image_size = chosen->image_size;
+  config.head_prefixes = {backbones::HeadName(chosen->arch) + "."};
   return config;
 }
 
@@ -160,18 +206,21 @@ absl::StatusOr<CheckpointConfig> ReadCheckpointConfig(const std::string& path,
 }
 
 absl::StatusOr<std::shared_ptr<backbones::Backbone>> LoadPretrainedBackbone(
-    const std::string& path, int64_t num_classes, const std::string& backbone) {
+    const std::string& path, int64_t num_classes, const std::string& backbone,
+    double drop_path_rate) {
   SSL_ASSIGN_OR_RETURN(TrainingSnapshot snapshot, ReadSnapshot(path));
   SSL_ASSIGN_OR_RETURN(CheckpointConfig config, ConfigOf(snapshot, path, backbone));
   backbones::BackboneOptions options;
   options.cifar_stem = config.cifar_stem;
   options.num_classes = num_classes;
+  options.image_size = config.image_size;
+  options.drop_path_rate = drop_path_rate;
   SSL_ASSIGN_OR_RETURN(std::shared_ptr<backbones::Backbone> model,
                        backbones::CreateBackbone(config.arch, options));
   // The checkpoint's head (MoCo v3's projector at fc.*) is skipped; a fresh classifier
   // of num_classes keeps its own initialization.
   std::vector<std::string> skip = config.head_prefixes;
-  if (num_classes > 0) skip.push_back("fc.");
+  if (num_classes > 0) skip.push_back(backbones::HeadName(config.arch) + ".");
   if (absl::Status s = LoadStateDictFromIValue(*model, snapshot.model, config.prefix, skip);
       !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("cannot load the ", config.backbone,

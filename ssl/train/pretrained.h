@@ -33,9 +33,10 @@ absl::StatusOr<CheckpointConfig> ReadCheckpointConfig(const std::string& path,
                                                       const std::string& backbone = "");
 
 /// Builds the chosen backbone and loads its weights (its head dropped), optionally with
-/// a fresh classifier of `num_classes`.
+/// a fresh classifier of `num_classes` (and, for fine-tuning a ViT, drop path).
 absl::StatusOr<std::shared_ptr<backbones::Backbone>> LoadPretrainedBackbone(
-    const std::string& path, int64_t num_classes = 0, const std::string& backbone = "");
+    const std::string& path, int64_t num_classes = 0, const std::string& backbone = "",
+    double drop_path_rate = 0.0);
 
 }  // namespace ssl::train
 
