@@ -69,6 +69,36 @@ class Rng {
     return low + static_cast<int64_t>(draw % range);
   }
 
+  /// Standard normal (Box-Muller; one of the pair is discarded, for simplicity).
+  double Normal() {
+    const double u1 = 1.0 - Uniform();  // (0, 1]
+    const double u2 = Uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  }
+  double Normal(double mean, double std) { return mean + std * Normal(); }
+
+  /// Gamma(shape, 1) by Marsaglia and Tsang (shape < 1 through the boost U^(1/shape)).
+  double Gamma(double shape) {
+    if (shape < 1.0) return Gamma(shape + 1.0) * std::pow(1.0 - Uniform(), 1.0 / shape);
+    const double d = shape - 1.0 / 3.0, c = 1.0 / std::sqrt(9.0 * d);
+    while (true) {
+      double x, v;
+      do {
+        x = Normal();
+        v = 1.0 + c * x;
+      } while (v <= 0);
+      v = v * v * v;
+      const double u = 1.0 - Uniform();
+      if (std::log(u) < 0.5 * x * x + d - d * v + d * std::log(v)) return d * v;
+    }
+  }
+
+  /// Beta(a, b) as a ratio of Gammas (numpy's beta for a, b > 1 does the same).
+  double Beta(double a, double b) {
+    const double x = Gamma(a), y = Gamma(b);
+    return x / (x + y);
+  }
+
   /// Fisher-Yates shuffle in place.
   template <typename T>
   void Shuffle(std::vector<T>& values) {

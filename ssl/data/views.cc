@@ -1,5 +1,8 @@
 #include "ssl/data/views.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 
 namespace ssl::data {
@@ -73,7 +76,10 @@ absl::Status ViewRecipe::Validate() const {
                                   std::pair{a.grayscale_probability, "grayscale probability"},
                                   std::pair{a.blur_probability, "blur probability"},
                                   std::pair{a.solarize_probability, "solarize probability"},
-                                  std::pair{a.flip_probability, "flip probability"}}) {
+                                  std::pair{a.flip_probability, "flip probability"},
+                                  std::pair{a.erase_probability, "erase probability"},
+                                  std::pair{a.rand_augment_options.op_probability,
+                                            "RandAugment op probability"}}) {
       if (absl::Status s = CheckProbability(p, name, g); !s.ok()) return s;
     }
   }
@@ -138,6 +144,17 @@ ViewRecipe ClassifierTrainViews(int size) {
   return ViewRecipe{{CropGroup{1, a}}};
 }
 
+ViewRecipe DeitTrainViews(int size, const RandAugmentOptions& rand_augment, bool use_rand_augment,
+                          double erase) {
+  ViewRecipe recipe = ClassifierTrainViews(size);
+  CropAugmentation& a = recipe.groups[0].augmentation;
+  a.rand_augment = use_rand_augment;
+  a.rand_augment_options = rand_augment;
+  a.erase_probability = erase;
+  a.erasing.probability = erase;
+  return recipe;
+}
+
 void AugmentView(const Image& image, const CropAugmentation& a, Rng& rng, FloatImage* scratch,
                  float* out) {
   if (a.crop == CropAugmentation::Crop::kResizeCenter) {
@@ -175,7 +192,26 @@ void AugmentView(const Image& image, const CropAugmentation& a, Rng& rng, FloatI
   if (!a.solarize_after_flip) maybe_solarize();
   if (a.flip_probability > 0 && rng.Bernoulli(a.flip_probability)) HorizontalFlip(*scratch);
   if (a.solarize_after_flip) maybe_solarize();
+  if (a.rand_augment) {
+    // RandAugment works on the 8-bit image, as timm's runs on PIL images.
+    Image pixels(scratch->height, scratch->width);
+    for (int c = 0; c < 3; ++c) {
+      const float* plane = scratch->plane(c);
+      for (size_t i = 0; i < scratch->plane_size(); ++i) {
+        pixels.pixels[i * 3 + c] =
+            static_cast<uint8_t>(std::clamp(std::lround(plane[i] * 255.0f), 0L, 255L));
+      }
+    }
+    RandAugment(pixels, a.rand_augment_options, rng);
+    for (int c = 0; c < 3; ++c) {
+      float* plane = scratch->plane(c);
+      for (size_t i = 0; i < scratch->plane_size(); ++i) {
+        plane[i] = pixels.pixels[i * 3 + c] / 255.0f;
+      }
+    }
+  }
   Normalize(*scratch, a.mean, a.std, out);
+  if (a.erase_probability > 0) RandomErasing(out, a.size, a.size, a.erasing, rng);
 }
 
 }  // namespace ssl::data

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "ssl/core/random.h"
+#include "ssl/data/deit_augment.h"
 #include "ssl/data/image.h"
 #include "ssl/data/transforms.h"
 
@@ -41,6 +42,12 @@ struct CropAugmentation {
   double solarize_probability = 0.0;
   bool solarize_after_flip = false;  ///< BYOL / Momentum^2 Teacher order
   double flip_probability = 0.0;
+  /// DeiT fine-tuning: RandAugment on the 8-bit crop after the flip, and random
+  /// erasing on the normalized output (see deit_augment.h).
+  bool rand_augment = false;
+  RandAugmentOptions rand_augment_options;
+  double erase_probability = 0.0;
+  RandomErasingOptions erasing;
   std::array<float, 3> mean = kImagenetMean;
   std::array<float, 3> std = kImagenetStd;
 };
@@ -93,6 +100,12 @@ ViewRecipe EvalViews(int size = 224, int resize_short = 256);
 
 /// Supervised training crops (linear classification): RandomResizedCrop(size) + flip.
 ViewRecipe ClassifierTrainViews(int size = 224);
+
+/// DeiT's fine-tuning crops (timm's create_transform with is_training): RandomResizedCrop
+/// (size, (0.08, 1)) + flip + RandAugment + normalize + random erasing with `erase`.
+/// (timm resizes bicubically; this pipeline's crop is bilinear with antialiasing.)
+ViewRecipe DeitTrainViews(int size, const RandAugmentOptions& rand_augment, bool use_rand_augment,
+                          double erase);
 
 /// Produces one augmented, normalized crop of `image` into `out` (3 x size x size,
 /// CHW). `scratch` is reused between calls to avoid allocation.
