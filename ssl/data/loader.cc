@@ -33,6 +33,10 @@ absl::StatusOr<std::unique_ptr<Loader>> Loader::Create(const ImageFolder& datase
     return absl::InvalidArgumentError(
         absl::StrCat("prefetch must be >= 1 batch, got ", options.prefetch_batches));
   }
+  if (options.repeated_augmentations < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("repeated augmentations must be >= 1, got ",
+                                                   options.repeated_augmentations));
+  }
   if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("rank ", options.rank, " is not in a world of size ", options.world_size));
@@ -50,7 +54,8 @@ Loader::Loader(const ImageFolder& dataset, ViewRecipe recipe, LoaderOptions opti
     : dataset_(dataset),
       recipe_(std::move(recipe)),
       options_(options),
-      sampler_(dataset.size(), options.world_size, options.rank, options.shuffle, options.seed) {}
+      sampler_(dataset.size(), options.world_size, options.rank, options.shuffle, options.seed,
+               std::max(1, options.repeated_augmentations)) {}
 
 Loader::~Loader() { StopWorkers(); }
 
@@ -76,7 +81,7 @@ void Loader::StartEpoch(int64_t epoch, int64_t first_batch) {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = false;
     epoch_ = epoch;
-    epoch_indices_ = sampler_.EpochIndices(epoch);
+    epoch_indices_ = sampler_.EpochIndices(epoch, &epoch_copies_);
     num_batches_ = BatchesPerEpoch();
     next_to_claim_ = next_to_deliver_ = std::min(first_batch, num_batches_);
     ready_.clear();
@@ -179,7 +184,9 @@ absl::StatusOr<Batch> Loader::BuildBatch(int64_t batch_index) {
       const CropGroup& group = recipe_.groups[g];
       const int64_t crop_floats = 3LL * group.augmentation.size * group.augmentation.size;
       for (int k = 0; k < group.count; ++k, ++view) {
-        Rng rng = Rng::ForSample(options_.seed, epoch_, requested, view);
+        // Repeats of one image (repeated augmentation) draw their own crops.
+        Rng rng = Rng::ForSample(options_.seed, epoch_, requested,
+                                 view + 1000 * epoch_copies_[begin + p]);
         AugmentView(image, group.augmentation, rng, &scratch,
                     group_data[g] + (k * b + p) * crop_floats);
       }

@@ -36,6 +36,8 @@ struct LoaderOptions {
   uint64_t seed = 0;
   int world_size = 1;  ///< sharding across processes
   int rank = 0;
+  /// DeiT's repeated augmentation (RASampler) when > 1; see DistributedSampler.
+  int repeated_augmentations = 1;
 };
 
 struct Batch {
@@ -98,6 +100,7 @@ class Loader {
   bool stopping_ = false;
   int64_t epoch_ = 0;
   std::vector<int64_t> epoch_indices_;
+  std::vector<int> epoch_copies_;  ///< repeat number of each position (repeated augmentation)
   int64_t num_batches_ = 0;
   int64_t next_to_claim_ = 0;
   int64_t next_to_deliver_ = 0;

@@ -179,6 +179,54 @@ TEST_F(LoaderTest, ProcessesSeeDisjointShards) {
   EXPECT_EQ(seen.size(), 16u);
 }
 
+// DeiT's RASampler: each index three times in a row over the ranks' interleaving, only
+// floor(n / 256) * 256 / W positions per rank.
+TEST(RepeatedAugmentationSamplerTest, RepeatsEachIndexOverTheRanks) {
+  const int64_t n = 600;
+  std::vector<std::vector<int64_t>> shards;
+  std::vector<std::vector<int>> copies(3);
+  for (int rank = 0; rank < 3; ++rank) {
+    DistributedSampler sampler(n, 3, rank, /*shuffle=*/true, /*seed=*/4, /*repeats=*/3);
+    EXPECT_EQ(sampler.num_samples(), 512 / 3);
+    shards.push_back(sampler.EpochIndices(2, &copies[rank]));
+    ASSERT_EQ(shards.back().size(), 170u);
+  }
+  for (size_t j = 0; j < 170; ++j) {
+    // Global positions 3j, 3j+1, 3j+2 are the three copies of one index.
+    EXPECT_EQ(shards[0][j], shards[1][j]);
+    EXPECT_EQ(shards[1][j], shards[2][j]);
+    EXPECT_EQ(copies[0][j], 0);
+    EXPECT_EQ(copies[1][j], 1);
+    EXPECT_EQ(copies[2][j], 2);
+  }
+  DistributedSampler single(n, 1, 0, true, 4, 3);
+  std::vector<int> single_copies;
+  const std::vector<int64_t> order = single.EpochIndices(2, &single_copies);
+  ASSERT_EQ(order.size(), 512u);
+  for (size_t q = 0; q < order.size(); ++q) {
+    EXPECT_EQ(order[q], order[q - q % 3]);
+    EXPECT_EQ(single_copies[q], static_cast<int>(q % 3));
+  }
+  EXPECT_EQ(std::set<int64_t>(order.begin(), order.end()).size(), 171u);  // ceil(512 / 3)
+  // Without repeats: torch's DistributedSampler as before.
+  EXPECT_EQ(DistributedSampler(n, 3, 0, true, 4).num_samples(), 200);
+  EXPECT_EQ(DistributedSampler(100, 1, 0, true, 4, 3).num_samples(), 100);  // below 256
+}
+
+TEST_F(LoaderTest, RepeatedCopiesOfAnImageGetDifferentCrops) {
+  LoaderOptions options = SmallOptions(1);
+  options.batch_size = 3;
+  options.repeated_augmentations = 3;
+  auto loader = MakeLoader(ClassifierTrainViews(16), options);
+  const std::vector<Batch> batches = Epoch(*loader, 0);
+  ASSERT_FALSE(batches.empty());
+  const Batch& first = batches[0];
+  EXPECT_EQ(first.indices[0].item<int64_t>(), first.indices[1].item<int64_t>());
+  EXPECT_EQ(first.indices[1].item<int64_t>(), first.indices[2].item<int64_t>());
+  EXPECT_FALSE(at::equal(first.views[0][0], first.views[0][1]));
+  EXPECT_FALSE(at::equal(first.views[0][1], first.views[0][2]));
+}
+
 TEST_F(LoaderTest, CorruptFilesAreSkippedCountedAndReplaced) {
   // A copy of the dataset with two damaged files: one truncated JPEG, one text file.
   const std::string root = testing::MakeTempDir("loader_corrupt");
