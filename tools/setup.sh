@@ -16,6 +16,7 @@ readonly PACKAGES=(
   libopencv-imgproc-dev
   libjpeg62-turbo-dev
   libpng-dev
+  zlib1g-dev               # inflating MATLAB v5 files (Oxford Flowers-102's labels)
   libabsl-dev
   libgoogle-glog-dev
   libgflags-dev
@@ -27,6 +28,7 @@ readonly PACKAGES=(
   python3-torch            # independent reader for checkpoint interoperability tests
   python3-torchvision      # the PyTorch baseline the pipeline benchmark is compared with
   python3-matplotlib       # //tools:plot curves and the report's figures
+  python3-scipy            # writes MATLAB files for the Flowers-102 reader's test
 )
 
 missing=()

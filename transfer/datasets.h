@@ -1,8 +1,18 @@
-// Transfer-learning datasets: what each expects on disk and the published MoCo v3
-// transfer results (ViT-B, 100 epochs, batch 128, lr 3e-4) to compare against.
+// The transfer datasets of MoCo v3's seed in the formats they are distributed in, as
+// training / evaluation splits the fine-tuning loop reads:
+//   cifar10     cifar-10-batches-py/: data_batch_1..5, test_batch, batches.meta
+//   cifar100    cifar-100-python/: train, test, meta (fine labels)
+//   flowers102  jpg/image_%05d.jpg, imagelabels.mat, setid.mat (train = trnid + valid,
+//               evaluation = tstid)
+//   pets        images/<name>.jpg, annotations/trainval.txt and test.txt
+//   imagefolder <root>/<train_split>, <root>/<val_split>
+// CIFAR's pickled arrays are unpacked once into PNG ImageFolders under a cache dir (class
+// folders "<index>_<name>", so the label order is the file's).
 #ifndef TRANSFER_DATASETS_H_
 #define TRANSFER_DATASETS_H_
 
+#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -11,29 +21,42 @@
 
 namespace ssl::transfer {
 
-struct TransferDatasetSpec {
-  std::string name;  ///< "cifar10", "cifar100", "flowers", "pets"
-  int num_classes = 0;
-  std::string train_split;  ///< sub-folder names of the ImageFolder root
-  std::string test_split;
-  double mocov3_vit_b_top1 = 0;  ///< published transfer top-1 (%)
+struct DatasetOptions {
+  std::string format = "imagefolder";
+  std::string root;
+  std::string train_split = "train";  ///< imagefolder only
+  std::string val_split = "val";      ///< imagefolder only
+  std::string cache_dir;              ///< cifar10 / cifar100: where the PNGs go
 };
 
-/// The datasets of MoCo v3's transfer table.
-const std::vector<TransferDatasetSpec>& TransferDatasets();
-
-/// The spec called `name`; InvalidArgument listing the known names otherwise.
-absl::StatusOr<TransferDatasetSpec> FindTransferDataset(const std::string& name);
-
-struct TransferSplits {
+struct DatasetSplits {
   data::ImageFolder train;
-  data::ImageFolder test;
+  data::ImageFolder val;
 };
 
-/// Opens <root>/<train_split> and <root>/<test_split> and checks that both have the
-/// spec's classes, in the same order.
-absl::StatusOr<TransferSplits> OpenTransferDataset(const TransferDatasetSpec& spec,
-                                                   const std::string& root);
+/// Opens `options.root` in `options.format`; one sentence naming the file for anything
+/// missing or malformed.
+absl::StatusOr<DatasetSplits> OpenTransferDataset(const DatasetOptions& options);
+
+/// The formats OpenTransferDataset knows.
+std::vector<std::string> TransferFormats();
+
+/// One CIFAR batch file (Python's pickle of {data: uint8 array [N, 3072], labels or
+/// fine_labels: [N]}, as Python 2's cPickle wrote them or Python 3 re-saves them).
+struct CifarBatch {
+  int64_t count = 0;
+  std::vector<uint8_t> pixels;  ///< count x 3 x 32 x 32, planar RGB as in the file
+  std::vector<int> labels;
+};
+absl::StatusOr<CifarBatch> ParseCifarBatch(const std::string& bytes, const std::string& name);
+/// batches.meta / meta: label_names or fine_label_names.
+absl::StatusOr<std::vector<std::string>> ParseCifarLabelNames(const std::string& bytes,
+                                                              const std::string& name);
+
+/// Numeric variables of a MATLAB v5 .mat file (compressed or not), flattened in
+/// MATLAB's column-major order, by name.
+absl::StatusOr<std::map<std::string, std::vector<double>>> ParseMatV5(const std::string& bytes,
+                                                                      const std::string& name);
 
 }  // namespace ssl::transfer
 

@@ -68,4 +68,24 @@ absl::StatusOr<ImageFolder> ImageFolder::Open(const std::string& root) {
   return folder;
 }
 
+absl::StatusOr<ImageFolder> ImageFolder::FromSamples(std::string root,
+                                                     std::vector<std::string> classes,
+                                                     std::vector<Sample> samples) {
+  if (samples.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(root, " lists no images"));
+  }
+  for (const Sample& sample : samples) {
+    if (sample.label < 0 || sample.label >= static_cast<int>(classes.size())) {
+      return absl::InvalidArgumentError(absl::StrCat(root, ": label ", sample.label, " of ",
+                                                     sample.path, " is not one of the ",
+                                                     classes.size(), " classes"));
+    }
+  }
+  ImageFolder folder;
+  folder.root_ = std::move(root);
+  folder.classes_ = std::move(classes);
+  folder.samples_ = std::move(samples);
+  return folder;
+}
+
 }  // namespace ssl::data

@@ -23,6 +23,12 @@ class ImageFolder {
   /// root with no class folders, or a class folder without images is one clear error.
   static absl::StatusOr<ImageFolder> Open(const std::string& root);
 
+  /// A dataset listed by other means (the transfer datasets' split files): `root` names
+  /// it in messages, labels index `classes`. InvalidArgument for an empty list or a
+  /// label out of range.
+  static absl::StatusOr<ImageFolder> FromSamples(std::string root, std::vector<std::string> classes,
+                                                 std::vector<Sample> samples);
+
   const std::string& root() const { return root_; }
   const std::vector<std::string>& classes() const { return classes_; }
   const std::vector<Sample>& samples() const { return samples_; }

@@ -1,0 +1,80 @@
+// End-to-end fine-tuning with DeiT's default recipe (deit/main.py + timm), for ViTs and
+// ResNets: AdamW (lr = base_lr * batch / 512, weight decay 0.05 except on biases,
+// norms, cls_token and pos_embed), timm's per-epoch cosine with linear warmup from
+// warmup_lr, label smoothing 0.1, Mixup 0.8 / CutMix 1.0 (switch 0.5), RandAugment
+// rand-m9-mstd0.5-inc1, random erasing 0.25, drop path 0.1 (ViTs), repeated
+// augmentation x3, model EMA off by default, evaluation at resize size / 0.875 and a
+// center crop. Checkpoints each epoch in DeiT's layout (checkpoint.pth: model,
+// optimizer, lr_scheduler, epoch, model_ema), resumable bitwise, metrics.jsonl.
+#ifndef EVAL_FINETUNE_H_
+#define EVAL_FINETUNE_H_
+
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "eval/mixup.h"
+#include "ssl/backbones/backbone.h"
+#include "ssl/data/deit_augment.h"
+#include "ssl/data/image_folder.h"
+
+namespace ssl::eval {
+
+struct FinetuneOptions {
+  int epochs = 300;
+  int64_t batch_size = 1024;  ///< per process (DeiT's 1024 = 8 GPUs x 128)
+  double base_lr = 5e-4;      ///< scaled by batch / 512
+  double weight_decay = 0.05;
+  int warmup_epochs = 5;
+  double warmup_lr = 1e-6;
+  double min_lr = 1e-5;
+  MixupOptions mixup;  ///< num_classes is set from the data
+  std::string rand_augment = "rand-m9-mstd0.5-inc1";  ///< "" disables RandAugment
+  double erase_probability = 0.25;
+  int repeated_augmentations = 3;  ///< 1 disables repeated augmentation
+  bool model_ema = false;
+  double model_ema_decay = 0.99996;
+  int image_size = 224;
+  double eval_crop_ratio = 0.875;  ///< evaluation resizes to image_size / ratio first
+  std::string output_dir;          ///< checkpoint.pth, metrics.jsonl, finetune_result.json
+  bool resume = false;             ///< continue from output_dir/checkpoint.pth when present
+  int max_epochs_this_run = 0;     ///< stop after this many epochs here (0: all)
+  int workers = 2;
+  uint64_t seed = 0;
+  int print_freq = 10;
+  bool verbose = true;
+};
+
+struct FinetuneResult {
+  double top1 = 0, top5 = 0;            ///< after the last epoch (of the EMA model when on)
+  double best_top1 = 0;                 ///< best over epochs (what DeiT prints as max accuracy)
+  int epochs_done = 0;
+  double final_train_loss = 0;
+  double images_per_second = 0;  ///< training throughput of this run
+  nlohmann::json ToJson() const;
+};
+
+/// Builds the model to fine-tune (pretrained weights loaded, classifier fresh); called
+/// twice when model EMA is on.
+using ModelFactory = std::function<absl::StatusOr<std::shared_ptr<backbones::Backbone>>()>;
+
+/// One sentence for inconsistent options.
+absl::Status ValidateFinetuneOptions(const FinetuneOptions& options);
+
+/// timm's CosineLRScheduler as DeiT builds it, per epoch: linear warmup from warmup_lr
+/// to lr over warmup_epochs, then min_lr + (lr - min_lr)(1 + cos(pi e / epochs)) / 2.
+double FinetuneLearningRate(const FinetuneOptions& options, double peak_lr, int epoch);
+
+/// DeiT's fresh classifier init (timm's trunc_normal std 0.02, bias 0).
+void ResetClassifier(backbones::Backbone& model);
+
+absl::StatusOr<FinetuneResult> RunFinetune(const ModelFactory& build_model,
+                                           const data::ImageFolder& train,
+                                           const data::ImageFolder& val,
+                                           const FinetuneOptions& options);
+
+}  // namespace ssl::eval
+
+#endif  // EVAL_FINETUNE_H_
