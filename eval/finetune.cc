@@ -23,6 +23,7 @@
 #include "ssl/optim/optimizer.h"
 #include "ssl/train/checkpoint.h"
 #include "ssl/train/metrics.h"
+#include "ssl/train/pretrained.h"
 
 namespace ssl::eval {
 namespace {
@@ -171,6 +172,39 @@ void ResetClassifier(backbones::Backbone& model) {
     if (item.key() == head + "weight") item.value().normal_(0.0, 0.02);
     if (item.key() == head + "bias") item.value().zero_();
   }
+}
+
+ModelFactory FinetuneModelFactory(const FinetuneModelSpec& spec) {
+  return [spec]() -> absl::StatusOr<std::shared_ptr<backbones::Backbone>> {
+    std::shared_ptr<backbones::Backbone> model;
+    if (spec.checkpoint.empty()) {
+      backbones::BackboneOptions options;
+      options.num_classes = spec.num_classes;
+      options.image_size = spec.image_size;
+      options.cifar_stem = spec.cifar_stem;
+      options.drop_path_rate = backbones::HeadName(spec.arch) == "head" ? spec.drop_path : 0.0;
+      SSL_ASSIGN_OR_RETURN(model, backbones::CreateBackbone(spec.arch, options));
+    } else {
+      SSL_ASSIGN_OR_RETURN(train::CheckpointConfig config,
+                           train::ReadCheckpointConfig(spec.checkpoint, spec.backbone));
+      const bool vit = backbones::HeadName(config.arch) == "head";
+      if (vit && config.image_size != spec.image_size) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the ViT of ", spec.checkpoint, " was pretrained at ", config.image_size,
+            " px; fine-tune it at that size (its position table has that many patches)"));
+      }
+      SSL_ASSIGN_OR_RETURN(model, train::LoadPretrainedBackbone(spec.checkpoint, spec.num_classes,
+                                                                spec.backbone,
+                                                                vit ? spec.drop_path : 0.0));
+    }
+    if (backbones::HeadName(model->name()) == "head") {
+      ResetClassifier(*model);
+      for (auto& item : model->named_parameters()) {
+        if (item.key() == "pos_embed") item.value().set_requires_grad(true);
+      }
+    }
+    return model;
+  };
 }
 
 absl::StatusOr<FinetuneResult> RunFinetune(const ModelFactory& build_model,

@@ -60,6 +60,22 @@ struct FinetuneResult {
 /// twice when model EMA is on.
 using ModelFactory = std::function<absl::StatusOr<std::shared_ptr<backbones::Backbone>>()>;
 
+/// What to fine-tune: a checkpoint's backbone (any layout LoadPretrainedBackbone reads)
+/// or, with `checkpoint` empty, a random init of `arch`.
+struct FinetuneModelSpec {
+  std::string checkpoint;
+  std::string backbone;  ///< which backbone of the checkpoint ("": its evaluation one)
+  std::string arch;      ///< random init only
+  bool cifar_stem = false;
+  int64_t image_size = 224;
+  int64_t num_classes = 0;
+  double drop_path = 0.1;  ///< ViTs only (ResNets have none)
+};
+
+/// Builds the spec's model with a fresh classifier; ViTs as DeiT fine-tunes them: drop
+/// path, a trainable position table (starting from the sin-cos one) and timm's head init.
+ModelFactory FinetuneModelFactory(const FinetuneModelSpec& spec);
+
 /// One sentence for inconsistent options.
 absl::Status ValidateFinetuneOptions(const FinetuneOptions& options);
 

@@ -3,9 +3,9 @@
 // state dict), or from random init; on an ImageFolder or a transfer dataset in its
 // distributed format (transfer/datasets.h).
 //
-//   bazel run //tools:finetune -- --pretrained=checkpoint_0299.pth.tar \
+//   bazel run //tools:finetune -- --pretrained=checkpoint_0299.pth.tar
 //       --data=/path/to/imagenet --output_dir=/tmp/ft
-//   bazel run //tools:finetune -- --arch=resnet18 --dataset=cifar10 \
+//   bazel run //tools:finetune -- --arch=resnet18 --dataset=cifar10
 //       --data=/path/to/cifar-10-batches-py --image_size=32 --output_dir=/tmp/ft_random
 #include <ATen/Parallel.h>
 #include <gflags/gflags.h>
@@ -105,13 +105,7 @@ int main(int argc, char** argv) {
     arch = config->arch;
     pretrain_size = config->image_size;
   }
-  const bool vit = ssl::backbones::HeadName(arch) == "head";
   const int image_size = FLAGS_image_size > 0 ? FLAGS_image_size : pretrain_size;
-  if (vit && !FLAGS_pretrained.empty() && image_size != pretrain_size) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat(
-        "the ViT of ", FLAGS_pretrained, " was pretrained at ", pretrain_size,
-        " px; fine-tune it at that size (--image_size=", pretrain_size, ")")));
-  }
 
   ssl::transfer::DatasetOptions dataset_options;
   dataset_options.format = FLAGS_dataset;
@@ -126,34 +120,14 @@ int main(int argc, char** argv) {
             << splits->val.size() << " evaluation images, " << splits->train.num_classes()
             << " classes";
 
-  const int64_t classes = splits->train.num_classes();
-  const double drop_path = vit ? FLAGS_drop_path : 0.0;
-  ssl::eval::ModelFactory build = [&]() -> absl::StatusOr<std::shared_ptr<ssl::backbones::Backbone>> {
-    std::shared_ptr<ssl::backbones::Backbone> model;
-    if (FLAGS_pretrained.empty()) {
-      ssl::backbones::BackboneOptions options;
-      options.num_classes = classes;
-      options.image_size = image_size;
-      options.drop_path_rate = drop_path;
-      options.cifar_stem = FLAGS_cifar_stem;
-      auto created = ssl::backbones::CreateBackbone(arch, options);
-      if (!created.ok()) return created.status();
-      model = *created;
-    } else {
-      auto loaded = ssl::train::LoadPretrainedBackbone(FLAGS_pretrained, classes, FLAGS_backbone,
-                                                       drop_path);
-      if (!loaded.ok()) return loaded.status();
-      model = *loaded;
-    }
-    if (vit) {
-      ssl::eval::ResetClassifier(*model);
-      // timm's ViT learns its position table; fine-tuning starts from the sin-cos one.
-      for (auto& item : model->named_parameters()) {
-        if (item.key() == "pos_embed") item.value().set_requires_grad(true);
-      }
-    }
-    return model;
-  };
+  ssl::eval::FinetuneModelSpec spec;
+  spec.checkpoint = FLAGS_pretrained;
+  spec.backbone = FLAGS_backbone;
+  spec.arch = arch;
+  spec.cifar_stem = FLAGS_cifar_stem;
+  spec.image_size = image_size;
+  spec.num_classes = splits->train.num_classes();
+  spec.drop_path = FLAGS_drop_path;
 
   ssl::eval::FinetuneOptions options;
   options.epochs = FLAGS_epochs;
@@ -181,7 +155,8 @@ int main(int argc, char** argv) {
   options.workers = FLAGS_workers;
   options.seed = FLAGS_seed;
   options.print_freq = std::max(1, FLAGS_print_freq);
-  auto result = ssl::eval::RunFinetune(build, splits->train, splits->val, options);
+  auto result = ssl::eval::RunFinetune(ssl::eval::FinetuneModelFactory(spec), splits->train,
+                                       splits->val, options);
   if (!result.ok()) return Fail(result.status());
   std::cout << "fine-tuned " << arch << " for " << result->epochs_done << "/" << FLAGS_epochs
             << " epochs: top-1 " << result->top1 << ", top-5 " << result->top5 << " (best "

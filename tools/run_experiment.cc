@@ -37,6 +37,8 @@
 #include "ssl/train/checkpointer.h"
 #include "ssl/train/pretrain.h"
 #include "ssl/train/pretrained.h"
+#include "transfer/datasets.h"
+#include "eval/finetune.h"
 #include "tools/cli_util.h"
 #include "tools/m2teacher_recipes.h"
 #include "tools/moco_flags.h"
@@ -91,6 +93,27 @@ DEFINE_double(linear_lr, 0,
               "Linear classification base lr (scaled by batch / 256); 0 picks MoCo v3's: 0.1 "
               "for ResNets, 3.0 for ViTs.");
 DEFINE_bool(linear_cached_features, false, "Train the classifier on cached center-crop features.");
+
+// Fine-tuning stage (DeiT's recipe, eval/finetune.h), after pretraining and evaluation.
+DEFINE_string(finetune_dataset, "",
+              "Fine-tune the pretrained backbone and a random init end to end on this dataset "
+              "format (imagefolder, cifar10, cifar100, flowers102, pets; transfer/datasets.h); "
+              "empty: no fine-tuning stage.");
+DEFINE_string(finetune_data, "", "Its root (default: --data).");
+DEFINE_string(finetune_train_split, "train", "imagefolder: training sub-folder.");
+DEFINE_string(finetune_val_split, "val", "imagefolder: evaluation sub-folder (CIFAR-10: test).");
+DEFINE_int32(finetune_epochs, 100, "Fine-tuning epochs.");
+DEFINE_int64(finetune_batch_size, 1024, "Fine-tuning batch (lr scales with batch / 512).");
+DEFINE_double(finetune_lr, 5e-4, "Fine-tuning base lr (AdamW).");
+DEFINE_double(finetune_weight_decay, 0.05, "Fine-tuning weight decay.");
+DEFINE_int32(finetune_warmup_epochs, 5, "Fine-tuning warmup epochs.");
+DEFINE_double(finetune_mixup, 0.8, "Fine-tuning Mixup alpha.");
+DEFINE_double(finetune_cutmix, 1.0, "Fine-tuning CutMix alpha.");
+DEFINE_double(finetune_smoothing, 0.1, "Fine-tuning label smoothing.");
+DEFINE_string(finetune_aa, "rand-m9-mstd0.5-inc1", "Fine-tuning RandAugment (empty: off).");
+DEFINE_double(finetune_reprob, 0.25, "Fine-tuning random erasing probability.");
+DEFINE_double(finetune_drop_path, 0.1, "Fine-tuning drop path (ViTs).");
+DEFINE_int32(finetune_repeated_aug, 3, "Fine-tuning repeated augmentation copies (1: off).");
 
 namespace {
 
@@ -435,17 +458,76 @@ int main(int argc, char** argv) {
     results["random_init"] = *baseline;
   }
 
+  if (!FLAGS_finetune_dataset.empty()) {
+    ssl::transfer::DatasetOptions dataset;
+    dataset.format = FLAGS_finetune_dataset;
+    dataset.root =
+        FLAGS_finetune_data.empty() ? data_root : ssl::tools::UserPath(FLAGS_finetune_data);
+    dataset.train_split = FLAGS_finetune_train_split;
+    dataset.val_split = FLAGS_finetune_val_split;
+    dataset.cache_dir = work_dir + "/finetune_data_cache";
+    auto splits = ssl::transfer::OpenTransferDataset(dataset);
+    if (!splits.ok()) return Fail(splits.status());
+    ssl::eval::FinetuneOptions finetune;
+    finetune.epochs = FLAGS_finetune_epochs;
+    finetune.batch_size = FLAGS_finetune_batch_size;
+    finetune.base_lr = FLAGS_finetune_lr;
+    finetune.weight_decay = FLAGS_finetune_weight_decay;
+    finetune.warmup_epochs = FLAGS_finetune_warmup_epochs;
+    finetune.mixup.mixup_alpha = FLAGS_finetune_mixup;
+    finetune.mixup.cutmix_alpha = FLAGS_finetune_cutmix;
+    finetune.mixup.label_smoothing = FLAGS_finetune_smoothing;
+    finetune.rand_augment = FLAGS_finetune_aa;
+    finetune.erase_probability = FLAGS_finetune_reprob;
+    finetune.repeated_augmentations = FLAGS_finetune_repeated_aug;
+    finetune.image_size = checkpoint->image_size;
+    finetune.workers = FLAGS_workers;
+    finetune.seed = FLAGS_seed;
+    finetune.resume = true;
+    ssl::eval::FinetuneModelSpec spec;
+    spec.checkpoint = pretrained->last_checkpoint;
+    spec.cifar_stem = checkpoint->cifar_stem;
+    spec.image_size = checkpoint->image_size;
+    spec.num_classes = splits->train.num_classes();
+    spec.drop_path = FLAGS_finetune_drop_path;
+    std::vector<std::pair<const char*, ssl::eval::FinetuneModelSpec>> runs = {{"pretrained", spec}};
+    if (FLAGS_random_init_baseline) {
+      spec.checkpoint.clear();
+      spec.arch = checkpoint->arch;
+      runs.emplace_back("random_init", spec);
+    }
+    for (const auto& [which, model] : runs) {
+      LOG(INFO) << which << ": fine-tuning on " << FLAGS_finetune_dataset << " ("
+                << splits->train.size() << " images, " << splits->train.num_classes()
+                << " classes)";
+      finetune.output_dir = work_dir + "/finetune_" + which;
+      auto tuned = ssl::eval::RunFinetune(ssl::eval::FinetuneModelFactory(model), splits->train,
+                                          splits->val, finetune);
+      if (!tuned.ok()) return Fail(tuned.status());
+      results[which]["finetune_top1"] = tuned->top1;
+      results[which]["finetune_top5"] = tuned->top5;
+      results[which]["finetune_best_top1"] = tuned->best_top1;
+      results[which]["finetune_images_per_second"] = tuned->images_per_second;
+    }
+    results["finetune"] = {{"dataset", FLAGS_finetune_dataset},
+                           {"train_images", splits->train.size()},
+                           {"val_images", splits->val.size()},
+                           {"epochs", FLAGS_finetune_epochs},
+                           {"batch_size", FLAGS_finetune_batch_size}};
+  }
+
   std::cout << "\n"
             << FLAGS_name << " (" << FLAGS_method << ", " << checkpoint->arch << ", "
             << stage->options.epochs << " epochs, " << train->size() << " training images)\n";
-  std::cout << absl::StrFormat("%-14s %10s %10s %10s %10s\n", "backbone", "kNN k=20", "kNN k=200",
-                               "linear", "linear5");
+  std::cout << absl::StrFormat("%-14s %10s %10s %10s %10s %10s\n", "backbone", "kNN k=20",
+                               "kNN k=200", "linear", "linear5", "finetune");
   for (const char* which : {"pretrained", "random_init"}) {
     if (!results.contains(which)) continue;
     const json& r = results[which];
-    std::cout << absl::StrFormat("%-14s %10s %10s %10s %10s\n", which, Cell(r, "knn_top1_k20"),
-                                 Cell(r, "knn_top1_k200"), Cell(r, "linear_top1"),
-                                 Cell(r, "linear_top5"));
+    std::cout << absl::StrFormat("%-14s %10s %10s %10s %10s %10s\n", which,
+                                 Cell(r, "knn_top1_k20"), Cell(r, "knn_top1_k200"),
+                                 Cell(r, "linear_top1"), Cell(r, "linear_top5"),
+                                 Cell(r, "finetune_top1"));
   }
   const std::string local = work_dir + "/results.json";
   if (absl::Status s = ssl::data::WriteFileAtomically(local, results.dump(2) + "\n"); !s.ok())
