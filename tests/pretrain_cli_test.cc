@@ -195,9 +195,10 @@ TEST_F(PretrainCliTest, VitRecipeTrainsAndItsDeitExportLoadsIntoATimmNamedVit) {
   }
   const std::string dir = data::testing::MakeTempDir("vit");
   ASSERT_EQ(testing::ExitCode(Start(dir,
-                                    {"--epochs=2", "--arch=vit_tiny_patch8", "--nocifar_stem",
-                                     "--optimizer=adamw", "--lr=1.5e-4", "--weight_decay=.1",
-                                     "--stop_grad_conv1", "--moco_m_cos", "--moco_t=.2"},
+                                    // main_moco.py's own spellings.
+                                    {"--epochs=2", "-a", "vit_tiny_patch8", "--nocifar_stem",
+                                     "--optimizer=adamw", "--lr=1.5e-4", "--weight-decay=.1",
+                                     "--stop-grad-conv1", "--moco-m-cos", "--moco-t=.2"},
                                     dir + "/log.txt")),
             0)
       << testing::ReadFile(dir + "/log.txt");
@@ -240,6 +241,40 @@ print("ok")
                     fs::path(Runfile("tools/make_vit_golden.py")).parent_path().string())
                        .c_str()),
             0);
+
+  // pretrain -> export -> fine-tune with DeiT's recipe (scaled down), then resume.
+  const std::vector<std::string> finetune = {
+      Runfile("tools/finetune"), "--pretrained=" + dir + "/deit.pth", "--data=" + *data_,
+      "--output_dir=" + dir + "/ft", "--epochs=2", "--warmup_epochs=1", "--batch_size=8",
+      "--workers=2", "--threads=1", "--max_epochs_this_run=1"};
+  ASSERT_EQ(testing::ExitCode(testing::StartProcess(finetune, dir + "/ft_log.txt")), 0)
+      << testing::ReadFile(dir + "/ft_log.txt");
+  ASSERT_EQ(testing::ExitCode(testing::StartProcess(finetune, dir + "/ft_log2.txt")), 0)
+      << testing::ReadFile(dir + "/ft_log2.txt");
+  EXPECT_NE(testing::ReadFile(dir + "/ft_log2.txt").find("resumed " + dir + "/ft/checkpoint.pth"),
+            std::string::npos);
+  std::ofstream(dir + "/check_ft.py") << R"(
+import json, sys, torch
+ck = torch.load(sys.argv[1] + "/checkpoint.pth")
+assert ck["epoch"] == 1, ck["epoch"]
+assert set(ck) >= {"model", "optimizer", "lr_scheduler", "epoch"}, list(ck)
+assert ck["model"]["head.weight"].shape == (4, 192), ck["model"]["head.weight"].shape
+assert ck["model"]["pos_embed"].shape == (1, 17, 192)
+result = json.load(open(sys.argv[1] + "/finetune_result.json"))
+assert result["epochs"] == 2 and 0 <= result["top1"] <= 100, result
+lines = open(sys.argv[1] + "/metrics.jsonl").read().splitlines()
+assert [json.loads(l)["epoch"] for l in lines] == [1, 2], lines
+print("ok")
+)";
+  EXPECT_EQ(system(("/usr/bin/python3 " + dir + "/check_ft.py " + dir + "/ft").c_str()), 0);
+  // One sentence for contradictory flags.
+  EXPECT_EQ(testing::ExitCode(testing::StartProcess(
+                {Runfile("tools/finetune"), "--data=" + *data_, "--output_dir=" + dir + "/x"},
+                dir + "/bad_log.txt")),
+            1);
+  EXPECT_EQ(testing::ReadFile(dir + "/bad_log.txt"),
+            "finetune: give either --pretrained (a checkpoint to fine-tune) or --arch (random "
+            "init)\n");
 }
 
 TEST_F(PretrainCliTest, ResumesFromACheckpointAsTheOriginalSavesIt) {

@@ -6,7 +6,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <algorithm>
 #include <map>
+#include <memory>
 #include <sstream>
 
 namespace ssl::tools {
@@ -78,6 +80,36 @@ void ParseProgramFlags(int* argc, char*** argv, const std::string& usage) {
     std::exit(0);
   }
   gflags::ParseCommandLineFlags(argc, argv, /*remove_flags=*/true);
+}
+
+void AcceptPythonSpellings(int argc, char** argv,
+                           const std::vector<std::pair<std::string, std::string>>& short_aliases) {
+  // The rewritten strings must outlive argv's use by gflags.
+  static std::vector<std::unique_ptr<std::string>> storage;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--") break;
+    std::string rewritten;
+    if (arg.rfind("--", 0) == 0) {
+      const size_t end = std::min(arg.find('='), arg.size());
+      std::string name = arg.substr(2, end - 2);
+      std::replace(name.begin(), name.end(), '-', '_');
+      for (const auto& [alias, flag] : short_aliases) {
+        if (name == alias && alias.size() > 1) name = flag;
+      }
+      rewritten = "--" + name + arg.substr(end);
+    } else if (arg.size() >= 2 && arg[0] == '-' && arg[1] != '-') {
+      const size_t end = std::min(arg.find('='), arg.size());
+      const std::string name = arg.substr(1, end - 1);
+      for (const auto& [alias, flag] : short_aliases) {
+        if (name == alias) rewritten = "--" + flag + arg.substr(end);
+      }
+    }
+    if (!rewritten.empty() && rewritten != arg) {
+      storage.push_back(std::make_unique<std::string>(rewritten));
+      argv[i] = storage.back()->data();
+    }
+  }
 }
 
 }  // namespace ssl::tools

@@ -19,6 +19,14 @@ std::vector<int> ParseIntList(const std::string& text);
 /// glog and gflags register (--helpfull still lists everything); exits 0 after help.
 void ParseProgramFlags(int* argc, char*** argv, const std::string& usage);
 
+/// Accepts the Python originals' spellings before gflags sees them: "--moco-m-cos" as
+/// "--moco_m_cos" (dashes inside long flag names become underscores) and short
+/// options such as "-a vit_small" / "-a=vit_small" through `short_aliases` ({"a",
+/// "arch"}; an alias longer than one letter, e.g. {"wd", "weight_decay"}, is matched as
+/// a long flag). Rewrites argv in place; arguments after "--" and values are untouched.
+void AcceptPythonSpellings(int argc, char** argv,
+                           const std::vector<std::pair<std::string, std::string>>& short_aliases);
+
 }  // namespace ssl::tools
 
 #endif  // TOOLS_CLI_UTIL_H_

@@ -69,6 +69,10 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // main_moco.py's spellings work too: -a vit_small -b 1024 -j 8 --moco-m-cos ...
+  ssl::tools::AcceptPythonSpellings(
+      argc, argv, {{"a", "arch"}, {"b", "batch_size"}, {"j", "workers"}, {"p", "print_freq"},
+                   {"wd", "weight_decay"}});
   ssl::tools::ParseProgramFlags(
       &argc, &argv, "MoCo v3 self-supervised pretraining (see --helpfull for all flags)");
   FLAGS_logtostderr = true;

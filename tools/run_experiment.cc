@@ -81,6 +81,9 @@ DEFINE_string(work_dir, "",
 DEFINE_bool(record, false, "Also write results/<method>/<name>.json into the workspace.");
 DEFINE_string(command, "", "The command that reproduces this run, stored in the results.");
 DEFINE_bool(random_init_baseline, true, "Also evaluate a random-init backbone.");
+DEFINE_string(pretrained_checkpoint, "",
+              "Skip pretraining and evaluate / fine-tune this checkpoint (e.g. another entry's "
+              "<work_dir>/pretrain/checkpoint_%04d.pth.tar, or an original's file).");
 // Pretraining flags: tools/moco_flags.cc.
 // Evaluation.
 DEFINE_int32(eval_resize, 0, "Short side before the eval center crop (0: image_size * 8 / 7).");
@@ -410,11 +413,17 @@ int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   // MoCo v3 trains in this process; SwAV and Momentum^2 Teacher through their programs,
   // which start the processes the entry asks for.
-  auto pretrained = FLAGS_method == "swav" ? PretrainSwav(train->root(), work_dir + "/pretrain")
-                    : FLAGS_method == "m2teacher"
-                        ? PretrainM2Teacher(train->root(), work_dir + "/pretrain")
-                        : ssl::train::RunPretraining(*stage->method, stage->options,
-                                                     ssl::distributed::MakeLocalCommunicator());
+  absl::StatusOr<ssl::train::PretrainResult> pretrained;
+  if (!FLAGS_pretrained_checkpoint.empty()) {
+    // Evaluate (and fine-tune) an existing checkpoint: another entry's, or an original's.
+    pretrained = ssl::train::PretrainResult{ssl::tools::UserPath(FLAGS_pretrained_checkpoint)};
+  } else {
+    pretrained = FLAGS_method == "swav" ? PretrainSwav(train->root(), work_dir + "/pretrain")
+                 : FLAGS_method == "m2teacher"
+                     ? PretrainM2Teacher(train->root(), work_dir + "/pretrain")
+                     : ssl::train::RunPretraining(*stage->method, stage->options,
+                                                  ssl::distributed::MakeLocalCommunicator());
+  }
   if (!pretrained.ok()) return Fail(pretrained.status());
   const double pretrain_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -439,6 +448,9 @@ int main(int argc, char** argv) {
                     {"seconds_this_run", pretrain_seconds},
                     {"images_per_second", pretrained->images_per_second},
                     {"threads", at::get_num_threads()}}}};
+  if (!FLAGS_pretrained_checkpoint.empty()) {
+    results["pretrain"]["checkpoint"] = FLAGS_pretrained_checkpoint;
+  }
   if (absl::StatusOr<double> norm = MeanPrototypeNorm(pretrained->last_checkpoint); norm.ok()) {
     results["pretrain"]["prototype_norm"] = *norm;
   }

@@ -27,6 +27,85 @@ _IMAGENET = [
     _r50(1000, 0.3, 1.5e-6, 74.6, ["--moco_m=0.996"]),
 ]
 
+# ViTs (CONFIG.md): AdamW, lr 1.5e-4, wd 0.1, 300 epochs, warmup 40, stop-grad conv1,
+# cosine momentum, T 0.2 (crop-min defaults to 0.08 for ViTs; linear lr to 3.0 on the
+# class token), then DeiT fine-tuning of the exported backbone (run_experiment's
+# --finetune_* flags default to DeiT's recipe). Pending here.
+_VIT_RECIPE = [
+    "--optimizer=adamw",
+    "--lr=1.5e-4",
+    "--weight_decay=0.1",
+    "--epochs=300",
+    "--warmup_epochs=40",
+    "--stop_grad_conv1",
+    "--moco_m_cos",
+    "--moco_t=0.2",
+    "--random_init_baseline=false",
+]
+
+def _vit(size, batch, linear, finetune, finetune_epochs):
+    return dict(
+        name = "vit_%s_300ep" % size[0],
+        method = "mocov3",
+        table = "ViT-%s linear and end-to-end fine-tuning, 300 ep" % size[0].upper(),
+        dataset = "imagenet",
+        flags = _VIT_RECIPE + [
+            "--arch=vit_%s" % size,
+            "--batch_size=%d" % batch,
+            "--finetune_dataset=imagefolder",
+            "--finetune_epochs=%d" % finetune_epochs,
+        ],
+        reference = {"linear_top1": linear, "finetune_top1": finetune},
+        tolerance = {"linear_top1": 0.5, "finetune_top1": 0.5},
+        source = "published",
+        description = ("pretrain -> linear (class token, lr 3.0) and pretrain -> DeiT export -> " +
+                       "fine-tune (%d epochs) in one run" % finetune_epochs),
+    )
+
+_VIT = [
+    _vit("small", 1024, 73.2, 81.4, 300),
+    _vit("base", 4096, 76.7, 83.2, 150),
+]
+
+# Transfer (transfer/README.md): ViT-B pretrained 300 epochs, fine-tuned 100 epochs with
+# batch 128 on each of 8 GPUs, lr 3e-4, warmup 3, no repeated augmentation; the
+# per-dataset weight decay, erasing, drop path and mixing as listed there. The
+# pretraining is vit_b_300ep's (--pretrained_checkpoint=<its last checkpoint> skips it).
+def _transfer(dataset, top1, weight_decay, reprob, drop_path, mixup, cutmix):
+    return dict(
+        name = "vit_b_transfer_%s" % dataset,
+        method = "mocov3",
+        table = "ViT-B transfer to %s (100 ep fine-tuning)" % dataset,
+        dataset = "imagenet",
+        flags = _VIT_RECIPE + [
+            "--arch=vit_base",
+            "--batch_size=4096",
+            "--linear=false",
+            "--finetune_dataset=%s" % dataset,
+            "--finetune_epochs=100",
+            "--finetune_batch_size=1024",
+            "--finetune_lr=3e-4",
+            "--finetune_warmup_epochs=3",
+            "--finetune_repeated_aug=1",
+            "--finetune_weight_decay=%s" % weight_decay,
+            "--finetune_reprob=%s" % reprob,
+            "--finetune_drop_path=%s" % drop_path,
+            "--finetune_mixup=%s" % mixup,
+            "--finetune_cutmix=%s" % cutmix,
+        ],
+        reference = {"finetune_top1": top1},
+        tolerance = {"finetune_top1": 0.5},
+        source = "published",
+        command_extra = " --finetune_data=<%s root in its distributed format>" % dataset,
+    )
+
+_TRANSFER = [
+    _transfer("cifar10", 98.9, 0.1, 0.0, 0.1, 0.8, 1.0),
+    _transfer("cifar100", 90.5, 0.1, 0.0, 0.1, 0.5, 1.0),
+    _transfer("flowers102", 97.7, 0.3, 0.25, 0.1, 0.0, 0.0),
+    _transfer("pets", 93.2, 0.1, 0.0, 0.0, 0.8, 0.0),
+]
+
 # Small-scale entries for 2-core CPU machines. They keep MoCo v3's method (heads, loss,
 # momentum schedule, LARS, augmentations) and change scale: a narrow ResNet-18
 # (resnet18w0.25, 16 base channels) on 64 px crops, batch 64, T 0.2 (MoCo v3's ViT value;
@@ -102,4 +181,63 @@ _SMALL = [
     ),
 ]
 
-MOCOV3_ENTRIES = _IMAGENET + _SMALL
+# Small-scale transfer that runs here: Imagenette-pretrained backbones fine-tuned end to
+# end on CIFAR-10 (32 px images up-sampled to the pretraining crop, as the transfer
+# protocol resizes to 224), against the same fine-tuning from random init. DeiT's recipe
+# at CPU scale: 3 epochs, batch 128, base lr 2e-3, warmup 1, repeated augmentation off
+# (with 3 copies an epoch would see a third of the images).
+_CPU_FINETUNE = [
+    "--linear=false",
+    "--finetune_dataset=imagefolder",
+    "--finetune_val_split=test",
+    "--finetune_epochs=3",
+    "--finetune_batch_size=128",
+    "--finetune_lr=2e-3",
+    "--finetune_warmup_epochs=1",
+    "--finetune_repeated_aug=1",
+]
+
+_SMALL_TRANSFER = [
+    dict(
+        name = "imagenette_to_cifar10",
+        method = "mocov3",
+        table = "Transfer: Imagenette 15 ep (ResNet-18 w0.25, 64 px) -> CIFAR-10 fine-tuning, 3 ep",
+        dataset = "imagenette",
+        flags = _CPU_FLAGS + ["--epochs=15", "--warmup_epochs=2"] + _CPU_FINETUNE,
+        reference = {"finetune_top1": 0.0, "gain.finetune_top1": 0.0},
+        tolerance = {"finetune_top1": 3.0, "gain.finetune_top1": 3.0},
+        source = "recorded",
+        command_extra = " --finetune_data=<cifar10 root>",
+        description = "imagenette_15ep's pretraining, then DeiT fine-tuning on CIFAR-10 vs random init.",
+    ),
+    dict(
+        name = "vit_tiny_imagenette_to_cifar10",
+        method = "mocov3",
+        table = "Transfer: ViT-Tiny/8 Imagenette 32 px, 3 ep -> CIFAR-10 fine-tuning, 2 ep",
+        dataset = "imagenette",
+        flags = [
+            "--arch=vit_tiny_patch8",
+            "--image_size=32",
+            "--batch_size=64",
+            "--optimizer=adamw",
+            "--lr=1.5e-4",
+            "--weight_decay=0.1",
+            "--epochs=3",
+            "--warmup_epochs=1",
+            "--stop_grad_conv1",
+            "--moco_t=0.2",
+            "--moco_dim=128",
+            "--moco_mlp_dim=512",
+            "--threads=2",
+            "--workers=2",
+        ] + _CPU_FINETUNE + ["--finetune_epochs=2"],
+        reference = {"finetune_top1": 0.0, "gain.finetune_top1": 0.0},
+        tolerance = {"finetune_top1": 3.0, "gain.finetune_top1": 3.0},
+        source = "recorded",
+        command_extra = " --finetune_data=<cifar10 root>",
+        description = ("MoCo v3's ViT recipe (AdamW, stop-grad conv1, T 0.2, crop-min 0.08) on a " +
+                       "ViT-Tiny with 8 px patches, then DeiT fine-tuning on CIFAR-10 vs random init."),
+    ),
+]
+
+MOCOV3_ENTRIES = _IMAGENET + _VIT + _TRANSFER + _SMALL + _SMALL_TRANSFER
