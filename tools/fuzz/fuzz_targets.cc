@@ -10,6 +10,7 @@
 #include "ssl/data/image_io.h"
 #include "ssl/train/torch_file.h"
 #include "tools/vissl_config.h"
+#include "transfer/datasets.h"
 #ifndef SSL_FUZZ_WITHOUT_RECIPE
 #include "tools/swav_recipe.h"
 #endif
@@ -51,6 +52,14 @@ int VisslConfigTarget(const uint8_t* data, size_t size) {
 #ifndef SSL_FUZZ_WITHOUT_RECIPE
   (void)tools::SwavRecipeFromConfig(*config, "/nonexistent");
 #endif
+  return 0;
+}
+
+int TransferFilesTarget(const uint8_t* data, size_t size) {
+  const std::string bytes(reinterpret_cast<const char*>(data), size);
+  (void)transfer::ParseCifarBatch(bytes, "fuzz");
+  (void)transfer::ParseCifarLabelNames(bytes, "fuzz");
+  (void)transfer::ParseMatV5(bytes, "fuzz.mat");
   return 0;
 }
 

@@ -16,6 +16,9 @@ int DecodeImageTarget(const uint8_t* data, size_t size);
 int TorchFileTarget(const uint8_t* data, size_t size);
 /// A VISSL YAML config composed and read as SwAV's recipe.
 int VisslConfigTarget(const uint8_t* data, size_t size);
+/// The transfer datasets' files: Python pickles (CIFAR batches and meta) and MATLAB v5
+/// files (Flowers-102), each input read as both.
+int TransferFilesTarget(const uint8_t* data, size_t size);
 
 }  // namespace ssl::fuzz
 

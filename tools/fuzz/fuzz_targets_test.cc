@@ -89,6 +89,27 @@ TEST(FuzzTargetsTest, VisslConfigReaderSurvivesMutations) {
   }
 }
 
+TEST(FuzzTargetsTest, TransferFileReadersSurviveMutations) {
+  const std::string dir = ::testing::TempDir() + "/transfer_fixtures";
+  if (system(("/usr/bin/python3 transfer/make_transfer_fixtures.py " + dir + " 2>/dev/null")
+                 .c_str()) != 0) {
+    GTEST_SKIP() << "Debian's python3-numpy / python3-scipy write the seeds";
+  }
+  int runs = 0;
+  for (const char* file : {"cifar-10-batches-py/batches.meta", "cifar-10-batches-py/data_batch_1",
+                           "cifar-100-python/meta", "flowers/imagelabels.mat", "flowers/setid.mat"}) {
+    std::ifstream in(dir + "/" + file, std::ios::binary);
+    std::stringstream bytes;
+    bytes << in.rdbuf();
+    ASSERT_FALSE(bytes.str().empty()) << file;
+    Mutate(bytes.str(), [&](const std::string& input) {
+      EXPECT_EQ(RunTarget(TransferFilesTarget, input), 0);
+      ++runs;
+    });
+  }
+  EXPECT_GT(runs, 1000);
+}
+
 // Inputs the fuzzers found (tools/fuzz/testdata/<target>_<what>), replayed as they are.
 TEST(FuzzTargetsTest, FoundInputsStayHarmless) {
   int replayed = 0;
@@ -99,6 +120,8 @@ TEST(FuzzTargetsTest, FoundInputsStayHarmless) {
     const std::string name = entry.path().filename().string();
     if (name.rfind("torch_file_", 0) == 0) {
       EXPECT_EQ(RunTarget(TorchFileTarget, bytes.str()), 0);
+    } else if (name.rfind("transfer_files_", 0) == 0) {
+      EXPECT_EQ(RunTarget(TransferFilesTarget, bytes.str()), 0);
     } else if (name.rfind("image_", 0) == 0) {
       EXPECT_EQ(RunTarget(DecodeImageTarget, bytes.str()), 0);
     } else {

@@ -9,7 +9,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 seconds="${1:-60}"; shift || true
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(image torch_file vissl_config)
+[[ ${#targets[@]} -gt 0 ]] || targets=(image torch_file vissl_config transfer_files)
 work="${FUZZ_DIR:-/tmp/ssl_fuzz}"
 mkdir -p "$work"
 command -v clang++ >/dev/null || { echo "run_fuzzers: needs Debian's clang" >&2; exit 1; }
@@ -23,9 +23,10 @@ libs=(-ltorch -ltorch_cpu -lc10 -lopencv_imgcodecs -lopencv_imgproc -lopencv_cor
       -labsl_raw_logging_internal -labsl_base -labsl_spinlock_wait -labsl_synchronization
       -labsl_time -labsl_time_zone -labsl_stacktrace -labsl_symbolize -labsl_debugging_internal
       -labsl_demangle_internal -labsl_malloc_internal -labsl_graphcycles_internal
-      -labsl_exponential_biased -labsl_civil_time -labsl_bad_optional_access -lpthread)
+      -labsl_exponential_biased -labsl_civil_time -labsl_bad_optional_access -lz -lpthread)
 sources=("$repo/tools/fuzz/fuzz_targets.cc" "$repo/ssl/data/image_io.cc"
-         "$repo/ssl/train/torch_file.cc" "$repo/tools/vissl_config.cc")
+         "$repo/ssl/train/torch_file.cc" "$repo/tools/vissl_config.cc"
+         "$repo/transfer/datasets.cc" "$repo/ssl/data/image_folder.cc")
 
 seed() {  # seed corpora: real inputs of each kind
   local target="$1" corpus="$work/$1/corpus"
@@ -51,6 +52,12 @@ torch.save({"epoch": 1, "state_dict": state, "args": [1, "x", None]}, f"{out}/le
 PY
       fi ;;
     vissl_config) cp "$repo"/configs/config/ssl_cpu/*.yaml "$corpus"/ ;;
+    transfer_files)
+      local fixtures="$work/transfer_fixtures"
+      if /usr/bin/python3 "$repo/transfer/make_transfer_fixtures.py" "$fixtures" 2>/dev/null; then
+        cp "$fixtures"/cifar-10-batches-py/batches.meta "$fixtures"/cifar-10-batches-py/test_batch \
+           "$fixtures"/cifar-100-python/meta "$fixtures"/flowers/*.mat "$corpus"/
+      fi ;;
   esac
   set -o pipefail
 }
@@ -62,7 +69,8 @@ for target in "${targets[@]}"; do
     image) function_name=DecodeImageTarget ;;
     torch_file) function_name=TorchFileTarget ;;
     vissl_config) function_name=VisslConfigTarget ;;
-    *) echo "run_fuzzers: unknown target $target (image, torch_file, vissl_config)" >&2; exit 2 ;;
+    transfer_files) function_name=TransferFilesTarget ;;
+    *) echo "run_fuzzers: unknown target $target (image, torch_file, vissl_config, transfer_files)" >&2; exit 2 ;;
   esac
   binary="$work/$target/fuzzer"
   mkdir -p "$work/$target"
