@@ -116,6 +116,57 @@ TEST_F(M2TeacherCliTest, KilledAndResumedRunEndsBitwiseEqualMomentumBnIncluded) 
   }
 }
 
+// Resuming a file as the original's tools/train.py saves it (no ssl_* entries, an
+// OrderedDict state dict): Momentum BN's schedule follows from the step, its running
+// statistics from the state dict, so the run ends as the uninterrupted one.
+TEST_F(M2TeacherCliTest, ResumesFromTheOriginalsCheckpointBitwise) {
+  if (system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) {
+    GTEST_SKIP() << "Debian's python3-torch is not installed";
+  }
+  const std::string straight = data::testing::MakeTempDir("m2t_straight_orig");
+  ASSERT_EQ(ExitCode(Start(straight, {}, straight + "/log.txt")), 0)
+      << ReadFile(straight + "/log.txt");
+  // Killed after its first epoch's checkpoint, as in the test above.
+  const std::string ours = data::testing::MakeTempDir("m2t_one_epoch");
+  const pid_t pid = Start(ours, {}, ours + "/log.txt");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(ours + "/last_epoch_ckpt.pth.tar") &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(WIFSIGNALED(testing::WaitStatus(pid))) << "the run finished before the kill";
+  ASSERT_EQ(Load(ours + "/last_epoch_ckpt.pth.tar").at("start_epoch").toInt(), 1);
+  const std::string original = data::testing::MakeTempDir("m2t_original");
+  std::ofstream(original + "/resave.py") << R"(
+import collections, sys, torch
+ck = torch.load(sys.argv[1])
+torch.save({"start_epoch": ck["start_epoch"],
+            "model": collections.OrderedDict(ck["model"].items()),
+            "optimizer": ck["optimizer"]}, sys.argv[2])
+)";
+  ASSERT_EQ(system(("/usr/bin/python3 " + original + "/resave.py " + ours +
+                    "/last_epoch_ckpt.pth.tar " + original + "/last_epoch_ckpt.pth.tar")
+                       .c_str()),
+            0);
+  ASSERT_EQ(ExitCode(Start(original, {}, original + "/log.txt")), 0)
+      << ReadFile(original + "/log.txt");
+  EXPECT_NE(ReadFile(original + "/log.txt").find("resumed from"), std::string::npos);
+  const c10::impl::GenericDict a = Load(straight + "/last_epoch_ckpt.pth.tar");
+  const c10::impl::GenericDict b = Load(original + "/last_epoch_ckpt.pth.tar");
+  EXPECT_EQ(b.at("start_epoch").toInt(), 3);
+  const c10::impl::GenericDict model_a = a.at("model").toGenericDict();
+  const c10::impl::GenericDict model_b = b.at("model").toGenericDict();
+  ASSERT_EQ(model_a.size(), model_b.size());
+  for (const auto& item : model_a) {
+    EXPECT_TRUE(item.value().toTensor().equal(model_b.at(item.key()).toTensor()))
+        << item.key().toStringRef() << " differs";
+  }
+  EXPECT_EQ(a.at("ssl_extra").toGenericDict().at("momentum_bn.m_bn").toDouble(),
+            b.at("ssl_extra").toGenericDict().at("momentum_bn.m_bn").toDouble());
+}
+
 TEST_F(M2TeacherCliTest, TheOriginalsLayoutAndTheEvaluationTools) {
   const std::string dir = data::testing::MakeTempDir("m2t_layout");
   ASSERT_EQ(ExitCode(Start(dir, {"--epochs=1"}, dir + "/log.txt")), 0)

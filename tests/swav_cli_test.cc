@@ -214,6 +214,63 @@ TEST_F(SwavCliTest, KilledAndResumedRunEndsBitwiseEqualQueueIncluded) {
             "model_final_checkpoint_phase2.torch");
 }
 
+// Resuming a file as VISSL itself saves it: none of this framework's ssl_* entries, the
+// queue only as VISSL's swav_criterion.local_emb_queue.
+TEST_F(SwavCliTest, ResumesFromVisslsOwnCheckpointBitwiseQueueIncluded) {
+  if (system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) {
+    GTEST_SKIP() << "Debian's python3-torch is not installed";
+  }
+  const std::string straight = data::testing::MakeTempDir("swav_straight_vissl");
+  ASSERT_EQ(ExitCode(Start(straight, {}, straight + "/log.txt")), 0)
+      << ReadFile(straight + "/log.txt");
+  const std::string killed = data::testing::MakeTempDir("swav_killed_vissl");
+  const pid_t pid = Start(killed, {}, killed + "/log.txt");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(killed + "/model_phase1.torch") &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(WIFSIGNALED(testing::WaitStatus(pid))) << "the run finished before the kill";
+  const std::string original = data::testing::MakeTempDir("swav_vissl_original");
+  std::ofstream(original + "/resave.py") << R"(
+import sys, torch
+ck = torch.load(sys.argv[1])
+ck = {k: v for k, v in ck.items() if not k.startswith("ssl_")}
+ck["loss"] = {k: v for k, v in ck["loss"].items() if not k.startswith("ssl_")}
+ck["classy_state_dict"]["loss"] = ck["loss"]
+assert "swav_criterion.local_emb_queue" in ck["loss"]
+torch.save(ck, sys.argv[2])
+)";
+  ASSERT_EQ(system(("/usr/bin/python3 " + original + "/resave.py " + killed +
+                    "/model_phase1.torch " + original + "/model_phase1.torch")
+                       .c_str()),
+            0);
+  ASSERT_EQ(ExitCode(Start(original, {}, original + "/log.txt")), 0)
+      << ReadFile(original + "/log.txt");
+  EXPECT_NE(ReadFile(original + "/log.txt").find("resumed from"), std::string::npos);
+  const c10::impl::GenericDict a = Load(straight + "/model_final_checkpoint_phase2.torch");
+  const c10::impl::GenericDict b = Load(original + "/model_final_checkpoint_phase2.torch");
+  const auto part = [](const c10::impl::GenericDict& file, const char* name) {
+    return file.at("classy_state_dict")
+        .toGenericDict()
+        .at("base_model")
+        .toGenericDict()
+        .at("model")
+        .toGenericDict()
+        .at(name)
+        .toGenericDict();
+  };
+  ExpectSameTensors(part(a, "trunk"), part(b, "trunk"), "trunk");
+  ExpectSameTensors(part(a, "heads"), part(b, "heads"), "heads");
+  EXPECT_TRUE(a.at("loss")
+                  .toGenericDict()
+                  .at("swav_criterion.local_emb_queue")
+                  .toTensor()
+                  .equal(b.at("loss").toGenericDict().at("swav_criterion.local_emb_queue").toTensor()));
+}
+
 TEST_F(SwavCliTest, PythonReadsTheVisslLayoutAndTheEvaluationToolsTakeIt) {
   const std::string dir = data::testing::MakeTempDir("swav_layout");
   ASSERT_EQ(ExitCode(Start(dir, {"config.OPTIMIZER.num_epochs=1"}, dir + "/log.txt")), 0)

@@ -37,25 +37,12 @@ int main(int argc, char** argv) {
   if (FLAGS_pretrained.empty() || FLAGS_output.empty()) {
     return fail(absl::InvalidArgumentError("--pretrained and --output are required"));
   }
-  if (FLAGS_format != "torchvision" && FLAGS_format != "deit") {
-    return fail(absl::InvalidArgumentError("--format=" + FLAGS_format +
-                                           " is not one of torchvision, deit"));
-  }
-  auto config = ssl::train::ReadCheckpointConfig(FLAGS_pretrained, FLAGS_backbone);
-  if (!config.ok()) return fail(config.status());
-  auto backbone = ssl::train::LoadPretrainedBackbone(FLAGS_pretrained, 0, FLAGS_backbone);
-  if (!backbone.ok()) return fail(backbone.status());
-  // Built without a classifier: the state dict is the trunk alone, the head left out.
-  const c10::impl::GenericDict state = ssl::train::StateDictToIValue(**backbone);
-  c10::IValue file = state;
-  if (FLAGS_format == "deit") {
-    c10::impl::GenericDict wrapper(c10::StringType::get(), c10::AnyType::get());
-    wrapper.insert("model", state);
-    file = wrapper;
-  }
-  if (absl::Status s = ssl::train::SaveIValue(file, FLAGS_output); !s.ok()) return fail(s);
-  std::cout << "wrote the " << config->backbone << " backbone (" << config->arch << ", "
-            << state.size() << " tensors, epoch " << config->epoch << ") of " << FLAGS_pretrained
+  auto exported =
+      ssl::train::ExportBackbone(FLAGS_pretrained, FLAGS_backbone, FLAGS_format, FLAGS_output);
+  if (!exported.ok()) return fail(exported.status());
+  const auto& [config, tensors] = *exported;
+  std::cout << "wrote the " << config.backbone << " backbone (" << config.arch << ", " << tensors
+            << " tensors, epoch " << config.epoch << ") of " << FLAGS_pretrained
             << " to " << FLAGS_output << " as " << FLAGS_format << "\n";
   return 0;
 }

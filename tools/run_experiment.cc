@@ -496,8 +496,14 @@ int main(int argc, char** argv) {
     finetune.workers = FLAGS_workers;
     finetune.seed = FLAGS_seed;
     finetune.resume = true;
+    // pretrain -> export (convert_to_deit.py's layout) -> fine-tune, as the originals do.
+    const std::string exported = work_dir + "/finetune_init_deit.pth";
+    if (auto s = ssl::train::ExportBackbone(pretrained->last_checkpoint, "", "deit", exported);
+        !s.ok()) {
+      return Fail(s.status());
+    }
     ssl::eval::FinetuneModelSpec spec;
-    spec.checkpoint = pretrained->last_checkpoint;
+    spec.checkpoint = exported;
     spec.cifar_stem = checkpoint->cifar_stem;
     spec.image_size = checkpoint->image_size;
     spec.num_classes = splits->train.num_classes();

@@ -187,7 +187,10 @@ c10::impl::GenericDict M2TeacherImpl::ExtraState() {
 
 absl::Status M2TeacherImpl::LoadExtraState(const c10::impl::GenericDict& state) {
   if (!state.contains("momentum_bn.iteration") || !state.contains("momentum_bn.m_bn")) {
-    return absl::InvalidArgumentError("the checkpoint holds no Momentum BN schedule");
+    // The original's files hold no schedule state: m_bn is a function of the global
+    // step, which BeforeStep recomputes before the first resumed step, as the original
+    // recomputes it each iteration.
+    return absl::OkStatus();
   }
   if (state.contains("momentum_bn.double_unbias") &&
       state.at("momentum_bn.double_unbias").toBool() != schedule_->double_unbias) {

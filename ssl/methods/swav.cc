@@ -263,9 +263,25 @@ c10::impl::GenericDict SwavImpl::ExtraState() {
 absl::Status SwavImpl::LoadExtraState(const c10::impl::GenericDict& state) {
   if (local_queue_length_ == 0) return absl::OkStatus();
   if (!state.contains("ssl_queue_by_rank") || !state.contains("ssl_queue_filled")) {
-    // A checkpoint written before the queue started (or without one): start it empty.
     queue_.zero_();
     queue_filled_ = 0;
+    // VISSL's own files keep one process's queue, newest rows first, zeros where it has
+    // not been filled yet: restorable exactly for a single process.
+    if (state.contains("swav_criterion.local_emb_queue") && communicator_->world_size() == 1) {
+      const at::Tensor saved = state.at("swav_criterion.local_emb_queue").toTensor();
+      if (saved.sizes() != queue_.sizes()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("the checkpoint's SwAV queue has shape ", c10::str(saved.sizes()),
+                         "; this run needs ", c10::str(queue_.sizes()),
+                         " (crops_for_assign, queue_length, head)"));
+      }
+      queue_.copy_(saved);
+      const at::Tensor filled_rows = saved[0].ne(0).any(1);
+      while (queue_filled_ < local_queue_length_ && filled_rows[queue_filled_].item<bool>()) {
+        ++queue_filled_;
+      }
+    }
+    // Otherwise (written before the queue started, or without one): it starts empty.
     return absl::OkStatus();
   }
   const at::Tensor by_rank = state.at("ssl_queue_by_rank").toTensor();

@@ -71,8 +71,10 @@ void AddResumeEntries(const TrainingSnapshot& s, Dict& file) {
 }
 
 // The ssl_* entries back; an original's file has none (global step -1: unknown).
-void ReadResumeEntries(const Dict& file, TrainingSnapshot& s) {
+// `method` names the files the original wrote without this framework's ssl_config.
+void ReadResumeEntries(const Dict& file, TrainingSnapshot& s, const std::string& method) {
   s.config_json = StringEntry(file, "ssl_config");
+  if (s.config_json.empty()) s.config_json = nlohmann::json({{"method", method}}).dump();
   s.extra = ExtraOrEmpty(file, "ssl_extra");
   s.global_step = file.contains("ssl_global_step") && file.at("ssl_global_step").isInt()
                       ? file.at("ssl_global_step").toInt()
@@ -120,7 +122,7 @@ class MocoV3FileLayout : public CheckpointLayout {
     }
     s.arch = StringEntry(dict, "arch");
     s.optimizer = dict.contains("optimizer") ? dict.at("optimizer") : c10::IValue();
-    ReadResumeEntries(dict, s);
+    ReadResumeEntries(dict, s, "mocov3");
     return s;
   }
   bool Recognizes(const c10::IValue& file) const override {
@@ -220,6 +222,7 @@ class VisslFileLayout : public CheckpointLayout {
     }
     s.extra = ExtraOrEmpty(dict, "loss");
     s.config_json = StringEntry(dict, "ssl_config");
+    if (s.config_json.empty()) s.config_json = nlohmann::json({{"method", "swav"}}).dump();
     s.arch = StringEntry(dict, "ssl_arch");
     return s;
   }
@@ -281,7 +284,7 @@ class M2TeacherFileLayout : public CheckpointLayout {
     }
     s.optimizer = dict.contains("optimizer") ? dict.at("optimizer") : c10::IValue();
     s.arch = StringEntry(dict, "ssl_arch");
-    ReadResumeEntries(dict, s);
+    ReadResumeEntries(dict, s, "m2teacher");
     return s;
   }
   bool Recognizes(const c10::IValue& file) const override {

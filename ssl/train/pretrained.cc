@@ -229,4 +229,26 @@ absl::StatusOr<std::shared_ptr<backbones::Backbone>> LoadPretrainedBackbone(
   return model;
 }
 
+absl::StatusOr<std::pair<CheckpointConfig, int64_t>> ExportBackbone(const std::string& path,
+                                                                  const std::string& backbone,
+                                                                  const std::string& format,
+                                                                  const std::string& output) {
+  if (format != "torchvision" && format != "deit") {
+    return absl::InvalidArgumentError("--format=" + format + " is not one of torchvision, deit");
+  }
+  SSL_ASSIGN_OR_RETURN(CheckpointConfig config, ReadCheckpointConfig(path, backbone));
+  SSL_ASSIGN_OR_RETURN(std::shared_ptr<backbones::Backbone> model,
+                       LoadPretrainedBackbone(path, 0, backbone));
+  // Built without a classifier: the state dict is the trunk alone, the head left out.
+  const c10::impl::GenericDict state = StateDictToIValue(*model);
+  c10::IValue file = state;
+  if (format == "deit") {
+    c10::impl::GenericDict wrapper(c10::StringType::get(), c10::AnyType::get());
+    wrapper.insert("model", state);
+    file = wrapper;
+  }
+  SSL_RETURN_IF_ERROR(SaveIValue(file, output));
+  return std::make_pair(config, static_cast<int64_t>(state.size()));
+}
+
 }  // namespace ssl::train

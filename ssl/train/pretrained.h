@@ -38,6 +38,15 @@ absl::StatusOr<std::shared_ptr<backbones::Backbone>> LoadPretrainedBackbone(
     const std::string& path, int64_t num_classes = 0, const std::string& backbone = "",
     double drop_path_rate = 0.0);
 
+/// Writes the chosen backbone of `path` (its head left out) as torchvision's state dict
+/// (`format` "torchvision") or as DeiT's {'model': state dict} ("deit", moco-v3's
+/// convert_to_deit.py layout) to `output`; returns the checkpoint's config and the
+/// number of tensors written.
+absl::StatusOr<std::pair<CheckpointConfig, int64_t>> ExportBackbone(const std::string& path,
+                                                                  const std::string& backbone,
+                                                                  const std::string& format,
+                                                                  const std::string& output);
+
 }  // namespace ssl::train
 
 #endif  // SSL_TRAIN_PRETRAINED_H_
