@@ -11,6 +11,9 @@
 #include <string>
 #include <vector>
 
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
 #include "ssl/data/image_io.h"
 #include "ssl/data/test_util.h"
 #include "ssl/train/checkpoint.h"
@@ -100,12 +103,31 @@ TEST_F(BadInputTest, BadImagesAreCountedSkipsAndTheRunGoesOn) {
     std::ofstream(class_dir + "/bomb" + std::to_string(i) + ".jpg", std::ios::binary) << bomb;
   }
   fs::create_symlink("/nonexistent/x.jpg", class_dir + "/dangling.jpg");  // unreadable
+  // Truncated PNG, TIFF and WebP files: libpng and OpenCV's TIFF reader would print their
+  // own messages to stderr.
+  const absl::StatusOr<data::Image> decoded = data::DecodeImage(jpeg);
+  ASSERT_TRUE(decoded.ok());
+  const std::string png = data::EncodePng(*decoded);
+  std::ofstream(class_dir + "/truncated.png", std::ios::binary) << png.substr(0, png.size() / 2);
+  for (const char* extension : {".tiff", ".webp"}) {
+    cv::Mat bgr(decoded->height, decoded->width, CV_8UC3,
+                const_cast<uint8_t*>(decoded->pixels.data()));
+    std::vector<uint8_t> encoded;
+    ASSERT_TRUE(cv::imencode(extension, bgr, encoded));
+    std::ofstream(class_dir + "/truncated" + extension, std::ios::binary)
+        .write(reinterpret_cast<const char*>(encoded.data()),
+               static_cast<std::streamsize>(encoded.size() / 2));
+  }
 
   const std::string out = data::testing::MakeTempDir("bad_images_run");
   std::string log;
   ASSERT_EQ(Run(MocoArgs(train, out), out + "/log.txt", &log), 0) << log;
   EXPECT_NE(log.find("claims 60000 x 60000 pixels"), std::string::npos) << log;
   EXPECT_NE(log.find("skipping unreadable image"), std::string::npos) << log;
+  EXPECT_NE(log.find("PNG " + class_dir + "/truncated.png is truncated"), std::string::npos) << log;
+  for (const char* noise : {"imdecode_(", "[ WARN", "libpng error"}) {
+    EXPECT_EQ(log.find(noise), std::string::npos) << noise << " in\n" << log;
+  }
   std::ifstream metrics(out + "/metrics.jsonl");
   std::string line;
   int64_t failures = -1;
@@ -114,9 +136,9 @@ TEST_F(BadInputTest, BadImagesAreCountedSkipsAndTheRunGoesOn) {
     if (record["type"] == "epoch") failures = record["decode_failures"];
   }
   // Every failed attempt counts: a bad sample falls back to the next one in file order,
-  // and the 8 bad files sit side by side, so at most 8 + 7 + ... + 1 = 36.
+  // and the 11 bad files sit side by side, so at most 11 + 10 + ... + 1 = 66.
   EXPECT_GE(failures, 1);
-  EXPECT_LE(failures, 36);
+  EXPECT_LE(failures, 66);
   EXPECT_TRUE(fs::exists(out + "/checkpoint_0000.pth.tar"));
 }
 

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iostream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -18,9 +20,11 @@
 #include <jpeglib.h>
 
 #include <opencv2/core.hpp>
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "ssl/core/status_macros.h"
 
 namespace ssl::data {
 namespace {
@@ -55,7 +59,16 @@ absl::Status CheckHeaderSize(std::string_view bytes, const std::string& name) {
   static constexpr char kPng[] = "\x89PNG\r\n\x1a\n";
   if (bytes.size() >= 24 && bytes.substr(0, 8) == std::string_view(kPng, 8) &&
       bytes.substr(12, 4) == "IHDR") {
-    return CheckPixelCount("PNG", name, BigEndian32(bytes, 16), BigEndian32(bytes, 20));
+    SSL_RETURN_IF_ERROR(
+        CheckPixelCount("PNG", name, BigEndian32(bytes, 16), BigEndian32(bytes, 20)));
+    // Every chunk must be whole up to IEND: libpng reports short files on stderr itself.
+    for (size_t at = 8; at + 8 <= bytes.size();) {
+      const uint64_t length = static_cast<uint32_t>(BigEndian32(bytes, at));
+      if (at + 12 + length > bytes.size()) break;
+      if (bytes.substr(at + 4, 4) == "IEND") return absl::OkStatus();
+      at += 12 + length;
+    }
+    return absl::InvalidArgumentError(absl::StrCat("PNG ", name, " is truncated"));
   }
   if (bytes.size() >= 26 && bytes.substr(0, 2) == "BM") {
     const int64_t width = LittleEndian32(bytes, 18);
@@ -190,12 +203,73 @@ absl::StatusOr<Image> DecodeJpeg(std::string_view encoded, const std::string& na
   return image;
 }
 
+// OpenCV 4.6's decoders report failures themselves: through its logger, and, for
+// formats whose reader throws (e.g. truncated TIFFs), with an unconditional
+// "imdecode_(...): can't read data" line on std::cerr. The caller reports them in one
+// sentence, so the logger is silenced and std::cerr gets a filter, installed once for
+// the process, that drops those lines (and the blank line after each) and passes
+// everything else through unchanged.
+class DropOpencvDecodeLines : public std::streambuf {
+ public:
+  explicit DropOpencvDecodeLines(std::streambuf* target) : target_(target) {}
+
+ protected:
+  int overflow(int c) override {
+    if (c == traits_type::eof()) return traits_type::not_eof(c);
+    const char ch = static_cast<char>(c);
+    xsputn(&ch, 1);
+    return c;
+  }
+  std::streamsize xsputn(const char* text, std::streamsize n) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (std::streamsize i = 0; i < n; ++i) {
+      line_.push_back(text[i]);
+      if (text[i] == '\n') EmitLine();
+    }
+    return n;
+  }
+  int sync() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    // A partial line goes out on flush unless it may still become a dropped one.
+    if (!line_.empty() && !IsDecodeLine()) {
+      target_->sputn(line_.data(), static_cast<std::streamsize>(line_.size()));
+      line_.clear();
+      drop_blank_ = false;
+    }
+    return target_->pubsync();
+  }
+
+ private:
+  bool IsDecodeLine() const { return line_.rfind("imdecode_(", 0) == 0; }
+  void EmitLine() {
+    const bool drop = IsDecodeLine() || (drop_blank_ && line_ == "\n");
+    drop_blank_ = IsDecodeLine();
+    if (!drop) target_->sputn(line_.data(), static_cast<std::streamsize>(line_.size()));
+    line_.clear();
+  }
+
+  std::streambuf* target_;
+  std::mutex mutex_;
+  std::string line_;
+  bool drop_blank_ = false;
+};
+
+void QuietOpencvOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+    static DropOpencvDecodeLines* filter = new DropOpencvDecodeLines(std::cerr.rdbuf());
+    std::cerr.rdbuf(filter);
+  });
+}
+
 absl::StatusOr<Image> DecodeWithOpencv(std::string_view encoded, const std::string& name) {
   if (encoded.empty()) return absl::InvalidArgumentError(absl::StrCat(name, " is empty"));
   if (absl::Status size = CheckHeaderSize(encoded, name); !size.ok()) return size;
   const cv::Mat buffer(1, static_cast<int>(encoded.size()), CV_8UC1,
                        const_cast<char*>(encoded.data()));
   cv::Mat bgr;
+  QuietOpencvOnce();
   try {
     bgr = cv::imdecode(buffer, cv::IMREAD_COLOR);
   } catch (const cv::Exception& e) {

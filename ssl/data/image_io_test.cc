@@ -76,6 +76,15 @@ TEST(ImageIoTest, PngRoundTripIsExact) {
   EXPECT_EQ(decoded->pixels, original.pixels);
 }
 
+TEST(ImageIoTest, TruncatedPngIsRefusedBeforeLibpngSeesIt) {
+  const std::string full = EncodePng(testing::RandomImage(17, 23, 9));
+  for (size_t keep : {full.size() - 1, full.size() / 2, size_t{40}}) {
+    EXPECT_EQ(std::string(DecodeImage(full.substr(0, keep), "cut.png").status().message()),
+              "PNG cut.png is truncated")
+        << keep;
+  }
+}
+
 TEST(ImageIoTest, PngAlphaIsDroppedAsPilConvertRgbDoes) {
   cv::Mat bgra(2, 2, CV_8UC4, cv::Scalar(10, 20, 30, 0));  // fully transparent
   std::vector<uchar> bytes;
