@@ -232,7 +232,9 @@ _SMALL_TRANSFER = [
             "--threads=2",
             "--workers=2",
         ] + _CPU_FINETUNE + ["--finetune_epochs=2"],
-        reference = {"finetune_top1": 0.0, "gain.finetune_top1": 0.0},
+        # At this scale the ViT's pretraining helps kNN (+2.1) but not 2 epochs of
+        # fine-tuning (+0.1): recorded as measured.
+        reference = {"finetune_top1": 33.3, "gain.finetune_top1": 0.1},
         tolerance = {"finetune_top1": 3.0, "gain.finetune_top1": 3.0},
         source = "recorded",
         command_extra = " --finetune_data=<cifar10 root>",
