@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -229,9 +230,19 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
     log.StartEpoch(loader->stats().wait_seconds);
     double loss_sum = 0;
     data::Batch batch;
+    // Where the epoch's time goes, for metrics.jsonl (seconds per phase, this process).
+    std::map<std::string, double> phase_seconds;
+    auto phase_mark = Clock::now();
+    const auto end_phase = [&](const char* phase) {
+      const auto now = Clock::now();
+      phase_seconds[phase] += std::chrono::duration<double>(now - phase_mark).count();
+      phase_mark = now;
+    };
     for (int64_t it = 0; it < iters; ++it) {
+      phase_mark = Clock::now();
       SSL_ASSIGN_OR_RETURN(const bool more, loader->Next(&batch));
       if (!more) break;
+      end_phase("data");
       StepContext step;
       step.epoch = epoch;
       step.iteration = it;
@@ -244,14 +255,18 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
       method.BeforeStep(step);
       const at::Tensor loss = method.Loss(batch.groups, step);
       const double loss_value = loss.item<double>();
+      end_phase("forward");
       if (!std::isfinite(loss_value)) {
         return StopOnNonFiniteLoss({loss_value, step, batch.indices}, method, o.output_dir);
       }
       optimizer.ZeroGrad();
       loss.backward();
+      end_phase("backward");
       gradient_averager.Synchronize();
+      end_phase("gradient_sync");
       optimized.DropFrozenGradients(step.global_step);
       optimizer.Step();
+      end_phase("optimizer");
       loss_sum += loss_value;
       ++iterations_done;
       const double logged_loss =
@@ -264,7 +279,8 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
     nlohmann::json record = {{"type", "epoch"},
                              {"epoch", epoch + 1},
                              {"loss", result.final_loss},
-                             {"decode_failures", loader->stats().decode_failures}};
+                             {"decode_failures", loader->stats().decode_failures},
+                             {"seconds_by_phase", phase_seconds}};
     const bool final = epoch + 1 == o.epochs;
     if ((epoch + 1) % o.checkpoint_every == 0 || final || epoch + 1 == end_epoch) {
       // Every process contributes its extra state (SwAV's per-process queues).
