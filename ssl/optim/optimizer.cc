@@ -2,6 +2,8 @@
 
 #include <ATen/core/Dict.h>
 #include <ATen/core/List.h>
+#include <ATen/ops/ones_like.h>
+#include <ATen/ops/where.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <c10/core/GradMode.h>
@@ -172,11 +174,15 @@ class Lars : public Optimizer {
     at::Tensor update = grad;
     if (param.dim() > 1 && !group.no_trust_ratio) {
       update = grad.add(param, group.weight_decay);
-      const double param_norm = param.norm().item<double>();
-      const double update_norm = update.norm().item<double>();
-      if (param_norm > 0 && update_norm > 0) {
-        update = update.mul(options_.trust_coefficient * param_norm / update_norm);
-      }
+      // The trust ratio stays on the device (no host synchronization per parameter), in
+      // double as before, then scales the update as a scalar would: torch.where as in
+      // moco-v3's LARS, 1 when either norm is 0.
+      const at::Tensor param_norm = param.norm().to(at::kDouble);
+      const at::Tensor update_norm = update.norm().to(at::kDouble);
+      const at::Tensor ratio = at::where(param_norm.gt(0).logical_and(update_norm.gt(0)),
+                                         param_norm.mul(options_.trust_coefficient).div(update_norm),
+                                         at::ones_like(param_norm));
+      update = update.mul(ratio.to(update.scalar_type()));
     }
     at::Tensor& mu = state["mu"];
     if (!mu.defined()) mu = at::zeros_like(param);
