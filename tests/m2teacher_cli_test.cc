@@ -68,15 +68,9 @@ TEST_F(M2TeacherCliTest, KilledAndResumedRunEndsBitwiseEqualMomentumBnIncluded) 
   ASSERT_EQ(ExitCode(Start(straight, {}, straight + "/log.txt")), 0)
       << ReadFile(straight + "/log.txt");
   const std::string killed = data::testing::MakeTempDir("m2t_killed");
-  const pid_t pid = Start(killed, {}, killed + "/log.txt");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(killed + "/last_epoch_ckpt.pth.tar") &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  ASSERT_EQ(kill(pid, SIGKILL), 0);
-  ASSERT_TRUE(WIFSIGNALED(testing::WaitStatus(pid))) << "the run finished before the kill";
+  ASSERT_TRUE(testing::KillWhenFileAppears(Start(killed, {}, killed + "/log.txt"),
+                                           killed + "/last_epoch_ckpt.pth.tar"))
+      << "the run finished before the kill";
   ASSERT_EQ(Load(killed + "/last_epoch_ckpt.pth.tar").at("start_epoch").toInt(), 1);
   ASSERT_EQ(ExitCode(Start(killed, {}, killed + "/resume_log.txt")), 0)
       << ReadFile(killed + "/resume_log.txt");
@@ -128,15 +122,9 @@ TEST_F(M2TeacherCliTest, ResumesFromTheOriginalsCheckpointBitwise) {
       << ReadFile(straight + "/log.txt");
   // Killed after its first epoch's checkpoint, as in the test above.
   const std::string ours = data::testing::MakeTempDir("m2t_one_epoch");
-  const pid_t pid = Start(ours, {}, ours + "/log.txt");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(ours + "/last_epoch_ckpt.pth.tar") &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  ASSERT_EQ(kill(pid, SIGKILL), 0);
-  ASSERT_TRUE(WIFSIGNALED(testing::WaitStatus(pid))) << "the run finished before the kill";
+  ASSERT_TRUE(testing::KillWhenFileAppears(Start(ours, {}, ours + "/log.txt"),
+                                           ours + "/last_epoch_ckpt.pth.tar"))
+      << "the run finished before the kill";
   ASSERT_EQ(Load(ours + "/last_epoch_ckpt.pth.tar").at("start_epoch").toInt(), 1);
   const std::string original = data::testing::MakeTempDir("m2t_original");
   std::ofstream(original + "/resave.py") << R"(

@@ -72,16 +72,9 @@ TEST_F(PretrainCliTest, KilledAndResumedRunEndsBitwiseEqual) {
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
   // Kill -9 during the second epoch, once the first checkpoint exists.
-  const pid_t pid = Start(killed, {}, killed + "/log.txt");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(killed + "/checkpoint_0000.pth.tar") &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));
-  ASSERT_EQ(kill(pid, SIGKILL), 0);
-  status = Wait(pid);
-  ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before it could be killed";
+  ASSERT_TRUE(testing::KillWhenFileAppears(Start(killed, {}, killed + "/log.txt"),
+                                           killed + "/checkpoint_0000.pth.tar", 150))
+      << "the run finished before it could be killed";
   ASSERT_FALSE(fs::exists(killed + "/checkpoint_0002.pth.tar"));
 
   status = Wait(Start(killed, {"--resume=latest"}, killed + "/resume_log.txt"));
@@ -243,10 +236,16 @@ print("ok")
             0);
 
   // pretrain -> export -> fine-tune with DeiT's recipe (scaled down), then resume.
-  const std::vector<std::string> finetune = {
-      Runfile("tools/finetune"), "--pretrained=" + dir + "/deit.pth", "--data=" + *data_,
-      "--output_dir=" + dir + "/ft", "--epochs=2", "--warmup_epochs=1", "--batch_size=8",
-      "--workers=2", "--threads=1", "--max_epochs_this_run=1"};
+  const std::vector<std::string> finetune = {Runfile("tools/finetune"),
+                                             "--pretrained=" + dir + "/deit.pth",
+                                             "--data=" + *data_,
+                                             "--output_dir=" + dir + "/ft",
+                                             "--epochs=2",
+                                             "--warmup_epochs=1",
+                                             "--batch_size=8",
+                                             "--workers=2",
+                                             "--threads=1",
+                                             "--max_epochs_this_run=1"};
   ASSERT_EQ(testing::ExitCode(testing::StartProcess(finetune, dir + "/ft_log.txt")), 0)
       << testing::ReadFile(dir + "/ft_log.txt");
   ASSERT_EQ(testing::ExitCode(testing::StartProcess(finetune, dir + "/ft_log2.txt")), 0)

@@ -3,10 +3,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "ssl/data/synthetic.h"
 #include "ssl/data/test_util.h"
@@ -48,6 +52,16 @@ int WaitStatus(pid_t pid) {
 int ExitCode(pid_t pid) {
   const int status = WaitStatus(pid);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+bool KillWhenFileAppears(pid_t pid, const std::string& path, int settle_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!std::filesystem::exists(path) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(settle_ms));
+  if (kill(pid, SIGKILL) != 0) return false;
+  return WIFSIGNALED(WaitStatus(pid));
 }
 
 std::string MakeTinyImageFolder(const std::string& name) {

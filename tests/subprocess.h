@@ -27,6 +27,11 @@ int WaitStatus(pid_t pid);
 /// The exit code of `pid`, or 128 + the signal that ended it.
 int ExitCode(pid_t pid);
 
+/// Waits (up to 120 s) until `path` exists, lets the process run `settle_ms` more, then
+/// SIGKILLs `pid` and reaps it: true when the signal ended it (false when it had
+/// finished first or could not be signalled), the kill-and-resume tests' set-up.
+bool KillWhenFileAppears(pid_t pid, const std::string& path, int settle_ms = 100);
+
 /// The 4-class, 160-image, 32 px synthetic ImageFolder the CLI tests train on (10
 /// iterations of 16 per epoch); returns its root.
 std::string MakeTinyImageFolder(const std::string& name);

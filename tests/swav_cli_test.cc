@@ -135,6 +135,18 @@ class SwavCliTest : public ::testing::Test {
 std::string* SwavCliTest::data_ = nullptr;
 std::string* SwavCliTest::config_ = nullptr;
 
+// classy_state_dict.base_model.model.<name> of a VISSL checkpoint ("trunk", "heads").
+c10::impl::GenericDict ModelPart(const c10::impl::GenericDict& file, const char* name) {
+  return file.at("classy_state_dict")
+      .toGenericDict()
+      .at("base_model")
+      .toGenericDict()
+      .at("model")
+      .toGenericDict()
+      .at(name)
+      .toGenericDict();
+}
+
 void ExpectSameTensors(const c10::impl::GenericDict& a, const c10::impl::GenericDict& b,
                        const std::string& what) {
   ASSERT_EQ(a.size(), b.size()) << what;
@@ -152,15 +164,9 @@ TEST_F(SwavCliTest, KilledAndResumedRunEndsBitwiseEqualQueueIncluded) {
   ASSERT_EQ(ExitCode(Start(straight, {}, straight + "/log.txt")), 0)
       << ReadFile(straight + "/log.txt");
   const std::string killed = data::testing::MakeTempDir("swav_killed");
-  const pid_t pid = Start(killed, {}, killed + "/log.txt");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(killed + "/model_phase0.torch") &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  ASSERT_EQ(kill(pid, SIGKILL), 0);
-  ASSERT_TRUE(WIFSIGNALED(testing::WaitStatus(pid))) << "the run finished before the kill";
+  ASSERT_TRUE(testing::KillWhenFileAppears(Start(killed, {}, killed + "/log.txt"),
+                                           killed + "/model_phase0.torch"))
+      << "the run finished before the kill";
   ASSERT_FALSE(fs::exists(killed + "/model_final_checkpoint_phase2.torch"));
   ASSERT_EQ(ExitCode(Start(killed, {}, killed + "/resume_log.txt")), 0)
       << ReadFile(killed + "/resume_log.txt");
@@ -168,18 +174,8 @@ TEST_F(SwavCliTest, KilledAndResumedRunEndsBitwiseEqualQueueIncluded) {
 
   const c10::impl::GenericDict a = Load(straight + "/model_final_checkpoint_phase2.torch");
   const c10::impl::GenericDict b = Load(killed + "/model_final_checkpoint_phase2.torch");
-  const auto model = [](const c10::impl::GenericDict& file, const char* part) {
-    return file.at("classy_state_dict")
-        .toGenericDict()
-        .at("base_model")
-        .toGenericDict()
-        .at("model")
-        .toGenericDict()
-        .at(part)
-        .toGenericDict();
-  };
-  ExpectSameTensors(model(a, "trunk"), model(b, "trunk"), "trunk");
-  ExpectSameTensors(model(a, "heads"), model(b, "heads"), "heads");
+  ExpectSameTensors(ModelPart(a, "trunk"), ModelPart(b, "trunk"), "trunk");
+  ExpectSameTensors(ModelPart(a, "heads"), ModelPart(b, "heads"), "heads");
   ExpectSameTensors(a.at("loss").toGenericDict(), b.at("loss").toGenericDict(), "queue");
   const auto optimizer = [](const c10::impl::GenericDict& file) {
     return file.at("classy_state_dict")
@@ -224,15 +220,9 @@ TEST_F(SwavCliTest, ResumesFromVisslsOwnCheckpointBitwiseQueueIncluded) {
   ASSERT_EQ(ExitCode(Start(straight, {}, straight + "/log.txt")), 0)
       << ReadFile(straight + "/log.txt");
   const std::string killed = data::testing::MakeTempDir("swav_killed_vissl");
-  const pid_t pid = Start(killed, {}, killed + "/log.txt");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(killed + "/model_phase1.torch") &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  ASSERT_EQ(kill(pid, SIGKILL), 0);
-  ASSERT_TRUE(WIFSIGNALED(testing::WaitStatus(pid))) << "the run finished before the kill";
+  ASSERT_TRUE(testing::KillWhenFileAppears(Start(killed, {}, killed + "/log.txt"),
+                                           killed + "/model_phase1.torch"))
+      << "the run finished before the kill";
   const std::string original = data::testing::MakeTempDir("swav_vissl_original");
   std::ofstream(original + "/resave.py") << R"(
 import sys, torch
@@ -252,23 +242,14 @@ torch.save(ck, sys.argv[2])
   EXPECT_NE(ReadFile(original + "/log.txt").find("resumed from"), std::string::npos);
   const c10::impl::GenericDict a = Load(straight + "/model_final_checkpoint_phase2.torch");
   const c10::impl::GenericDict b = Load(original + "/model_final_checkpoint_phase2.torch");
-  const auto part = [](const c10::impl::GenericDict& file, const char* name) {
-    return file.at("classy_state_dict")
-        .toGenericDict()
-        .at("base_model")
-        .toGenericDict()
-        .at("model")
-        .toGenericDict()
-        .at(name)
-        .toGenericDict();
-  };
-  ExpectSameTensors(part(a, "trunk"), part(b, "trunk"), "trunk");
-  ExpectSameTensors(part(a, "heads"), part(b, "heads"), "heads");
-  EXPECT_TRUE(a.at("loss")
-                  .toGenericDict()
-                  .at("swav_criterion.local_emb_queue")
-                  .toTensor()
-                  .equal(b.at("loss").toGenericDict().at("swav_criterion.local_emb_queue").toTensor()));
+  ExpectSameTensors(ModelPart(a, "trunk"), ModelPart(b, "trunk"), "trunk");
+  ExpectSameTensors(ModelPart(a, "heads"), ModelPart(b, "heads"), "heads");
+  EXPECT_TRUE(
+      a.at("loss")
+          .toGenericDict()
+          .at("swav_criterion.local_emb_queue")
+          .toTensor()
+          .equal(b.at("loss").toGenericDict().at("swav_criterion.local_emb_queue").toTensor()));
 }
 
 TEST_F(SwavCliTest, PythonReadsTheVisslLayoutAndTheEvaluationToolsTakeIt) {
