@@ -1,5 +1,7 @@
 #include "ssl/data/loader.h"
 
+#include <ATen/Context.h>
+
 #include <ATen/ops/empty.h>
 #include <glog/logging.h>
 
@@ -46,6 +48,9 @@ absl::StatusOr<std::unique_ptr<Loader>> Loader::Create(const ImageFolder& datase
     return absl::InvalidArgumentError(absl::StrCat(
         "dataset ", dataset.root(), " has ", dataset.size(), " images, ", per_rank,
         " per process, fewer than one batch of ", options.batch_size, "; lower the batch size"));
+  }
+  if (options.pin_memory && !at::hasCUDA()) {
+    return absl::InvalidArgumentError("pinned batches need a CUDA LibTorch (pin_memory)");
   }
   return std::unique_ptr<Loader>(new Loader(dataset, std::move(recipe), options));
 }
@@ -162,9 +167,10 @@ absl::StatusOr<Batch> Loader::BuildBatch(int64_t batch_index) {
   batch.epoch = epoch_;
   batch.iteration = batch_index;
   std::vector<float*> group_data;
+  const at::TensorOptions pixels = at::TensorOptions(at::kFloat).pinned_memory(options_.pin_memory);
   for (const CropGroup& group : recipe_.groups) {
     const int s = group.augmentation.size;
-    batch.groups.push_back(at::empty({group.count * b, 3, s, s}));
+    batch.groups.push_back(at::empty({group.count * b, 3, s, s}, pixels));
     group_data.push_back(batch.groups.back().data_ptr<float>());
   }
   batch.labels = at::empty({b}, at::kLong);

@@ -38,6 +38,9 @@ struct LoaderOptions {
   int rank = 0;
   /// DeiT's repeated augmentation (RASampler) when > 1; see DistributedSampler.
   int repeated_augmentations = 1;
+  /// Batches in page-locked host memory, so that copies to a GPU can be asynchronous
+  /// (DataLoader's pin_memory). Needs a CUDA LibTorch.
+  bool pin_memory = false;
 };
 
 struct Batch {

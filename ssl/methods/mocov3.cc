@@ -105,7 +105,8 @@ at::Tensor MocoV3Impl::ContrastiveLoss(const at::Tensor& queries, const at::Tens
   const at::Tensor logits = at::matmul(q, k.t()).div(options_.temperature);
   const int64_t b = logits.size(0);
   const at::Tensor labels =
-      at::arange(b, at::kLong).add(b * static_cast<int64_t>(communicator_->rank()));
+      at::arange(b, logits.options().dtype(at::kLong))
+          .add(b * static_cast<int64_t>(communicator_->rank()));
   return at::cross_entropy_loss(logits, labels).mul(2.0 * options_.temperature);
 }
 

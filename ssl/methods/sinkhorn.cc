@@ -8,6 +8,8 @@
 #include <ATen/ops/zeros_like.h>
 #include <c10/core/GradMode.h>
 
+#include "ssl/core/device.h"
+
 namespace ssl::methods {
 namespace {
 
@@ -31,6 +33,8 @@ at::Tensor ReplaceInfinities(const at::Tensor& x) {
 at::Tensor DistributedSinkhorn(const at::Tensor& scores, const SinkhornOptions& options,
                                distributed::Communicator& communicator, int64_t rows_needed) {
   c10::AutoGradMode no_grad(false);
+  // fp32 (or fp64) whatever autocast is doing outside, as VISSL keeps it.
+  AutocastDisabled full_precision;
   const at::ScalarType dtype = options.double_precision ? at::kDouble : at::kFloat;
   // Q is kept as Q^T, [n, K] (the scores' layout): VISSL's row sums (per prototype) are
   // sums over dim 0 here and its column sums (per sample) over dim 1, which saves
@@ -56,10 +60,13 @@ at::Tensor DistributedSinkhorn(const at::Tensor& scores, const SinkhornOptions& 
     q.mul_(q.sum(1).reciprocal().div_(global_columns).unsqueeze(1));
   }
   // Only the first rows (this batch, not the queue) become codes: each sums to 1, in
-  // the scores' precision (float32 as VISSL returns them; float64 for float64 models).
+  // the scores' precision (float32 as VISSL returns them; float64 for float64 models;
+  // float32 for the half-precision scores of mixed precision).
   const int64_t rows = rows_needed < 0 ? q.size(0) : std::min(rows_needed, q.size(0));
   at::Tensor codes = q.narrow(0, 0, rows);
-  codes = codes.div(codes.sum(1, /*keepdim=*/true)).to(scores.scalar_type());
+  const at::ScalarType codes_type =
+      IsHalfPrecision(scores.scalar_type()) ? at::kFloat : scores.scalar_type();
+  codes = codes.div(codes.sum(1, /*keepdim=*/true)).to(codes_type);
   if (options.hard_assignment) {
     const at::Tensor best = codes.argmax(1, /*keepdim=*/true);
     codes = at::zeros_like(codes).scatter_(1, best, 1.0);

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "ssl/core/device.h"
 #include "ssl/methods/sinkhorn.h"
 #include "ssl/nn/batch_norm.h"
 
@@ -133,7 +134,11 @@ at::Tensor SwavImpl::SwappedPredictionLoss(const at::Tensor& scores,
     for (int crop = 0; crop < crops; ++crop) {
       if (crop == assign) continue;
       at::Tensor predicted = scores.narrow(0, b * crop, b);
-      if (options_.use_double_precision) predicted = predicted.to(at::kDouble);
+      if (options_.use_double_precision) {
+        predicted = predicted.to(at::kDouble);
+      } else if (IsHalfPrecision(predicted.scalar_type())) {
+        predicted = predicted.to(at::kFloat);  // log-softmax in fp32, as autocast runs it
+      }
       const at::Tensor log_probs = at::log_softmax(predicted / options_.temperature, 1);
       // Summed in the codes' type (float32 in training), as VISSL does.
       const at::Tensor term = (codes * log_probs).sum(1, false, codes.scalar_type()).mean().neg();
@@ -153,9 +158,14 @@ at::Tensor SwavImpl::Loss(const std::vector<at::Tensor>& crop_groups, const Step
   const nn::SwavHeadOutput out = head->forward(all);
   const int64_t b = all.size(0) / num_crops();
   // The queue is not a module buffer (VISSL keeps it in the loss): follow the model's
-  // precision when that changed.
-  if (queue_.defined() && queue_.scalar_type() != out.embedding.scalar_type()) {
-    queue_ = queue_.to(out.embedding.scalar_type());
+  // device, and its precision when that changed (fp32 under mixed precision, as VISSL's
+  // float buffer stays).
+  const at::ScalarType queue_type = IsHalfPrecision(out.embedding.scalar_type())
+                                        ? at::kFloat
+                                        : out.embedding.scalar_type();
+  if (queue_.defined() &&
+      (queue_.scalar_type() != queue_type || queue_.device() != out.embedding.device())) {
+    queue_ = queue_.to(out.embedding.device(), queue_type);
   }
   const bool hard = step.global_step < options_.temp_hard_assignment_iters;
   at::Tensor loss;

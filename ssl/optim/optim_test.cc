@@ -1,9 +1,11 @@
+#include <ATen/ops/full.h>
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 
+#include "ssl/optim/grad_scaler.h"
 #include "ssl/optim/optimizer.h"
 #include "ssl/optim/param_scheduler.h"
 #include "ssl/optim/schedules.h"
@@ -198,6 +200,87 @@ TEST(OptimizerTest, ZeroGradClearsGradients) {
   SetGrad(p, {1});
   sgd->ZeroGrad();
   EXPECT_FALSE(p.grad().defined());
+}
+
+// GradScaler against torch.cuda.amp.GradScaler's rules, worked by hand: scale 2^16,
+// unscale by the reciprocal, skip on inf/NaN with backoff 0.5, growth x2 after
+// growth_interval clean steps, and its state_dict keys and values.
+TEST(GradScalerTest, ScalesUnscalesSkipsBacksOffAndGrows) {
+  GradScalerOptions options;
+  options.init_scale = 1024;
+  options.growth_interval = 3;
+  GradScaler scaler(options);
+  at::Tensor w = at::full({2}, 1.0).requires_grad_();
+  const at::Tensor loss = w.mul(at::tensor({3.0f, 5.0f})).sum();
+  const at::Tensor scaled = scaler.Scale(loss);
+  EXPECT_FLOAT_EQ(scaled.item<float>(), 8 * 1024);
+  scaled.backward();
+  EXPECT_FLOAT_EQ(w.grad()[0].item<float>(), 3 * 1024);
+  scaler.Unscale({w});
+  EXPECT_TRUE(w.grad().equal(at::tensor({3.0f, 5.0f})));
+  EXPECT_FALSE(scaler.FoundInf());
+  scaler.Update();
+  EXPECT_EQ(scaler.scale(), 1024);
+  EXPECT_EQ(scaler.StateDict().toGenericDict().at("_growth_tracker").toInt(), 1);
+
+  // An overflow: found, the step is to be skipped, the scale halves, the count resets.
+  w.mutable_grad() = at::tensor({INFINITY, 1.0f});
+  scaler.Unscale({w});
+  EXPECT_TRUE(scaler.FoundInf());
+  scaler.Update();
+  EXPECT_EQ(scaler.scale(), 512);
+  EXPECT_EQ(scaler.StateDict().toGenericDict().at("_growth_tracker").toInt(), 0);
+  w.mutable_grad() = at::tensor({NAN, 1.0f});
+  scaler.Unscale({w});
+  EXPECT_TRUE(scaler.FoundInf());
+  scaler.Update();
+  EXPECT_EQ(scaler.scale(), 256);
+
+  // Three clean steps: x2 on the third.
+  for (int i = 0; i < 3; ++i) {
+    w.mutable_grad() = at::tensor({256.0f, 512.0f});
+    scaler.Unscale({w});
+    EXPECT_FALSE(scaler.FoundInf());
+    EXPECT_TRUE(w.grad().equal(at::tensor({1.0f, 2.0f})));
+    scaler.Update();
+    EXPECT_EQ(scaler.scale(), i < 2 ? 256 : 512) << i;
+  }
+
+  // PyTorch's state_dict, and a round trip into a fresh scaler.
+  const c10::impl::GenericDict state = scaler.StateDict().toGenericDict();
+  EXPECT_EQ(state.size(), 5u);
+  EXPECT_EQ(state.at("scale").toDouble(), 512);
+  EXPECT_EQ(state.at("growth_factor").toDouble(), 2.0);
+  EXPECT_EQ(state.at("backoff_factor").toDouble(), 0.5);
+  EXPECT_EQ(state.at("growth_interval").toInt(), 3);
+  EXPECT_EQ(state.at("_growth_tracker").toInt(), 0);
+  GradScaler restored;
+  ASSERT_TRUE(restored.LoadStateDict(state).ok());
+  EXPECT_EQ(restored.scale(), 512);
+  EXPECT_FLOAT_EQ(restored.Scale(at::full({}, 2.0)).item<float>(), 1024);
+  EXPECT_EQ(restored.StateDict().toGenericDict().at("growth_interval").toInt(), 3);
+}
+
+TEST(GradScalerTest, DisabledPassesThroughAndBadStatesAreRefused) {
+  GradScalerOptions options;
+  options.enabled = false;
+  GradScaler off(options);
+  const at::Tensor loss = at::full({}, 3.0);
+  EXPECT_TRUE(off.Scale(loss).is_same(loss));
+  EXPECT_FALSE(off.FoundInf());
+  EXPECT_EQ(off.StateDict().toGenericDict().size(), 0u);
+
+  GradScaler scaler;
+  // A checkpoint of a run without fp16 has an empty scaler: the initial scale stays.
+  EXPECT_TRUE(
+      scaler.LoadStateDict(c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get()))
+          .ok());
+  EXPECT_EQ(scaler.scale(), 65536);
+  c10::impl::GenericDict bad(c10::StringType::get(), c10::AnyType::get());
+  bad.insert("scale", 1.0);
+  EXPECT_EQ(scaler.LoadStateDict(bad).message(), "the scaler state lacks \"growth_factor\"");
+  EXPECT_EQ(scaler.LoadStateDict(c10::IValue(int64_t{3})).message(),
+            "the scaler state is not a dict");
 }
 
 TEST(SchedulesTest, ValuesAtLandmarks) {

@@ -99,7 +99,7 @@ class MocoV3FileLayout : public CheckpointLayout {
     file.insert("arch", s.arch);
     file.insert("state_dict", WithModulePrefix(s.model));
     file.insert("optimizer", s.optimizer);
-    file.insert("scaler", NewDict());
+    file.insert("scaler", s.scaler);
     AddResumeEntries(s, file);
     return file;
   }
@@ -122,6 +122,7 @@ class MocoV3FileLayout : public CheckpointLayout {
     }
     s.arch = StringEntry(dict, "arch");
     s.optimizer = dict.contains("optimizer") ? dict.at("optimizer") : c10::IValue();
+    s.scaler = ExtraOrEmpty(dict, "scaler");
     ReadResumeEntries(dict, s, "mocov3");
     return s;
   }
@@ -176,6 +177,7 @@ class VisslFileLayout : public CheckpointLayout {
     classy.insert("losses", c10::impl::GenericList(c10::AnyType::get()));
     classy.insert("hooks", NewDict());
     classy.insert("loss", s.extra);
+    classy.insert("amp", s.scaler);
     Dict file = NewDict();
     file.insert("phase_idx", phase);
     file.insert("iteration", s.global_step);
@@ -221,6 +223,7 @@ class VisslFileLayout : public CheckpointLayout {
       s.optimizer = classy->at("optimizer").toGenericDict().at("optim");
     }
     s.extra = ExtraOrEmpty(dict, "loss");
+    s.scaler = ExtraOrEmpty(*classy, "amp");
     s.config_json = StringEntry(dict, "ssl_config");
     if (s.config_json.empty()) s.config_json = nlohmann::json({{"method", "swav"}}).dump();
     s.arch = StringEntry(dict, "ssl_arch");
@@ -261,6 +264,7 @@ class M2TeacherFileLayout : public CheckpointLayout {
     file.insert("model", WithModulePrefix(s.model));
     file.insert("optimizer", s.optimizer);
     file.insert("ssl_arch", s.arch);
+    file.insert("scaler", s.scaler);
     AddResumeEntries(s, file);
     return file;
   }
@@ -284,6 +288,7 @@ class M2TeacherFileLayout : public CheckpointLayout {
     }
     s.optimizer = dict.contains("optimizer") ? dict.at("optimizer") : c10::IValue();
     s.arch = StringEntry(dict, "ssl_arch");
+    s.scaler = ExtraOrEmpty(dict, "scaler");
     ReadResumeEntries(dict, s, "m2teacher");
     return s;
   }

@@ -9,7 +9,8 @@
 //             {trunk, heads}, meta}, optimizer: {optim}, phase_idx, train_phase_idx,
 //             num_updates, losses, hooks, loss, meters}, ssl_config}
 //   m2teacher last_epoch_ckpt.pth.tar (overwritten each epoch)  {start_epoch, model:
-//             module.*, optimizer, ssl_config, ssl_extra}
+//             module.*, optimizer, scaler, ssl_config, ssl_extra}
+// The fp16 loss scaler's state is "scaler" (VISSL: classy_state_dict.amp).
 // Files are written atomically, so a crash never leaves a partial checkpoint.
 #ifndef SSL_TRAIN_CHECKPOINTER_H_
 #define SSL_TRAIN_CHECKPOINTER_H_
@@ -36,6 +37,8 @@ struct TrainingSnapshot {
   c10::IValue optimizer;
   /// Method::ExtraState().
   c10::impl::GenericDict extra{c10::StringType::get(), c10::AnyType::get()};
+  /// GradScaler.state_dict() of an fp16 run; empty otherwise (as moco-v3 saves it).
+  c10::impl::GenericDict scaler{c10::StringType::get(), c10::AnyType::get()};
   /// JSON: {"method", "backbones": {name: {arch, cifar_stem, prefix, head_prefixes}},
   /// "eval_backbone", engine and method options}.
   std::string config_json;

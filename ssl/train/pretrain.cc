@@ -1,6 +1,7 @@
 #include "ssl/train/pretrain.h"
 
 #include <ATen/ops/full.h>
+#include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
 #include <glog/logging.h>
@@ -21,6 +22,7 @@
 #include "ssl/distributed/gradient_sync.h"
 #include "ssl/nn/batch_norm.h"
 #include "ssl/nn/state_dict.h"
+#include "ssl/optim/grad_scaler.h"
 #include "ssl/train/checkpoint.h"
 #include "ssl/train/training_log.h"
 
@@ -119,21 +121,27 @@ nlohmann::json RunConfig(const Method& method, const PretrainOptions& o) {
   config["sync_bn_group_size"] = o.sync_bn_group_size;
   config["split_bn_splits"] = o.split_bn_splits;
   config["data"] = o.data;
+  config["device"] = o.device.str();
+  config["amp"] = AmpName(o.amp);
+  config["channels_last"] = o.channels_last;
   if (!o.program_config.is_null()) config["program"] = o.program_config;
   return config;
 }
 
-double MeanOverProcesses(distributed::Communicator& communicator, double value) {
+// Collectives take tensors on the training device (NCCL has no host tensors).
+double MeanOverProcesses(distributed::Communicator& communicator, double value,
+                         c10::Device device) {
   if (communicator.world_size() == 1) return value;
-  at::Tensor sum = at::full({1}, value, at::kDouble);
+  at::Tensor sum = at::full({1}, value, at::TensorOptions(at::kDouble).device(device));
   communicator.AllReduceSum(sum);
   return sum.item<double>() / communicator.world_size();
 }
 
 // Every process continues from the same epoch with rank 0's weights.
 absl::Status AgreeAcrossProcesses(distributed::Communicator& communicator, Method& method,
-                                  int start_epoch) {
-  at::Tensor epoch_of_rank0 = at::full({1}, start_epoch, at::kLong);
+                                  int start_epoch, c10::Device device) {
+  at::Tensor epoch_of_rank0 =
+      at::full({1}, start_epoch, at::TensorOptions(at::kLong).device(device));
   communicator.Broadcast(epoch_of_rank0, 0);
   if (epoch_of_rank0.item<int64_t>() != start_epoch) {
     // Resuming needs checkpoints on a filesystem every process sees (as in MoCo v3).
@@ -150,7 +158,8 @@ absl::Status AgreeAcrossProcesses(distributed::Communicator& communicator, Metho
 // Loads the snapshot `resume` names into the method and optimizer; returns the epochs
 // already done (0 for a fresh start).
 absl::StatusOr<int> Restore(const Checkpointer& checkpointer, const std::string& resume,
-                            Method& method, optim::Optimizer& optimizer, bool is_main) {
+                            Method& method, optim::Optimizer& optimizer, optim::GradScaler& scaler,
+                            bool is_main) {
   std::string path;
   SSL_ASSIGN_OR_RETURN(std::optional<TrainingSnapshot> snapshot,
                        checkpointer.Load(resume, method.name(), &path));
@@ -162,6 +171,7 @@ absl::StatusOr<int> Restore(const Checkpointer& checkpointer, const std::string&
     return failed(s);
   if (absl::Status s = optimizer.LoadStateDict(snapshot->optimizer); !s.ok()) return failed(s);
   if (absl::Status s = method.LoadExtraState(snapshot->extra); !s.ok()) return failed(s);
+  if (absl::Status s = scaler.LoadStateDict(snapshot->scaler); !s.ok()) return failed(s);
   if (is_main) LOG(INFO) << "resumed from " << path << " at epoch " << snapshot->epochs_done;
   return static_cast<int>(snapshot->epochs_done);
 }
@@ -183,15 +193,23 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
       nn::BatchNormSetting bn_setting,
       nn::MakeBatchNormSetting(o.bn, o.sync_bn_group_size, o.split_bn_splits, communicator));
   nn::ConfigureBatchNorm(method, bn_setting);
+  PrepareDevice(o.device, o.deterministic);
+  method.to(o.device);
+  if (o.channels_last) ToChannelsLast(method);
   SSL_ASSIGN_OR_RETURN(OptimizedParameters optimized, BuildOptimizer(method, o));
   optim::Optimizer& optimizer = *optimized.optimizer;
+  optim::GradScalerOptions scaler_options;
+  scaler_options.enabled = o.amp == MixedPrecision::kFloat16;
+  optim::GradScaler scaler(scaler_options);
 
   // Resume: weights, optimizer state, the method's extra state and the epoch. The data
   // order and augmentations are functions of (seed, epoch), so nothing else is needed.
   const Checkpointer checkpointer(o.output_dir, o.layout);
   SSL_ASSIGN_OR_RETURN(const int start_epoch,
-                       Restore(checkpointer, o.resume, method, optimizer, is_main));
-  if (world > 1) SSL_RETURN_IF_ERROR(AgreeAcrossProcesses(*communicator, method, start_epoch));
+                       Restore(checkpointer, o.resume, method, optimizer, scaler, is_main));
+  if (world > 1) {
+    SSL_RETURN_IF_ERROR(AgreeAcrossProcesses(*communicator, method, start_epoch, o.device));
+  }
   distributed::GradientAverager gradient_averager(optimized.trainable, communicator,
                                                   o.bucket_bytes);
 
@@ -202,6 +220,7 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
   loader_options.seed = o.seed;
   loader_options.world_size = world;
   loader_options.rank = communicator->rank();
+  loader_options.pin_memory = o.device.is_cuda();
   SSL_ASSIGN_OR_RETURN(std::unique_ptr<data::Loader> loader,
                        data::Loader::Create(folder, method.Views(), loader_options));
   const int64_t iters = loader->BatchesPerEpoch();
@@ -220,15 +239,20 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
     LOG(INFO) << method.name() << " " << method.EvalBackbone().name() << ": " << folder.size()
               << " images in " << folder.num_classes() << " classes, " << iters
               << " iterations/epoch of " << o.batch_size << " (" << world
-              << " process(es)), optimizer " << o.optimizer << ", epochs " << start_epoch << " -> "
-              << end_epoch << " of " << o.epochs;
+              << " process(es)), optimizer " << o.optimizer << ", device " << o.device
+              << ", amp " << AmpName(o.amp) << ", epochs " << start_epoch << " -> " << end_epoch
+              << " of " << o.epochs;
   }
 
   for (int epoch = start_epoch; epoch < end_epoch; ++epoch) {
     method.train();
     loader->StartEpoch(epoch);
     log.StartEpoch(loader->stats().wait_seconds);
-    double loss_sum = 0;
+    // Losses stay on the device and are read back at print intervals, at the epoch's
+    // end, and every step on the CPU (where reading is free and a non-finite loss stops
+    // the run before its update).
+    at::Tensor loss_sum = at::zeros({}, at::TensorOptions(at::kDouble).device(o.device));
+    const bool read_every_step = !o.device.is_cuda();
     data::Batch batch;
     // Where the epoch's time goes, for metrics.jsonl (seconds per phase, this process).
     std::map<std::string, double> phase_seconds;
@@ -242,6 +266,10 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
       phase_mark = Clock::now();
       SSL_ASSIGN_OR_RETURN(const bool more, loader->Next(&batch));
       if (!more) break;
+      for (at::Tensor& group : batch.groups) {
+        group = group.to(o.device, /*non_blocking=*/true);
+        if (o.channels_last) group = group.contiguous(at::MemoryFormat::ChannelsLast);
+      }
       end_phase("data");
       StepContext step;
       step.epoch = epoch;
@@ -253,28 +281,43 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
       step.lr = o.learning_rate(step);
       optimizer.set_lr(step.lr);
       method.BeforeStep(step);
-      const at::Tensor loss = method.Loss(batch.groups, step);
-      const double loss_value = loss.item<double>();
+      at::Tensor loss;
+      {
+        AutocastScope autocast(o.device, o.amp);
+        loss = method.Loss(batch.groups, step);
+      }
+      loss_sum.add_(loss.detach());
+      const bool read_back = read_every_step || log.Due(step) || it + 1 == iters;
+      const double loss_value = read_back ? loss.item<double>() : 0.0;
       end_phase("forward");
-      if (!std::isfinite(loss_value)) {
+      if (read_back && !std::isfinite(loss_value)) {
         return StopOnNonFiniteLoss({loss_value, step, batch.indices}, method, o.output_dir);
       }
       optimizer.ZeroGrad();
-      loss.backward();
+      scaler.Scale(loss).backward();
       end_phase("backward");
       gradient_averager.Synchronize();
       end_phase("gradient_sync");
+      scaler.Unscale(optimized.trainable);
       optimized.DropFrozenGradients(step.global_step);
-      optimizer.Step();
+      // fp16: a step whose gradients overflowed is skipped, as GradScaler.step does.
+      if (!scaler.FoundInf()) optimizer.Step();
+      scaler.Update();
       end_phase("optimizer");
-      loss_sum += loss_value;
       ++iterations_done;
       const double logged_loss =
-          log.Due(step) ? MeanOverProcesses(*communicator, loss_value) : loss_value;
+          log.Due(step) ? MeanOverProcesses(*communicator, loss_value, o.device) : loss_value;
       log.Iteration(step, logged_loss, method.ScheduledValues(), batch.labels.size(0) * world,
                     loader->stats().wait_seconds);
     }
-    result.final_loss = MeanOverProcesses(*communicator, loss_sum / iters);
+    const double epoch_loss_sum = loss_sum.item<double>();
+    if (!std::isfinite(epoch_loss_sum)) {
+      return absl::InternalError(absl::StrCat(
+          "the loss became non-finite during epoch ", epoch + 1,
+          " between two print intervals (losses are read back every --print_freq steps on a "
+          "GPU; rerun from the last checkpoint with a smaller --print_freq to find the step)"));
+    }
+    result.final_loss = MeanOverProcesses(*communicator, epoch_loss_sum / iters, o.device);
     result.epochs_completed = epoch + 1;
     nlohmann::json record = {{"type", "epoch"},
                              {"epoch", epoch + 1},
@@ -285,13 +328,14 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
     if ((epoch + 1) % o.checkpoint_every == 0 || final || epoch + 1 == end_epoch) {
       // Every process contributes its extra state (SwAV's per-process queues).
       TrainingSnapshot snapshot;
-      snapshot.extra = method.ExtraState();
+      snapshot.extra = ToCpu(method.ExtraState()).toGenericDict();
       if (is_main) {
         snapshot.epochs_done = epoch + 1;
         snapshot.global_step = (epoch + 1) * iters;
         snapshot.arch = method.EvalBackbone().name();
-        snapshot.model = StateDictToIValue(method);
-        snapshot.optimizer = optimizer.StateDict();
+        snapshot.model = ToCpu(StateDictToIValue(method)).toGenericDict();
+        snapshot.optimizer = ToCpu(optimizer.StateDict());
+        snapshot.scaler = scaler.StateDict().toGenericDict();
         snapshot.config_json = config_json;
         SSL_ASSIGN_OR_RETURN(result.last_checkpoint, checkpointer.Save(snapshot, final));
       }

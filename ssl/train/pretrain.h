@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "ssl/backbones/backbone.h"
+#include "ssl/core/device.h"
 #include "ssl/distributed/communicator.h"
 #include "ssl/methods/method.h"
 #include "ssl/optim/optimizer.h"
@@ -53,6 +54,16 @@ struct PretrainOptions {
   int max_epochs_this_run = 0;
   /// Save every N epochs (and always after the last).
   int checkpoint_every = 1;
+  /// Where the model, optimizer state and batches live (ssl::ResolveDevice); batches
+  /// come to a GPU from pinned host memory, copied asynchronously.
+  c10::Device device = c10::kCPU;
+  /// Autocast for the method's forward and loss; fp16 adds a dynamic loss scaler whose
+  /// state is the checkpoint's "scaler".
+  MixedPrecision amp = MixedPrecision::kOff;
+  /// Convolution weights and input batches in channels-last order (ResNets on GPUs).
+  bool channels_last = false;
+  /// Deterministic GPU algorithms (bitwise resume on a GPU) instead of cuDNN benchmark.
+  bool deterministic = false;
   /// The file layout of the original this run imitates.
   std::shared_ptr<CheckpointLayout> layout = MocoV3Layout();
   /// Recorded in the checkpoint's ssl_config under "program" (e.g. the VISSL config).

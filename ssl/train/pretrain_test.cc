@@ -5,8 +5,11 @@
 #include "ssl/train/pretrain.h"
 
 #include <ATen/Context.h>
+#include <ATen/ops/allclose.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/matmul.h>
 #include <ATen/ops/ones.h>
+#include <ATen/ops/rand.h>
 #include <ATen/ops/scalar_tensor.h>
 #include <ATen/ops/tensor.h>
 #include <gtest/gtest.h>
@@ -15,9 +18,11 @@
 #include <fstream>
 #include <limits>
 
+#include "ssl/core/device.h"
 #include "ssl/data/synthetic.h"
 #include "ssl/data/test_util.h"
 #include "ssl/methods/mocov3.h"
+#include "ssl/optim/grad_scaler.h"
 #include "ssl/train/checkpoint.h"
 #include "ssl/train/checkpointer.h"
 #include "ssl/train/pretrained.h"
@@ -296,6 +301,137 @@ TEST_F(PretrainEngineTest, VisslLayoutRoundTripsAndLinksTheNewest) {
   EXPECT_TRUE(snapshot->model.at("trunk.conv1.weight")
                   .toTensor()
                   .equal(method.EvalBackbone().named_parameters()["conv1.weight"]));
+}
+
+// Mixed precision through the engine on the CPU: bf16 autocast (the CPU's only autocast
+// type) must change the arithmetic yet keep MoCo v3's losses close to fp32's.
+TEST_F(PretrainEngineTest, Bf16AutocastTracksFloat32Losses) {
+  auto run = [&](MixedPrecision amp) {
+    const std::string dir = data::testing::MakeTempDir("engine_amp_" + AmpName(amp));
+    PretrainOptions options = Options(dir);
+    options.epochs = 2;
+    options.amp = amp;
+    at::manual_seed(0);
+    auto moco = *methods::MocoV3Impl::Create(
+        methods::MocoV3Options{.arch = "resnet18w0.0625",
+                               .cifar_stem = true,
+                               .dim = 8,
+                               .mlp_dim = 16,
+                               .image_size = 16},
+        distributed::MakeLocalCommunicator());
+    EXPECT_TRUE(RunPretraining(*moco, options, distributed::MakeLocalCommunicator()).ok());
+    std::vector<double> losses;
+    for (const nlohmann::json& record : Records(dir, "iteration")) {
+      losses.push_back(record["loss"].get<double>());
+    }
+    absl::StatusOr<CheckpointConfig> config =
+        ReadCheckpointConfig(dir + "/checkpoint_0001.pth.tar");
+    EXPECT_TRUE(config.ok());
+    return std::make_pair(losses, dir);
+  };
+  const auto [fp32, fp32_dir] = run(MixedPrecision::kOff);
+  const auto [bf16, bf16_dir] = run(MixedPrecision::kBFloat16);
+  ASSERT_EQ(fp32.size(), 6u);
+  ASSERT_EQ(bf16.size(), fp32.size());
+  bool any_different = false;
+  for (size_t i = 0; i < fp32.size(); ++i) {
+    // bf16 keeps 8 bits of mantissa: a few 1e-3 relative on a loss of ~2 * 0.2 * ln(16).
+    EXPECT_NEAR(bf16[i], fp32[i], 0.03 * std::abs(fp32[i])) << "iteration " << i;
+    any_different |= bf16[i] != fp32[i];
+  }
+  EXPECT_TRUE(any_different) << "autocast did not change the arithmetic";
+  absl::StatusOr<TrainingSnapshot> snapshot = ReadSnapshot(bf16_dir + "/checkpoint_0001.pth.tar");
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  const nlohmann::json config = nlohmann::json::parse(snapshot->config_json);
+  EXPECT_EQ(config["amp"], "bf16");
+  EXPECT_EQ(config["device"], "cpu");
+  // No fp16, so no scaler state: moco-v3's empty "scaler" entry.
+  EXPECT_EQ(snapshot->scaler.size(), 0u);
+  // The weights stay fp32 (autocast casts per op, never the parameters).
+  EXPECT_EQ(snapshot->model.at("base_encoder.conv1.weight").toTensor().scalar_type(), at::kFloat);
+}
+
+TEST(DeviceTest, ResolvesDevicesAndRefusesWhatThisBuildCannotDo) {
+  EXPECT_TRUE(ResolveDevice("cpu", 0)->is_cpu());
+  EXPECT_EQ(ResolveDevice("auto", 0)->is_cuda(), CudaAvailable());
+  EXPECT_EQ(ResolveDevice("tpu", 0).status().message(),
+            "unknown device \"tpu\" (use auto, cpu, cuda or cuda:N)");
+  EXPECT_EQ(*ResolveAmp("auto", c10::Device(c10::kCPU)), MixedPrecision::kOff);
+  EXPECT_EQ(*ResolveAmp("bf16", c10::Device(c10::kCPU)), MixedPrecision::kBFloat16);
+  EXPECT_EQ(ResolveAmp("fp16", c10::Device(c10::kCPU)).status().message(),
+            "--amp=fp16 needs --device=cuda: CPU autocast has no fp16 (use --amp=bf16 or off)");
+  EXPECT_EQ(ResolveAmp("fp8", c10::Device(c10::kCPU)).status().message(),
+            "unknown --amp \"fp8\" (use auto, off, fp16 or bf16)");
+  if (!CudaAvailable()) {
+    EXPECT_EQ(ResolveDevice("cuda", 0).status().message(),
+              at::hasCUDA() ? "--device=cuda needs a CUDA GPU, but none is visible (use "
+                              "--device=cpu)"
+                            : "--device=cuda needs a CUDA GPU, but this build's LibTorch has "
+                              "no CUDA (use --device=cpu)");
+  } else {
+    EXPECT_EQ(ResolveDevice("cuda", 0)->index(), 0);
+    EXPECT_EQ(ResolveAmp("auto", *ResolveDevice("cuda", 0)).value(), MixedPrecision::kFloat16);
+  }
+}
+
+TEST(DeviceTest, AutocastScopesNestAndRestore) {
+  const at::Tensor a = at::ones({4, 4});
+  EXPECT_FALSE(AutocastActive());
+  {
+    AutocastScope bf16(c10::Device(c10::kCPU), MixedPrecision::kBFloat16);
+    EXPECT_TRUE(AutocastActive());
+    EXPECT_EQ(at::matmul(a, a).scalar_type(), at::kBFloat16);
+    {
+      AutocastDisabled fp32;
+      EXPECT_FALSE(AutocastActive());
+      EXPECT_EQ(at::matmul(a, a).scalar_type(), at::kFloat);
+    }
+    EXPECT_EQ(at::matmul(a, a).scalar_type(), at::kBFloat16);
+    AutocastScope off(c10::Device(c10::kCPU), MixedPrecision::kOff);  // a no-op
+    EXPECT_EQ(at::matmul(a, a).scalar_type(), at::kBFloat16);
+  }
+  EXPECT_FALSE(AutocastActive());
+  EXPECT_EQ(at::matmul(a, a).scalar_type(), at::kFloat);
+}
+
+TEST(DeviceTest, ToCpuKeepsTheStructureAndChannelsLastReordersConvolutions) {
+  c10::impl::GenericDict inner(c10::StringType::get(), c10::AnyType::get());
+  inner.insert("t", at::full({2}, 3.0));
+  c10::impl::GenericList list(c10::AnyType::get());
+  list.push_back(inner);
+  list.push_back(int64_t{7});
+  c10::impl::GenericDict outer(c10::IntType::get(), c10::AnyType::get());
+  outer.insert(int64_t{0}, list);
+  const c10::IValue copy = ToCpu(outer);
+  const c10::IValue element = copy.toGenericDict().at(int64_t{0}).toList().get(0);
+  EXPECT_TRUE(element.toGenericDict().at("t").toTensor().equal(at::full({2}, 3.0)));
+  EXPECT_EQ(copy.toGenericDict().at(int64_t{0}).toList().get(1).toInt(), 7);
+
+  backbones::BackboneOptions options;
+  options.cifar_stem = true;
+  auto trunk = *backbones::CreateBackbone("resnet18w0.0625", options);
+  const at::Tensor input = at::rand({2, 3, 16, 16});
+  const at::Tensor before = trunk->Features(input);
+  ToChannelsLast(*trunk);
+  const at::Tensor weight = trunk->named_parameters()["conv1.weight"];
+  EXPECT_TRUE(weight.is_contiguous(at::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(at::allclose(trunk->Features(input.contiguous(at::MemoryFormat::ChannelsLast)),
+                           before, 1e-5, 1e-5));
+}
+
+TEST(CheckpointScalerTest, EveryLayoutKeepsTheScalerState) {
+  optim::GradScaler scaler;
+  ASSERT_TRUE(scaler.Scale(at::ones({})).defined());  // creates the state
+  for (const auto& layout : {MocoV3Layout(), VisslLayout(), M2TeacherLayout()}) {
+    TrainingSnapshot snapshot;
+    snapshot.epochs_done = 1;
+    snapshot.config_json = "{}";
+    snapshot.scaler = scaler.StateDict().toGenericDict();
+    absl::StatusOr<TrainingSnapshot> back = layout->Unpack(layout->Pack(snapshot));
+    ASSERT_TRUE(back.ok()) << layout->name() << ": " << back.status();
+    EXPECT_EQ(back->scaler.at("scale").toDouble(), 65536.0) << layout->name();
+    EXPECT_EQ(back->scaler.at("_growth_tracker").toInt(), 0) << layout->name();
+  }
 }
 
 }  // namespace
