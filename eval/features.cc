@@ -21,11 +21,19 @@ absl::StatusOr<FeatureSet> ExtractFeatures(backbones::Backbone& backbone,
   loader_options.num_workers = options.workers;
   loader_options.shuffle = false;
   loader_options.drop_last = false;
-  absl::StatusOr<std::unique_ptr<data::Loader>> loader =
-      data::Loader::Create(folder, recipe, loader_options);
-  if (!loader.ok()) return loader.status();
   const bool was_training = backbone.is_training();
   backbone.eval();
+  // Batches go where the backbone's weights are (a GPU during GPU training); features
+  // come back to the host.
+  const std::vector<at::Tensor> weights = backbone.parameters();
+  const c10::Device device = weights.empty() ? c10::Device(c10::kCPU) : weights.front().device();
+  loader_options.pin_memory = device.is_cuda();
+  absl::StatusOr<std::unique_ptr<data::Loader>> loader =
+      data::Loader::Create(folder, recipe, loader_options);
+  if (!loader.ok()) {
+    backbone.train(was_training);
+    return loader.status();
+  }
   c10::AutoGradMode no_grad(false);
   std::vector<at::Tensor> features, labels;
   ProgressMeter progress(folder.size(), "features");
@@ -39,7 +47,8 @@ absl::StatusOr<FeatureSet> ExtractFeatures(backbones::Backbone& backbone,
       return more.status();
     }
     if (!*more) break;
-    features.push_back(backbone.Features(batch.views[0]));
+    const at::Tensor images = batch.views[0].to(device, /*non_blocking=*/true);
+    features.push_back(backbone.Features(images).to(c10::kCPU));
     labels.push_back(batch.labels);
     done += batch.labels.size(0);
     progress.Update(done);

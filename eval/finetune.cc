@@ -20,6 +20,7 @@
 #include "ssl/data/loader.h"
 #include "ssl/data/views.h"
 #include "ssl/nn/state_dict.h"
+#include "ssl/optim/grad_scaler.h"
 #include "ssl/optim/optimizer.h"
 #include "ssl/train/checkpoint.h"
 #include "ssl/train/metrics.h"
@@ -63,6 +64,7 @@ absl::StatusOr<Accuracy> Evaluate(backbones::Backbone& model, const data::ImageF
   loader_options.num_workers = options.workers;
   loader_options.shuffle = false;
   loader_options.drop_last = false;
+  loader_options.pin_memory = options.device.is_cuda();
   SSL_ASSIGN_OR_RETURN(std::unique_ptr<data::Loader> loader,
                        data::Loader::Create(val, data::EvalViews(options.image_size, resize),
                                             loader_options));
@@ -74,9 +76,14 @@ absl::StatusOr<Accuracy> Evaluate(backbones::Backbone& model, const data::ImageF
   while (true) {
     SSL_ASSIGN_OR_RETURN(bool more, loader->Next(&batch));
     if (!more) break;
-    const at::Tensor logits = model.forward(batch.views[0]);
+    at::Tensor logits;
+    {
+      AutocastScope autocast(options.device, options.amp);
+      logits = model.forward(batch.views[0].to(options.device, /*non_blocking=*/true));
+    }
     const int64_t k = std::min<int64_t>(5, logits.size(1));
-    const at::Tensor hits = std::get<1>(at::topk(logits, k, 1)).eq(batch.labels.unsqueeze(1));
+    const at::Tensor hits = std::get<1>(at::topk(logits, k, 1))
+                                .eq(batch.labels.to(options.device).unsqueeze(1));
     hits1 += hits.narrow(1, 0, 1).sum().item<int64_t>();
     hits5 += hits.sum().item<int64_t>();
     seen += batch.labels.size(0);
@@ -232,9 +239,14 @@ absl::StatusOr<FinetuneResult> RunFinetune(const ModelFactory& build_model,
     SSL_ASSIGN_OR_RETURN(ema, build_model());
     UpdateEma(*ema, *model, 0.0);  // starts as a copy
   }
+  model->to(options.device);
+  if (ema) ema->to(options.device);
   const double peak_lr = options.base_lr * options.batch_size / 512.0;
   std::unique_ptr<optim::Optimizer> optimizer =
       optim::MakeAdamW(DecayGroups(*model, options.weight_decay), {.lr = peak_lr});
+  optim::GradScalerOptions scaler_options;
+  scaler_options.enabled = options.amp == MixedPrecision::kFloat16;
+  optim::GradScaler scaler(scaler_options);
 
   FinetuneResult result;
   int start_epoch = 0;
@@ -249,6 +261,7 @@ absl::StatusOr<FinetuneResult> RunFinetune(const ModelFactory& build_model,
     const c10::impl::GenericDict dict = loaded.toGenericDict();
     SSL_RETURN_IF_ERROR(train::LoadStateDictFromIValue(*model, dict.at("model").toGenericDict(), ""));
     SSL_RETURN_IF_ERROR(optimizer->LoadStateDict(dict.at("optimizer")));
+    if (dict.contains("scaler")) SSL_RETURN_IF_ERROR(scaler.LoadStateDict(dict.at("scaler")));
     if (ema) {
       SSL_RETURN_IF_ERROR(
           train::LoadStateDictFromIValue(*ema, dict.at("model_ema").toGenericDict(), ""));
@@ -273,6 +286,7 @@ absl::StatusOr<FinetuneResult> RunFinetune(const ModelFactory& build_model,
   loader_options.num_workers = options.workers;
   loader_options.seed = options.seed;
   loader_options.repeated_augmentations = options.repeated_augmentations;
+  loader_options.pin_memory = options.device.is_cuda();
   SSL_ASSIGN_OR_RETURN(
       std::unique_ptr<data::Loader> loader,
       data::Loader::Create(train,
@@ -313,16 +327,24 @@ absl::StatusOr<FinetuneResult> RunFinetune(const ModelFactory& build_model,
       Rng mix_rng({options.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(step),
                    0x6d6978ULL});
       at::Tensor images = batch.views[0].clone();
-      const at::Tensor targets = MixBatch(images, batch.labels, options.mixup, mix_rng);
-      const at::Tensor loss = SoftTargetCrossEntropy(model->forward(images), targets);
-      const double loss_value = loss.item<double>();
+      at::Tensor targets = MixBatch(images, batch.labels, options.mixup, mix_rng);
+      images = images.to(options.device, /*non_blocking=*/true);
+      targets = targets.to(options.device, /*non_blocking=*/true);
+      at::Tensor loss;
+      {
+        AutocastScope autocast(options.device, options.amp);
+        loss = SoftTargetCrossEntropy(model->forward(images), targets);
+      }
+      const double loss_value = loss.item<double>();  // DeiT reads it every step too
       if (!std::isfinite(loss_value)) {
         return absl::InternalError(absl::StrCat("loss is ", loss_value, " at epoch ", epoch + 1,
                                                 " step ", step, "; stopping training"));
       }
       optimizer->ZeroGrad();
-      loss.backward();
-      optimizer->Step();
+      scaler.Scale(loss).backward();
+      scaler.Unscale(model->parameters());
+      if (!scaler.FoundInf()) optimizer->Step();
+      scaler.Update();
       if (ema) UpdateEma(*ema, *model, options.model_ema_decay);
       loss_sum += loss_value;
       ++step;
@@ -353,8 +375,9 @@ absl::StatusOr<FinetuneResult> RunFinetune(const ModelFactory& build_model,
     }
     // DeiT's checkpoint.pth layout, plus this run's record for resuming.
     c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
-    dict.insert("model", train::StateDictToIValue(*model));
-    dict.insert("optimizer", optimizer->StateDict());
+    dict.insert("model", ToCpu(train::StateDictToIValue(*model)));
+    dict.insert("optimizer", ToCpu(optimizer->StateDict()));
+    dict.insert("scaler", scaler.StateDict());
     c10::impl::GenericDict scheduler(c10::StringType::get(), c10::AnyType::get());
     scheduler.insert("t_initial", static_cast<int64_t>(options.epochs));
     scheduler.insert("warmup_t", static_cast<int64_t>(options.warmup_epochs));
@@ -363,7 +386,7 @@ absl::StatusOr<FinetuneResult> RunFinetune(const ModelFactory& build_model,
     scheduler.insert("base_values", c10::List<double>({peak_lr}));
     dict.insert("lr_scheduler", scheduler);
     dict.insert("epoch", static_cast<int64_t>(epoch));
-    if (ema) dict.insert("model_ema", train::StateDictToIValue(*ema));
+    if (ema) dict.insert("model_ema", ToCpu(train::StateDictToIValue(*ema)));
     dict.insert("ssl_finetune", nlohmann::json({{"best_top1", result.best_top1},
                                                 {"top1", result.top1},
                                                 {"top5", result.top5},

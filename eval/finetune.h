@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "eval/mixup.h"
 #include "ssl/backbones/backbone.h"
+#include "ssl/core/device.h"
 #include "ssl/data/deit_augment.h"
 #include "ssl/data/image_folder.h"
 
@@ -43,6 +44,10 @@ struct FinetuneOptions {
   int max_epochs_this_run = 0;     ///< stop after this many epochs here (0: all)
   int workers = 2;
   uint64_t seed = 0;
+  /// Where the model trains; batches are copied there from pinned host memory.
+  c10::Device device = c10::kCPU;
+  /// DeiT trains with autocast (fp16 and a loss scaler, saved as "scaler").
+  MixedPrecision amp = MixedPrecision::kOff;
   int print_freq = 10;
   bool verbose = true;
 };

@@ -41,6 +41,10 @@ struct Classifier {
     }
     return params;
   }
+  void to(c10::Device device) {
+    linear->to(device);
+    if (bn) bn->to(device);
+  }
   void train(bool on) {
     if (bn) bn->train(on);
   }
@@ -120,6 +124,12 @@ absl::StatusOr<LinearEvalResult> RunLinearEval(backbones::Backbone& backbone,
     torch::nn::init::normal_(classifier.linear->weight, 0.0, 0.01);
     torch::nn::init::zeros_(classifier.linear->bias);
   }
+  // The classifier trains where the backbone's weights are (a GPU when the caller put
+  // the backbone there); features and labels follow it batch by batch.
+  const std::vector<at::Tensor> backbone_weights = backbone.parameters();
+  const c10::Device device =
+      backbone_weights.empty() ? c10::Device(c10::kCPU) : backbone_weights.front().device();
+  classifier.to(device);
   optim::OptimizerOptions hyper;
   hyper.momentum = options.momentum;
   hyper.weight_decay = options.weight_decay;
@@ -146,6 +156,7 @@ absl::StatusOr<LinearEvalResult> RunLinearEval(backbones::Backbone& backbone,
     loader_options.num_workers = options.workers;
     loader_options.seed = options.seed;
     loader_options.drop_last = false;
+    loader_options.pin_memory = device.is_cuda();
     absl::StatusOr<std::unique_ptr<data::Loader>> created =
         data::Loader::Create(train, data::ClassifierTrainViews(options.image_size), loader_options);
     if (!created.ok()) return created.status();
@@ -167,9 +178,9 @@ absl::StatusOr<LinearEvalResult> RunLinearEval(backbones::Backbone& backbone,
         const int64_t rows = std::min<int64_t>(options.batch_size, order.size(0) - start);
         const at::Tensor index = order.narrow(0, start, rows);
         sgd->set_lr(ScheduledLr(options, peak_lr, epoch, step++, total_steps));
-        const at::Tensor loss =
-            at::cross_entropy_loss(classifier(train_features.features.index_select(0, index)),
-                                   train_features.labels.index_select(0, index));
+        const at::Tensor loss = at::cross_entropy_loss(
+            classifier(train_features.features.index_select(0, index).to(device)),
+            train_features.labels.index_select(0, index).to(device));
         sgd->ZeroGrad();
         loss.backward();
         sgd->Step();
@@ -185,10 +196,11 @@ absl::StatusOr<LinearEvalResult> RunLinearEval(backbones::Backbone& backbone,
         at::Tensor features;
         {
           c10::AutoGradMode no_grad(false);
-          features = backbone.Features(batch.views[0]);
+          features = backbone.Features(batch.views[0].to(device, /*non_blocking=*/true));
         }
         sgd->set_lr(ScheduledLr(options, peak_lr, epoch, step++, total_steps));
-        const at::Tensor loss = at::cross_entropy_loss(classifier(features), batch.labels);
+        const at::Tensor loss =
+            at::cross_entropy_loss(classifier(features), batch.labels.to(device));
         sgd->ZeroGrad();
         loss.backward();
         sgd->Step();
@@ -196,7 +208,8 @@ absl::StatusOr<LinearEvalResult> RunLinearEval(backbones::Backbone& backbone,
       }
     }
     if ((epoch + 1) % options.eval_every == 0 || epoch + 1 == options.epochs) {
-      const Accuracy accuracy = Evaluate(classifier, val_features->features, val_features->labels);
+      const Accuracy accuracy = Evaluate(classifier, val_features->features.to(device),
+                                         val_features->labels.to(device));
       result.top1 = accuracy.top1;
       result.top5 = accuracy.top5;
       if (accuracy.top1 > result.best_top1) {

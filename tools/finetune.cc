@@ -19,6 +19,7 @@
 #include "ssl/data/image_io.h"
 #include "ssl/train/pretrained.h"
 #include "tools/cli_util.h"
+#include "tools/device_flags.h"
 #include "transfer/datasets.h"
 
 // What to fine-tune.
@@ -154,6 +155,12 @@ int main(int argc, char** argv) {
   options.max_epochs_this_run = FLAGS_max_epochs_this_run;
   options.workers = FLAGS_workers;
   options.seed = FLAGS_seed;
+  {
+    absl::StatusOr<ssl::tools::DeviceChoice> device = ssl::tools::DeviceFromFlags(0);
+    if (!device.ok()) return Fail(device.status());
+    options.device = device->device;
+    options.amp = device->amp;
+  }
   options.print_freq = std::max(1, FLAGS_print_freq);
   auto result = ssl::eval::RunFinetune(ssl::eval::FinetuneModelFactory(spec), splits->train,
                                        splits->val, options);

@@ -19,6 +19,7 @@
 #include "ssl/data/image_io.h"
 #include "ssl/train/pretrained.h"
 #include "tools/cli_util.h"
+#include "tools/device_flags.h"
 
 DEFINE_string(pretrained, "", "Pretraining checkpoint, required.");
 DEFINE_string(data, "", "Dataset root with --train_split (memory bank) and --val_split (queries).");
@@ -56,6 +57,9 @@ int main(int argc, char** argv) {
   if (!config.ok()) return fail(config.status());
   auto backbone = ssl::train::LoadPretrainedBackbone(FLAGS_pretrained, 0, FLAGS_backbone);
   if (!backbone.ok()) return fail(backbone.status());
+  absl::StatusOr<ssl::tools::DeviceChoice> device = ssl::tools::DeviceFromFlags(0);
+  if (!device.ok()) return fail(device.status());
+  (*backbone)->to(device->device);  // features are extracted where the weights are
   const int size = FLAGS_image_size > 0 ? FLAGS_image_size : config->image_size;
   const auto views = ssl::data::EvalViews(size, FLAGS_resize > 0 ? FLAGS_resize : size * 8 / 7);
   ssl::eval::ExtractOptions extract;

@@ -34,6 +34,7 @@
 #include "ssl/methods/m2teacher.h"
 #include "ssl/train/pretrain.h"
 #include "tools/cli_util.h"
+#include "tools/device_flags.h"
 #include "tools/local_launcher.h"
 #include "tools/m2teacher_recipes.h"
 
@@ -60,7 +61,8 @@ DEFINE_string(scheduler, "warmcos", "warmcos (linear warmup from 1e-6, then cosi
 DEFINE_string(dist_url, "",
               "Host of machine 0 for several machines (--dist-url; port 23456), else "
               "MASTER_ADDR or this machine.");
-DEFINE_string(dist_backend, "gloo", "c10d backend (--dist-backend): gloo on CPU.");
+DEFINE_string(dist_backend, "auto",
+              "c10d backend (--dist-backend): auto (nccl on GPUs, gloo on the CPU), gloo or nccl.");
 DEFINE_bool(resume, true, "Continue from outputs/<name>/last_epoch_ckpt.pth.tar when present.");
 DEFINE_int32(epochs, 0, "Override the description's epochs (0: keep them).");
 DEFINE_uint64(seed, 0, "Seeds initialization, data order and augmentations.");
@@ -201,9 +203,11 @@ int main(int argc, char** argv) {
                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
                                             std::max(1, dist->local_world_size));
   at::set_num_threads(threads);
+  absl::StatusOr<ssl::tools::DeviceChoice> device = ssl::tools::DeviceFromFlags(dist->local_rank);
+  if (!device.ok()) return Fail(device.status());
   ssl::distributed::ProcessGroupOptions group_options;
   group_options.config = *dist;
-  group_options.backend = FLAGS_dist_backend;
+  group_options.backend = ssl::tools::ResolveBackend(FLAGS_dist_backend, *device);
   group_options.timeout =
       std::chrono::milliseconds(static_cast<int64_t>(FLAGS_dist_timeout * 1000));
   absl::StatusOr<std::shared_ptr<ssl::distributed::Communicator>> communicator =
@@ -238,6 +242,10 @@ int main(int argc, char** argv) {
   options.workers = FLAGS_workers > 0 ? FLAGS_workers : recipe->data_num_workers;
   options.bn = FLAGS_sync_bn ? "sync" : "local";  // per process, as the original's
   options.layout = ssl::train::M2TeacherLayout();
+  options.device = device->device;
+  options.amp = device->amp;
+  options.channels_last = device->channels_last;
+  options.deterministic = device->deterministic;
   options.program_config = {{"recipe", recipe->name},
                             {"table", recipe->table},
                             {"scheduler", FLAGS_scheduler},

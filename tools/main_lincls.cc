@@ -17,6 +17,7 @@
 #include "ssl/data/image_io.h"
 #include "ssl/train/pretrained.h"
 #include "tools/cli_util.h"
+#include "tools/device_flags.h"
 
 DEFINE_string(pretrained, "", "Pretraining checkpoint (checkpoint_%04d.pth.tar), required.");
 DEFINE_string(data, "", "Dataset root with the --train_split and --val_split ImageFolders.");
@@ -58,6 +59,9 @@ int main(int argc, char** argv) {
   if (!config.ok()) return fail(config.status());
   auto backbone = ssl::train::LoadPretrainedBackbone(FLAGS_pretrained, 0, FLAGS_backbone);
   if (!backbone.ok()) return fail(backbone.status());
+  absl::StatusOr<ssl::tools::DeviceChoice> device = ssl::tools::DeviceFromFlags(0);
+  if (!device.ok()) return fail(device.status());
+  (*backbone)->to(device->device);  // the classifier trains where the backbone is
   auto train = ssl::data::ImageFolder::Open(FLAGS_data + "/" + FLAGS_train_split);
   if (!train.ok()) return fail(train.status());
   auto val = ssl::data::ImageFolder::Open(FLAGS_data + "/" + FLAGS_val_split);

@@ -27,6 +27,7 @@
 #include "ssl/methods/mocov3.h"
 #include "ssl/train/pretrain.h"
 #include "tools/cli_util.h"
+#include "tools/device_flags.h"
 #include "tools/moco_flags.h"
 
 DEFINE_string(data, "",
@@ -49,7 +50,8 @@ DEFINE_int32(world_size, -1, "Processes in the job (with --dist_url).");
 DEFINE_int32(rank, -1, "This process's rank in [0, world_size) (with --dist_url).");
 DEFINE_int32(nproc_per_node, 1,
              "Processes per machine, for the MACHINE / MACHINE_TOTAL convention.");
-DEFINE_string(dist_backend, "gloo", "c10d backend: gloo (CPU) or nccl (CUDA builds only).");
+DEFINE_string(dist_backend, "auto",
+              "c10d backend: auto (nccl on GPUs, gloo on the CPU), gloo, or nccl (CUDA builds).");
 DEFINE_double(dist_timeout, 1800,
               "Seconds a process waits for a missing or hung peer before it stops with an "
               "error naming that rank.");
@@ -100,6 +102,11 @@ int main(int argc, char** argv) {
         1, static_cast<int>(std::thread::hardware_concurrency()) / dist_config->local_world_size);
   }
   ssl::tools::ApplyThreadsFlag();
+  // The device first: NCCL and cuDNN start on the GPU made current here.
+  absl::StatusOr<ssl::tools::DeviceChoice> device =
+      ssl::tools::DeviceFromFlags(dist_config->local_rank);
+  if (!device.ok()) return Fail(device.status());
+  FLAGS_dist_backend = ssl::tools::ResolveBackend(FLAGS_dist_backend, *device);
   ssl::distributed::ProcessGroupOptions group_options;
   group_options.config = *dist_config;
   group_options.backend = FLAGS_dist_backend;
@@ -120,6 +127,10 @@ int main(int argc, char** argv) {
   options.resume = FLAGS_resume;
   options.max_epochs_this_run = FLAGS_max_epochs_this_run;
   options.layout = ssl::train::MocoV3Layout();
+  options.device = device->device;
+  options.amp = device->amp;
+  options.channels_last = device->channels_last;
+  options.deterministic = device->deterministic;
 
   ssl::eval::KnnMonitorOptions knn;
   knn.every = FLAGS_knn_every;

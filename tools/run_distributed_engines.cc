@@ -33,6 +33,7 @@
 #include "ssl/methods/swav.h"
 #include "ssl/train/pretrain.h"
 #include "tools/cli_util.h"
+#include "tools/device_flags.h"
 #include "tools/local_launcher.h"
 #include "tools/swav_recipe.h"
 #include "tools/vissl_config.h"
@@ -166,8 +167,9 @@ int main(int argc, char** argv) {
       if (i > 0) self.push_back(argv[i]);
     }
     // Flags were removed from argv by gflags: hand them back explicitly.
-    for (const char* name : {"config_dir", "data", "threads", "dist_timeout", "knn_every",
-                             "knn_val", "knn_train", "knn_size"}) {
+    for (const char* name :
+         {"config_dir", "data", "threads", "dist_timeout", "knn_every", "knn_val", "knn_train",
+          "knn_size", "device", "amp", "channels_last", "deterministic"}) {
       std::string value;
       if (gflags::GetCommandLineOption(name, &value)) {
         self.insert(self.begin() + 1, absl::StrCat("--", name, "=", value));
@@ -187,8 +189,13 @@ int main(int argc, char** argv) {
                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
                                             std::max(1, dist->local_world_size));
   at::set_num_threads(threads);
+  // VISSL trains in mixed precision only when MODEL.AMP_PARAMS.USE_AMP asks for it.
+  if (FLAGS_amp == "auto" && !recipe->amp_requested) FLAGS_amp = "off";
+  absl::StatusOr<ssl::tools::DeviceChoice> device = ssl::tools::DeviceFromFlags(dist->local_rank);
+  if (!device.ok()) return Fail(device.status());
   ssl::distributed::ProcessGroupOptions group_options;
   group_options.config = *dist;
+  group_options.backend = ssl::tools::ResolveBackend("auto", *device);
   group_options.timeout =
       std::chrono::milliseconds(static_cast<int64_t>(FLAGS_dist_timeout * 1000));
   absl::StatusOr<std::shared_ptr<ssl::distributed::Communicator>> communicator =
@@ -199,6 +206,10 @@ int main(int argc, char** argv) {
   ssl::train::PretrainOptions options = recipe->train;
   options.output_dir = ssl::tools::UserPath(options.output_dir);
   options.program_config = recipe->resolved;
+  options.device = device->device;
+  options.amp = device->amp;
+  options.channels_last = device->channels_last;
+  options.deterministic = device->deterministic;
   at::manual_seed(options.seed);
   absl::StatusOr<std::shared_ptr<ssl::methods::SwavImpl>> swav =
       ssl::methods::SwavImpl::Create(recipe->swav, *communicator);
@@ -209,9 +220,9 @@ int main(int argc, char** argv) {
       LOG(INFO) << "accepted without effect (VISSL-only keys): "
                 << absl::StrJoin(recipe->ignored, ", ");
     }
-    if (recipe->amp_requested) {
+    if (recipe->amp_requested && options.amp == ssl::MixedPrecision::kOff) {
       LOG(WARNING) << "config.MODEL.AMP_PARAMS.USE_AMP asks for mixed precision, which needs "
-                      "CUDA; this CPU build trains in float32";
+                      "a GPU for fp16 (or --amp=bf16); this run trains in float32";
     }
   }
   ssl::eval::KnnMonitorOptions knn;

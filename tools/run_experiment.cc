@@ -40,6 +40,7 @@
 #include "transfer/datasets.h"
 #include "eval/finetune.h"
 #include "tools/cli_util.h"
+#include "tools/device_flags.h"
 #include "tools/m2teacher_recipes.h"
 #include "tools/moco_flags.h"
 #include "tools/swav_recipe.h"
@@ -495,6 +496,12 @@ int main(int argc, char** argv) {
     finetune.image_size = checkpoint->image_size;
     finetune.workers = FLAGS_workers;
     finetune.seed = FLAGS_seed;
+    {
+      absl::StatusOr<ssl::tools::DeviceChoice> device = ssl::tools::DeviceFromFlags(0);
+      if (!device.ok()) return Fail(device.status());
+      finetune.device = device->device;
+      finetune.amp = device->amp;
+    }
     finetune.resume = true;
     // pretrain -> export (convert_to_deit.py's layout) -> fine-tune, as the originals do.
     const std::string exported = work_dir + "/finetune_init_deit.pth";

@@ -77,10 +77,10 @@ absl::StatusOr<c10::Device> ResolveDevice(const std::string& spec, int local_ran
   }
   const int count = CudaDeviceCount();
   if (count == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--device=", spec, " needs a CUDA GPU, but ",
-        at::hasCUDA() ? "none is visible" : "this build's LibTorch has no CUDA",
-        " (use --device=cpu)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--device=", spec, " needs a CUDA GPU, but ",
+                     at::hasCUDA() ? "none is visible" : "this build's LibTorch has no CUDA",
+                     " (use --device=cpu)"));
   }
   int index = std::max(0, local_rank);
   if (absl::StartsWith(spec, "cuda:") &&
@@ -88,8 +88,8 @@ absl::StatusOr<c10::Device> ResolveDevice(const std::string& spec, int local_ran
     return absl::InvalidArgumentError(absl::StrCat("bad device index in \"", spec, "\""));
   }
   if (index < 0 || index >= count) {
-    return absl::InvalidArgumentError(absl::StrCat("GPU ", index, " does not exist (", count,
-                                                   " visible); one process per GPU"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("GPU ", index, " does not exist (", count, " visible); one process per GPU"));
   }
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
 }

@@ -19,9 +19,13 @@
 #include <jerror.h>
 #include <jpeglib.h>
 
+// SSL_NO_OPENCV: JPEG only (libjpeg-turbo), for the GPU machine's CMake build, where
+// OpenCV's 140 shared libraries cannot be carried (tools/gpu/README.md).
+#ifndef SSL_NO_OPENCV
 #include <opencv2/core.hpp>
 #include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
+#endif
 
 #include "absl/strings/str_cat.h"
 #include "ssl/core/status_macros.h"
@@ -203,6 +207,7 @@ absl::StatusOr<Image> DecodeJpeg(std::string_view encoded, const std::string& na
   return image;
 }
 
+#ifndef SSL_NO_OPENCV
 // OpenCV 4.6's decoders report failures themselves: through its logger, and, for
 // formats whose reader throws (e.g. truncated TIFFs), with an unconditional
 // "imdecode_(...): can't read data" line on std::cerr. The caller reports them in one
@@ -291,6 +296,12 @@ absl::StatusOr<Image> DecodeWithOpencv(std::string_view encoded, const std::stri
   }
   return image;
 }
+#else
+absl::StatusOr<Image> DecodeWithOpencv(std::string_view encoded, const std::string& name) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "cannot decode ", name, ": this build reads JPEG files only (built without OpenCV)"));
+}
+#endif  // SSL_NO_OPENCV
 
 struct JpegDestination {
   unsigned char* buffer = nullptr;
@@ -417,6 +428,7 @@ std::string EncodeCmykJpeg(const Image& image, int quality) {
   return CompressJpeg(image.height, image.width, 4, JCS_CMYK, cmyk, quality);
 }
 
+#ifndef SSL_NO_OPENCV
 std::string EncodePng(const Image& image) {
   cv::Mat bgr(image.height, image.width, CV_8UC3);
   for (int y = 0; y < image.height; ++y) {
@@ -428,5 +440,6 @@ std::string EncodePng(const Image& image) {
   cv::imencode(".png", bgr, bytes);
   return std::string(bytes.begin(), bytes.end());
 }
+#endif  // SSL_NO_OPENCV
 
 }  // namespace ssl::data

@@ -58,8 +58,8 @@ void GradScaler::Unscale(const std::vector<at::Tensor>& parameters) {
   }
   // LibTorch 1.13 has no CPU kernel for it: the same arithmetic, tensor by tensor.
   for (at::Tensor& grad : grads) {
-    found_inf_ = at::where(at::logical_not(at::isfinite(grad)).any(),
-                           at::ones_like(found_inf_), found_inf_);
+    found_inf_ =
+        at::where(at::logical_not(at::isfinite(grad)).any(), at::ones_like(found_inf_), found_inf_);
     grad.mul_(inv_scale.to(grad.scalar_type()));
   }
 }
@@ -94,9 +94,7 @@ void GradScaler::Update() {
   found_inf_ = at::Tensor();
 }
 
-double GradScaler::scale() const {
-  return scale_.defined() ? scale_.item<float>() : loaded_scale_;
-}
+double GradScaler::scale() const { return scale_.defined() ? scale_.item<float>() : loaded_scale_; }
 
 c10::IValue GradScaler::StateDict() const {
   c10::impl::GenericDict state(c10::StringType::get(), c10::AnyType::get());
@@ -105,9 +103,9 @@ c10::IValue GradScaler::StateDict() const {
   state.insert("growth_factor", options_.growth_factor);
   state.insert("backoff_factor", options_.backoff_factor);
   state.insert("growth_interval", options_.growth_interval);
-  state.insert("_growth_tracker",
-               growth_tracker_.defined() ? static_cast<int64_t>(growth_tracker_.item<int>())
-                                         : loaded_tracker_);
+  state.insert("_growth_tracker", growth_tracker_.defined()
+                                      ? static_cast<int64_t>(growth_tracker_.item<int>())
+                                      : loaded_tracker_);
   return state;
 }
 
@@ -127,8 +125,10 @@ absl::Status GradScaler::LoadStateDict(const c10::IValue& value) {
     return absl::OkStatus();
   };
   double scale = 0, growth = 0, backoff = 0, interval = 0, tracker = 0;
-  for (auto [key, out] : {std::pair{"scale", &scale}, {"growth_factor", &growth},
-                          {"backoff_factor", &backoff}, {"growth_interval", &interval},
+  for (auto [key, out] : {std::pair{"scale", &scale},
+                          {"growth_factor", &growth},
+                          {"backoff_factor", &backoff},
+                          {"growth_interval", &interval},
                           {"_growth_tracker", &tracker}}) {
     if (absl::Status s = number(key, out); !s.ok()) return s;
   }

@@ -1,0 +1,41 @@
+#include "tools/device_flags.h"
+
+#include "ssl/distributed/process_group.h"
+
+DEFINE_string(device, "auto",
+              "Where to train or evaluate: auto (this process's GPU, LOCAL_RANK, when CUDA is "
+              "available; else the CPU), cpu, cuda, or cuda:N.");
+DEFINE_string(amp, "auto",
+              "Mixed precision: auto (fp16 on a GPU, as the originals train; off on the CPU), "
+              "off, fp16 (autocast with a dynamic loss scaler, saved in the checkpoint's "
+              "\"scaler\"; GPU only) or bf16 (autocast, no scaler; CPU or GPU).");
+DEFINE_bool(channels_last, true,
+            "On a GPU, keep convolution weights and batches in channels-last order (cuDNN's "
+            "fast layout for ResNets/RegNets). Ignored on the CPU, where it measured no gain "
+            "(tools/probe_backward_options.py).");
+DEFINE_bool(deterministic, false,
+            "On a GPU, deterministic algorithms instead of cuDNN's benchmark search: slower, "
+            "but a resumed run then equals an uninterrupted one bitwise.");
+
+namespace ssl::tools {
+
+absl::StatusOr<DeviceChoice> DeviceFromFlags(int local_rank) {
+  DeviceChoice choice;
+  absl::StatusOr<c10::Device> device = ResolveDevice(FLAGS_device, local_rank);
+  if (!device.ok()) return device.status();
+  choice.device = *device;
+  absl::StatusOr<MixedPrecision> amp = ResolveAmp(FLAGS_amp, choice.device);
+  if (!amp.ok()) return amp.status();
+  choice.amp = *amp;
+  choice.channels_last = FLAGS_channels_last && choice.device.is_cuda();
+  choice.deterministic = FLAGS_deterministic;
+  PrepareDevice(choice.device, choice.deterministic);
+  return choice;
+}
+
+std::string ResolveBackend(const std::string& backend, const DeviceChoice& choice) {
+  if (backend != "auto") return backend;
+  return choice.device.is_cuda() && distributed::BackendAvailable("nccl") ? "nccl" : "gloo";
+}
+
+}  // namespace ssl::tools
