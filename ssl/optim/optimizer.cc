@@ -2,6 +2,7 @@
 
 #include <ATen/core/Dict.h>
 #include <ATen/core/List.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/ones_like.h>
 #include <ATen/ops/where.h>
 #include <ATen/ops/zeros.h>
@@ -204,7 +205,19 @@ class Larc : public Optimizer {
   void Update(at::Tensor& param, const at::Tensor& grad, State& state,
               const Group& group) override {
     at::Tensor update = grad;
-    if (!group.no_trust_ratio) {
+    if (!group.no_trust_ratio && param.is_cuda()) {
+      // On a GPU the same rule stays on the device (a host read per parameter would
+      // stall every step); on the CPU the scalar form below keeps apex's arithmetic.
+      const at::Tensor param_norm = param.norm().to(at::kDouble);
+      const at::Tensor grad_norm = grad.norm().to(at::kDouble);
+      at::Tensor adaptive = param_norm.mul(options_.trust_coefficient)
+                                .div(grad_norm.add(param_norm.mul(group.weight_decay))
+                                         .add(options_.eps));
+      if (options_.clip) adaptive = adaptive.div(options_.lr).clamp_max(1.0);
+      const at::Tensor use = param_norm.ne(0).logical_and(grad_norm.ne(0));
+      update = at::where(use, grad.add(param, group.weight_decay).mul(adaptive.to(grad.scalar_type())),
+                         grad);
+    } else if (!group.no_trust_ratio) {
       const double param_norm = param.norm().item<double>();
       const double grad_norm = grad.norm().item<double>();
       if (param_norm != 0 && grad_norm != 0) {
@@ -237,6 +250,23 @@ class M2TeacherLars : public Optimizer {
  protected:
   void Update(at::Tensor& param, const at::Tensor& grad, State& state,
               const Group& group) override {
+    at::Tensor& buffer = state["momentum_buffer"];
+    if (!buffer.defined()) buffer = at::zeros_like(param);
+    if (!group.no_trust_ratio && param.is_cuda()) {
+      // On a GPU the local lr stays on the device; addcmul_ with it computes what the
+      // fused add_(x, alpha) below computes, without a host read per parameter.
+      const at::Tensor weight_norm = param.norm().to(at::kDouble);
+      const at::Tensor grad_norm = grad.norm().to(at::kDouble);
+      const at::Tensor scaled =
+          weight_norm.mul(options_.lr * options_.trust_coefficient)
+              .div(grad_norm.add(weight_norm.mul(group.weight_decay)));
+      const at::Tensor local_lr = at::where(weight_norm.mul(grad_norm).gt(1e-8), scaled,
+                                            at::full({}, options_.lr, scaled.options()));
+      buffer.mul_(options_.momentum)
+          .addcmul_(grad.add(param, group.weight_decay), local_lr.to(param.scalar_type()));
+      param.sub_(buffer);
+      return;
+    }
     double local_lr = options_.lr;
     if (!group.no_trust_ratio) {
       const double weight_norm = param.norm().item<double>();
@@ -246,8 +276,6 @@ class M2TeacherLars : public Optimizer {
                    (grad_norm + group.weight_decay * weight_norm);
       }
     }
-    at::Tensor& buffer = state["momentum_buffer"];
-    if (!buffer.defined()) buffer = at::zeros_like(param);
     buffer.mul_(options_.momentum).add_(grad.add(param, group.weight_decay), local_lr);
     param.sub_(buffer);
   }

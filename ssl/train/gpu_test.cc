@@ -5,6 +5,11 @@
 // Every test skips without a GPU; tools/gpu/build_and_bench.sh runs them on the lent
 // GPU machine (tagged manual in Bazel, which has no CUDA LibTorch here).
 #include <ATen/Context.h>
+#include <ATen/ops/allclose.h>
+#include <ATen/ops/randn.h>
+#include <ATen/ops/randn_like.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -17,6 +22,7 @@
 #include "ssl/data/synthetic.h"
 #include "ssl/data/test_util.h"
 #include "ssl/methods/mocov3.h"
+#include "ssl/optim/optimizer.h"
 #include "ssl/train/checkpointer.h"
 #include "ssl/train/pretrain.h"
 
@@ -116,6 +122,41 @@ bool BitwiseEqual(const TrainingSnapshot& a, const TrainingSnapshot& b) {
     if (!item.value().toTensor().equal(b.model.at(item.key()).toTensor())) return false;
   }
   return true;
+}
+
+// LARS, LARC and Momentum^2 Teacher's LARS keep their trust ratios on the GPU; the steps
+// must equal the CPU's scalar arithmetic, zero-norm and excluded groups included.
+TEST_F(GpuEngineTest, TrustRatioOptimizersOnTheDeviceEqualTheCpu) {
+  for (const std::string name : {"lars", "larc", "m2t_lars", "sgd", "adamw"}) {
+    auto make = [&](c10::Device device) {
+      at::manual_seed(3);
+      std::vector<at::Tensor> params = {at::randn({8, 4}), at::randn({8}), at::zeros({3, 3})};
+      for (at::Tensor& p : params) p = p.to(device).requires_grad_();
+      std::vector<optim::ParamGroup> groups = {{{params[0], params[2]}, 1e-4, false},
+                                               {{params[1]}, 0.0, true}};
+      optim::OptimizerOptions hyper;
+      hyper.lr = 0.3;
+      hyper.momentum = 0.9;
+      hyper.clip = name == "larc";
+      return std::make_pair(params, *optim::MakeOptimizer(name, groups, hyper));
+    };
+    auto [cpu_params, cpu_optimizer] = make(kCpu);
+    auto [gpu_params, gpu_optimizer] = make(kCuda);
+    for (int step = 0; step < 3; ++step) {
+      at::manual_seed(10 + step);
+      for (size_t i = 0; i < cpu_params.size(); ++i) {
+        const at::Tensor grad = i == 2 ? at::zeros_like(cpu_params[i]) : at::randn_like(cpu_params[i]);
+        cpu_params[i].mutable_grad() = grad;
+        gpu_params[i].mutable_grad() = grad.to(kCuda);
+      }
+      cpu_optimizer->Step();
+      gpu_optimizer->Step();
+    }
+    for (size_t i = 0; i < cpu_params.size(); ++i) {
+      EXPECT_TRUE(at::allclose(gpu_params[i].cpu(), cpu_params[i], 1e-5, 1e-6))
+          << name << " parameter " << i;
+    }
+  }
 }
 
 TEST_F(GpuEngineTest, Fp32StepEqualsTheCpuStep) {

@@ -104,7 +104,8 @@ do_build() {
   look > /dev/null
   unpack || return 1
   local torch_prefix nccl_include
-  torch_prefix="$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)')" || {
+  # SSL_TORCH_CMAKE_PREFIX overrides (Debian keeps TorchConfig.cmake in /usr/lib/<arch>/cmake).
+  torch_prefix="${SSL_TORCH_CMAKE_PREFIX:-$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)')}" || {
     echo "python3 cannot import torch: no LibTorch to build against" >&2
     return 1
   }

@@ -31,16 +31,17 @@ def _cmake_aspect_impl(target, ctx):
         label = str(label),
         kind = ctx.rule.kind,
         external = external,
-        srcs = srcs,
-        deps = [str(d.label) for d in deps],
-        linkopts = getattr(ctx.rule.attr, "linkopts", []) if external else [],
+        # Tuples: depset elements must be immutable.
+        srcs = tuple(srcs),
+        deps = tuple([str(d.label) for d in deps]),
+        linkopts = tuple(getattr(ctx.rule.attr, "linkopts", []) if external else []),
         # Static archives of a system library, relative to its repository (/usr).
-        archives = [
+        archives = tuple([
             f.path.split("/", 2)[2]
             for f in _files(getattr(ctx.rule.attr, "srcs", []))
             if f.extension == "a"
-        ] if external else [],
-        defines = getattr(ctx.rule.attr, "defines", []) if external else [],
+        ] if external else []),
+        defines = tuple(getattr(ctx.rule.attr, "defines", []) if external else []),
         alwayslink = getattr(ctx.rule.attr, "alwayslink", False),
     )
     return [_CmakeInfo(entries = depset([entry], transitive = transitive))]
@@ -65,7 +66,7 @@ def _closure(label, by_label):
         if current in seen or current not in by_label:
             continue
         seen[current] = True
-        stack.extend(by_label[current].deps)
+        stack.extend(list(by_label[current].deps))
     return sorted(seen.keys())
 
 def _cmake_sources_impl(ctx):
@@ -92,7 +93,7 @@ def _cmake_sources_impl(ctx):
         entry = by_label[label]
         if entry.external or entry.kind != "cc_library" or not entry.srcs:
             continue
-        lines.append("ssl_library({} SRCS {})".format(_cmake_name(label), " ".join(sorted(entry.srcs))))
+        lines.append("ssl_library({} SRCS {})".format(_cmake_name(label), " ".join(sorted(list(entry.srcs)))))
     lines.append("")
     for target in ctx.attr.targets:
         label = str(target.label)
@@ -108,13 +109,13 @@ def _cmake_sources_impl(ctx):
             _cmake_name(label),
             "TEST" if entry.kind == "cc_test" else "BINARY",
             target.label.package + "/" + target.label.name,
-            " ".join(sorted(entry.srcs)),
+            " ".join(sorted(list(entry.srcs))),
             " ".join(project),
             " ".join(system),
         ))
     out = ctx.actions.declare_file(ctx.label.name + ".cmake")
     ctx.actions.write(out, "\n".join(lines) + "\n")
-    return [DefaultInfo(files = depset([out]))]
+    return [DefaultInfo(files = depset([out]), runfiles = ctx.runfiles(files = [out]))]
 
 cmake_sources = rule(
     implementation = _cmake_sources_impl,
