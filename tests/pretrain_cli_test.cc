@@ -358,6 +358,14 @@ TEST_F(PretrainCliTest, BadFlagsAreOneClearSentence) {
   EXPECT_EQ(first_line({"--bn=split", "--split_bn_splits=3"}),
             "main_moco: the batch of 16 per process does not divide into 3 split-BN sub-batches "
             "(--split_bn_splits)");
+  EXPECT_EQ(first_line({"--device=cuda"}),
+            "main_moco: --device=cuda needs a CUDA GPU, but this build's LibTorch has no CUDA "
+            "(use --device=cpu)");
+  EXPECT_EQ(first_line({"--device=gpu"}),
+            "main_moco: unknown device \"gpu\" (use auto, cpu, cuda or cuda:N)");
+  EXPECT_EQ(first_line({"--amp=fp16"}),
+            "main_moco: --amp=fp16 needs --device=cuda: CPU autocast has no fp16 (use --amp=bf16 "
+            "or off)");
   EXPECT_EQ(first_line({"--bn=batch"}),
             "main_moco: BatchNorm mode must be local, sync or split, got \"batch\"");
   EXPECT_EQ(first_line({"--dist_url=tcp://127.0.0.1:1", "--world_size=2", "--rank=2"}),
