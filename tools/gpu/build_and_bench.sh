@@ -152,8 +152,9 @@ moco_run() {
   mkdir -p "$dir"
   nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$dir/memory.csv" 2>/dev/null &
   local smi=$!
-  "$build/bin/tools/main_moco" --data="$data/train" --output_dir="$dir" --image_size=224 \
-    --workers=$((jobs - 2)) --threads=2 --print_freq=10 --knn_every=0 "$@" >"$dir/log.txt" 2>&1
+  "$build/bin/tools/main_moco" --data="$data/train" --output_dir="$dir" \
+    --workers=$((jobs > 4 ? jobs - 2 : 2)) --threads=2 --print_freq=10 --knn_every=0 "$@" \
+    >"$dir/log.txt" 2>&1
   local rc=$?
   kill $smi 2>/dev/null
   wait $smi 2>/dev/null
@@ -162,34 +163,40 @@ moco_run() {
 
 do_bench() {
   export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  data="$repo/build/gpu_data"
+  # SSL_BENCH_SMOKE=1: the same plumbing at toy size (runs on a CPU, to check the script).
+  local smoke="${SSL_BENCH_SMOKE:-0}" per_class=1000 size=432 crop=224
+  local r50=resnet50 vits=vit_small batches="512 384 256 128" vit_batch=256 amps="fp16 bf16"
+  if [ "$smoke" = 1 ]; then
+    per_class=48 size=96 crop=64 r50=resnet18w0.25 vits=vit_tiny_patch8 batches="32" vit_batch=32
+    amps="bf16"
+  fi
+  data="$repo/build/gpu_data_$size"
   if [ ! -d "$data/train" ]; then
     # 432 x 432: the pixel count of a 500 x 375 ImageNet JPEG.
-    log "writing ImageNet-sized synthetic JPEGs (432 px)"
+    log "writing ImageNet-sized synthetic JPEGs ($size px)"
     "$build/bin/tools/make_synthetic_dataset" --output="$data" --num_classes=10 \
-      --train_per_class=1000 --val_per_class=10 --image_size=432 >/dev/null 2>&1 || {
+      --train_per_class=$per_class --val_per_class=10 --image_size=$size >/dev/null 2>&1 || {
       echo "make_synthetic_dataset failed" >&2
       return 1
     }
   fi
   local runs=()
-  for amp in fp16 bf16; do
-    for batch in 512 384 256 128; do
-      log "ResNet-50 $amp batch $batch"
-      if moco_run "r50_${amp}_b$batch" --arch=resnet50 --amp=$amp --batch_size=$batch \
-        --epochs=100 --max_epochs_this_run=1 --lr=0.6 --optimizer=lars; then
+  for amp in $amps; do
+    for batch in $batches; do
+      log "MoCo v3 $r50 $amp batch $batch"
+      if moco_run "r50_${amp}_b$batch" --arch=$r50 --amp=$amp --batch_size=$batch \
+        --image_size=$crop --epochs=100 --max_epochs_this_run=2 --lr=0.6 --optimizer=lars; then
         runs+=("r50_${amp}_b$batch")
         break
       fi
-      grep -m1 -i "out of memory" "$out/runs/r50_${amp}_b$batch/log.txt" >/dev/null ||
+      grep -qi "out of memory" "$out/runs/r50_${amp}_b$batch/log.txt" ||
         { tail -5 "$out/runs/r50_${amp}_b$batch/log.txt"; break; }
     done
-  done
-  for amp in bf16 fp16; do
-    log "ViT-S/16 $amp batch 256"
-    moco_run "vits_${amp}_b256" --arch=vit_small --amp=$amp --batch_size=256 --epochs=100 \
-      --max_epochs_this_run=1 --optimizer=adamw --lr=1.5e-4 --weight_decay=0.1 \
-      --stop_grad_conv1 --moco_t=0.2 --warmup_epochs=40 && runs+=("vits_${amp}_b256")
+    log "MoCo v3 $vits $amp batch $vit_batch"
+    moco_run "vits_${amp}_b$vit_batch" --arch=$vits --amp=$amp --batch_size=$vit_batch \
+      --image_size=$crop --epochs=100 --max_epochs_this_run=2 --optimizer=adamw --lr=1.5e-4 \
+      --weight_decay=0.1 --stop_grad_conv1 --moco_t=0.2 --warmup_epochs=40 &&
+      runs+=("vits_${amp}_b$vit_batch")
   done
   log "CPU data pipeline vs torchvision + PIL, one core each, on the same JPEGs"
   "$build/bin/ssl/data/pipeline_benchmark" --data="$data/train" --benchmark_out_format=json \
@@ -207,26 +214,32 @@ gpu = os.popen("nvidia-smi --query-gpu=name --format=csv,noheader").read().strip
 peak = 989e12 if ("H100" in gpu and "PCIe" not in gpu) or "H200" in gpu else 756e12
 # Multiply-accumulates per 224 px image of one forward pass (fvcore counts).
 macs = {"resnet50": 4.11e9, "vit_small": 4.61e9}
+smoke = os.environ.get("SSL_BENCH_SMOKE") == "1"
 results = {"gpu": gpu, "peak_flops_assumed": peak, "runs": {}}
 for name in runs:
     d = os.path.join(out, "runs", name)
     epochs = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl")) if '"epoch"' in l]
     epochs = [e for e in epochs if e.get("type") == "epoch"]
-    result = json.load(open(os.path.join(d, "pretrain_result.json")))
     phases = epochs[-1]["seconds_by_phase"] if epochs else {}
     total = sum(phases.values()) or 1
+    batch = int(re.search(r"_b(\d+)$", name).group(1))
     memory = [int(x) for x in open(os.path.join(d, "memory.csv")).read().split() if x.isdigit()]
     arch = "resnet50" if name.startswith("r50") else "vit_small"
+    log_text = open(os.path.join(d, "log.txt")).read()
+    iters = int(re.search(r"(\d+) iterations/epoch", log_text).group(1))
+    # Steady state: the second epoch, with cuDNN's search and the first loads behind.
+    ips = iters * batch / total
     # Per image: base encoder forward + backward on 2 views (3 passes each) and the
     # momentum encoder's forward on 2 views: 8 forward passes, 2 FLOPs per MAC.
     flops = 8 * 2 * macs[arch]
-    ips = result["images_per_second"]
     results["runs"][name] = {
         "images_per_second": ips,
+        "batch_per_gpu": batch,
         "data_share_of_step": phases.get("data", 0) / total,
         "seconds_by_phase": phases,
         "gpu_memory_peak_mib": max(memory) if memory else None,
-        "model_flop_utilisation": ips * flops / peak,
+        # Only meaningful for the real configurations (224 px ResNet-50 / ViT-S/16).
+        "model_flop_utilisation": None if smoke else ips * flops / peak,
     }
 pipeline = {}
 try:
