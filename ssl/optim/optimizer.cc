@@ -134,7 +134,10 @@ absl::Status Optimizer::LoadStateDict(const c10::IValue& state_dict) {
         return absl::InvalidArgumentError(absl::StrCat("optimizer state ", name, " of parameter ",
                                                        index, " has the wrong shape"));
       }
-      states[index][name] = tensor.clone();
+      // Buffers go where their parameter lives (a GPU when resuming a GPU run from a
+      // host-side checkpoint); AdamW's step count stays on the host, as PyTorch keeps it.
+      states[index][name] =
+          name == "step" ? tensor.clone() : tensor.clone().to(params_[index].device());
     }
   }
   const c10::impl::GenericDict first = groups.get(0).toGenericDict();
