@@ -5,7 +5,9 @@ augmentation (main_moco.py's recipe for ResNet, crop-min 0.2) or SwAV's multi-cr
 (0.05, 0.14), flip, ImgPilColorDistortion strength 1, ImgPilGaussianBlur p 0.5, ToTensor,
 Normalize) with torchvision + PIL, timed on one core over the same ImageFolder.
 
-    /usr/bin/python3 tools/torchvision_pipeline_baseline.py <ImageFolder root> [seconds] [moco|multicrop]
+    /usr/bin/python3 tools/torchvision_pipeline_baseline.py <ImageFolder root> [seconds] [moco|multicrop|decode]
+
+"decode" only opens and decodes each image to RGB (the floor under the pipeline).
 
 Prints one line: images/s on one core.
 """
@@ -74,7 +76,8 @@ def main():
     torch.set_num_threads(1)
     paths = image_paths(root)
     recipe = sys.argv[3] if len(sys.argv) > 3 else "moco"
-    views = list(moco_v3_views()) if recipe == "moco" else swav_multicrop()
+    views = {"moco": lambda: list(moco_v3_views()), "multicrop": swav_multicrop,
+             "decode": lambda: []}[recipe]()
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         path = paths[(count * 7919) % len(paths)]
@@ -84,7 +87,8 @@ def main():
             view(image)
         count += 1
     rate = count / (time.perf_counter() - start)
-    name = "MoCo v3 two views" if recipe == "moco" else "SwAV 2x224+6x96 multi-crop"
+    name = {"moco": "MoCo v3 two views", "multicrop": "SwAV 2x224+6x96 multi-crop",
+            "decode": "read and decode"}[recipe]
     print(f"torchvision+PIL {name}: {rate:.1f} images/s on one core")
 
 

@@ -42,6 +42,27 @@ const ImageFolder& Dataset() {
   return *folder;
 }
 
+// One core: read and decode only, the floor under both pipelines (libjpeg-turbo here,
+// PIL's libjpeg-turbo in the baseline): the views can at best be free.
+void BM_ReadAndDecodeOneThread(benchmark::State& state) {
+  const ImageFolder& folder = Dataset();
+  int64_t index = 0;
+  for (auto _ : state) {
+    const int64_t sample = (index * 7919) % folder.size();
+    absl::StatusOr<Image> image = ReadImageFile(folder.samples()[sample].path);
+    if (!image.ok()) {
+      state.SkipWithError(std::string(image.status().message()).c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(image->pixels.data());
+    ++index;
+  }
+  state.SetItemsProcessed(index);
+  state.counters["images_per_s_per_core"] =
+      benchmark::Counter(static_cast<double>(index), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_ReadAndDecodeOneThread)->Unit(benchmark::kMillisecond)->MinTime(5.0)->UseRealTime();
+
 // One core: each iteration reads, decodes and makes both views of one image.
 void BM_MocoV3TwoViewsOneThread(benchmark::State& state) {
   const ImageFolder& folder = Dataset();

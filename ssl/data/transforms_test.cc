@@ -190,6 +190,54 @@ TEST(ColorTest, SaturationBlendsWithThePixelLuma) {
   EXPECT_NEAR(vivid.at(1, 0, 0), 2 * 0.4f - 0.4598f, 1e-5);
 }
 
+// torchvision's _rgb2hsv / _hsv2rgb for one pixel, written plainly (a switch on the
+// sector): the vectorized AdjustHue must match it bit for bit.
+void HueReference(float& r, float& g, float& b, float hue_shift) {
+  const float maxc = std::max({r, g, b}), minc = std::min({r, g, b});
+  const float chroma = maxc - minc;
+  if (chroma == 0) return;
+  const float s = chroma / maxc;
+  const float rc = (maxc - r) / chroma, gc = (maxc - g) / chroma, bc = (maxc - b) / chroma;
+  float h = maxc == r ? bc - gc : maxc == g ? 2.0f + rc - bc : 4.0f + gc - rc;
+  h = h / 6.0f + hue_shift;
+  if (h < 0.0f) h += 1.0f;
+  if (h < 0.0f) h += 1.0f;
+  if (h >= 1.0f) h -= 1.0f;
+  const float v = maxc, h6 = h * 6.0f;
+  const int sector = std::min(static_cast<int>(h6), 5);
+  const float f = h6 - sector;
+  auto clamp = [](float x) { return std::min(1.0f, std::max(0.0f, x)); };
+  const float p = clamp(v * (1.0f - s)), q = clamp(v * (1.0f - s * f)),
+              t = clamp(v * (1.0f - s * (1.0f - f)));
+  const float table[6][3] = {{v, t, p}, {q, v, p}, {p, v, t}, {p, q, v}, {t, p, v}, {v, p, q}};
+  r = table[sector][0];
+  g = table[sector][1];
+  b = table[sector][2];
+}
+
+TEST(ColorTest, VectorizedHueEqualsThePerPixelFormulaBitwise) {
+  // Random colours plus the ties and edges: grays, black, white, r == g maxima, 1 - eps.
+  FloatImage image(37, 29);  // an odd pixel count leaves a vector remainder
+  Rng rng = Rng::ForSample(5, 0, 0, 0);
+  for (float& v : image.data) v = static_cast<float>(rng.Uniform(0, 1));
+  const float specials[][3] = {{0, 0, 0}, {1, 1, 1}, {0.5f, 0.5f, 0.5f}, {0.7f, 0.7f, 0.2f},
+                               {0.3f, 0.9f, 0.9f}, {0.9f, 0.1f, 0.9f}, {1, 0, 0},
+                               {0.99999994f, 0.5f, 0}};
+  for (int k = 0; k < 8; ++k) {
+    for (int c = 0; c < 3; ++c) image.plane(c)[k] = specials[k][c];
+  }
+  for (float shift : {-0.5f, -0.31f, -0.01f, 0.0f, 0.07f, 0.25f, 0.5f}) {
+    FloatImage fast = image, slow = image;
+    AdjustHue(fast, shift);
+    for (size_t i = 0; i < image.plane_size(); ++i) {
+      HueReference(slow.plane(0)[i], slow.plane(1)[i], slow.plane(2)[i], shift);
+    }
+    for (size_t i = 0; i < fast.data.size(); ++i) {
+      ASSERT_EQ(fast.data[i], slow.data[i]) << "shift " << shift << " element " << i;
+    }
+  }
+}
+
 TEST(ColorTest, HueRotatesInHsvSpace) {
   FloatImage image = Pixels({{1, 0, 0}, {1, 0, 0}, {0.2f, 0.4f, 0.6f}, {0.5f, 0.5f, 0.5f}});
   FloatImage third = image, half = image;
