@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "ssl/data/test_util.h"
@@ -426,6 +427,39 @@ TEST(AugmentViewTest, IsAFunctionOfTheGeneratorAndProbabilitiesShowUp) {
     gray += all_equal;
   }
   EXPECT_NEAR(gray, 200, 5 * std::sqrt(kViews * 0.16));
+}
+
+}  // namespace
+}  // namespace ssl::data
+namespace ssl::data {
+namespace {
+
+// The bits of MoCo v3's two views and SwAV's multi-crop over 40 images, as the plain
+// scalar implementation produced them before the SIMD work (AdjustHue's vector form,
+// the AVX2 clones of resampling, blur, contrast and saturation): speed work must not
+// change a single output value. An intended change of the augmentations updates it.
+TEST(ViewBitsTest, OptimizationsKeepEveryOutputBit) {
+  uint64_t hash = 1469598103934665603ULL;  // FNV-1a over the float bit patterns
+  for (int i = 0; i < 40; ++i) {
+    const Image src = testing::RandomImage(120 + i, 160 - i, 100 + i);
+    for (const ViewRecipe& recipe : {MocoV3Views(224, 0.2), MultiCropViews(MultiCropOptions())}) {
+      int view = 0;
+      for (const CropGroup& group : recipe.groups) {
+        for (int k = 0; k < group.count; ++k, ++view) {
+          Rng rng = Rng::ForSample(0, 0, i, view);
+          FloatImage scratch;
+          std::vector<float> out(3 * group.augmentation.size * group.augmentation.size);
+          AugmentView(src, group.augmentation, rng, &scratch, out.data());
+          for (float v : out) {
+            uint32_t bits;
+            std::memcpy(&bits, &v, 4);
+            hash = (hash ^ bits) * 1099511628211ULL;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(hash, 0x7a02a9fbd1deb718ULL);
 }
 
 }  // namespace
