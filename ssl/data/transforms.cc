@@ -65,14 +65,18 @@ __attribute__((target_clones("avx2", "default"))) void ResampleWindow(
   const int row_hi = wy.start[window_top + out_height - 1] + wy.count[window_top + out_height - 1];
   // Horizontal pass: source rows -> (rows, out_width, 3) floats.
   std::vector<float> horizontal(static_cast<size_t>(row_hi - row_lo) * out_width * 3);
+  // Each source row converted to floats once (one vectorized pass), instead of one
+  // integer-to-float conversion per tap and output pixel: the same values.
+  std::vector<float> row_values(static_cast<size_t>(box.width) * 3);
   for (int y = row_lo; y < row_hi; ++y) {
     const uint8_t* row =
         src.pixels.data() + (static_cast<size_t>(box.top + y) * src.width + box.left) * 3;
+    for (size_t i = 0; i < row_values.size(); ++i) row_values[i] = row[i];
     float* dst = horizontal.data() + static_cast<size_t>(y - row_lo) * out_width * 3;
     for (int x = 0; x < out_width; ++x) {
       const int ox = window_left + x;
       const float* weights = &wx.weights[static_cast<size_t>(ox) * wx.taps];
-      const uint8_t* taps = row + wx.start[ox] * 3;
+      const float* taps = row_values.data() + wx.start[ox] * 3;
       float r = 0, g = 0, b = 0;
       for (int k = 0; k < wx.count[ox]; ++k) {
         r += weights[k] * taps[3 * k];
