@@ -13,6 +13,31 @@ int RoundHalfEven(double x) { return static_cast<int>(std::nearbyint(x)); }
 
 float Clamp01(float x) { return std::min(1.0f, std::max(0.0f, x)); }
 
+// dst[x] = sum over k of weights[k] * sources[k][x], k in order from 0.0f: the sums a
+// `dst[x] += weights[k] * sources[k][x]` pass per k computes, with the running sums of
+// eight x kept in registers across the taps instead of stored and reloaded per tap.
+// Inlined into the AVX2 and default clones of its callers.
+inline __attribute__((always_inline)) void WeightedRowSum(const float* const* sources,
+                                                          const float* weights, int taps, int n,
+                                                          float* dst) {
+  typedef float Floats8 __attribute__((vector_size(32)));
+  int x = 0;
+  for (; x + 8 <= n; x += 8) {
+    Floats8 sum = {};
+    for (int k = 0; k < taps; ++k) {
+      Floats8 values;
+      std::memcpy(&values, sources[k] + x, sizeof(values));
+      sum += weights[k] * values;
+    }
+    std::memcpy(dst + x, &sum, sizeof(sum));
+  }
+  for (; x < n; ++x) {
+    float sum = 0.0f;
+    for (int k = 0; k < taps; ++k) sum += weights[k] * sources[k][x];
+    dst[x] = sum;
+  }
+}
+
 // PIL's precompute_coeffs for the bilinear (triangle) filter, restricted to an input
 // span of `in_size` pixels: for output pixel i, taps start[i] .. start[i] + count[i].
 struct ResampleWeights {
@@ -65,27 +90,28 @@ __attribute__((target_clones("avx2", "default"))) void ResampleWindow(
   const int row_hi = wy.start[window_top + out_height - 1] + wy.count[window_top + out_height - 1];
   // Horizontal pass: source rows -> (rows, out_width, 3) floats.
   std::vector<float> horizontal(static_cast<size_t>(row_hi - row_lo) * out_width * 3);
-  // Each source row converted to floats once (one vectorized pass), instead of one
-  // integer-to-float conversion per tap and output pixel: the same values.
-  std::vector<float> row_values(static_cast<size_t>(box.width) * 3);
+  // Each source row converted once to floats, one (r, g, b, 0) group per pixel, so that a
+  // tap is one 4-wide multiply-add for the three channels: per channel the same products
+  // summed in the same order as a scalar loop, so the same bits.
+  typedef float Floats4 __attribute__((vector_size(16)));
+  std::vector<Floats4> row_values(static_cast<size_t>(box.width));
   for (int y = row_lo; y < row_hi; ++y) {
     const uint8_t* row =
         src.pixels.data() + (static_cast<size_t>(box.top + y) * src.width + box.left) * 3;
-    for (size_t i = 0; i < row_values.size(); ++i) row_values[i] = row[i];
+    for (int x = 0; x < box.width; ++x) {
+      row_values[x] = Floats4{static_cast<float>(row[3 * x]), static_cast<float>(row[3 * x + 1]),
+                              static_cast<float>(row[3 * x + 2]), 0.0f};
+    }
     float* dst = horizontal.data() + static_cast<size_t>(y - row_lo) * out_width * 3;
     for (int x = 0; x < out_width; ++x) {
       const int ox = window_left + x;
       const float* weights = &wx.weights[static_cast<size_t>(ox) * wx.taps];
-      const float* taps = row_values.data() + wx.start[ox] * 3;
-      float r = 0, g = 0, b = 0;
-      for (int k = 0; k < wx.count[ox]; ++k) {
-        r += weights[k] * taps[3 * k];
-        g += weights[k] * taps[3 * k + 1];
-        b += weights[k] * taps[3 * k + 2];
-      }
-      dst[3 * x] = r;
-      dst[3 * x + 1] = g;
-      dst[3 * x + 2] = b;
+      const Floats4* taps = row_values.data() + wx.start[ox];
+      Floats4 sum = {};
+      for (int k = 0; k < wx.count[ox]; ++k) sum += weights[k] * taps[k];
+      dst[3 * x] = sum[0];
+      dst[3 * x + 1] = sum[1];
+      dst[3 * x + 2] = sum[2];
     }
   }
   // Vertical pass: whole interleaved rows at a time (vectorizes), then de-interleave
@@ -95,16 +121,15 @@ __attribute__((target_clones("avx2", "default"))) void ResampleWindow(
   constexpr float kInv255 = 1.0f / 255.0f;
   const int row_floats = out_width * 3;
   std::vector<float> accumulated(row_floats);
+  std::vector<const float*> sources(wy.taps);
   for (int y = 0; y < out_height; ++y) {
     const int oy = window_top + y;
     const float* weights = &wy.weights[static_cast<size_t>(oy) * wy.taps];
     const int first = wy.start[oy] - row_lo;
-    std::fill(accumulated.begin(), accumulated.end(), 0.0f);
     for (int k = 0; k < wy.count[oy]; ++k) {
-      const float weight = weights[k];
-      const float* source = &horizontal[static_cast<size_t>(first + k) * row_floats];
-      for (int i = 0; i < row_floats; ++i) accumulated[i] += weight * source[i];
+      sources[k] = &horizontal[static_cast<size_t>(first + k) * row_floats];
     }
+    WeightedRowSum(sources.data(), weights, wy.count[oy], row_floats, accumulated.data());
     for (int x = 0; x < out_width; ++x) {
       for (int c = 0; c < 3; ++c) {
         planes[c][static_cast<size_t>(y) * out_width + x] =
@@ -298,6 +323,7 @@ __attribute__((target_clones("avx2", "default"))) void GaussianBlur(FloatImage& 
   const int h = image.height, w = image.width;
   std::vector<float> padded(w + 2 * radius);
   std::vector<float> column_source(image.plane_size());
+  std::vector<const float*> sources(2 * radius + 1);
   for (int c = 0; c < 3; ++c) {
     float* plane = image.plane(c);
     // Horizontal pass over a reflect-padded copy of each row, so the inner loop has
@@ -305,23 +331,17 @@ __attribute__((target_clones("avx2", "default"))) void GaussianBlur(FloatImage& 
     for (int y = 0; y < h; ++y) {
       float* row = plane + static_cast<size_t>(y) * w;
       for (int x = -radius; x < w + radius; ++x) padded[x + radius] = row[reflect(x, w)];
-      std::fill(row, row + w, 0.0f);
-      for (int k = 0; k <= 2 * radius; ++k) {
-        const float weight = kernel[k];
-        const float* source = padded.data() + k;
-        for (int x = 0; x < w; ++x) row[x] += weight * source[x];
-      }
+      for (int k = 0; k <= 2 * radius; ++k) sources[k] = padded.data() + k;
+      WeightedRowSum(sources.data(), kernel.data(), 2 * radius + 1, w, row);
     }
     // Vertical pass row by row over a copy, so the inner loop runs along memory.
     std::copy(plane, plane + image.plane_size(), column_source.begin());
     for (int y = 0; y < h; ++y) {
-      float* dst = plane + static_cast<size_t>(y) * w;
-      std::fill(dst, dst + w, 0.0f);
       for (int k = -radius; k <= radius; ++k) {
-        const float weight = kernel[k + radius];
-        const float* src_row = column_source.data() + static_cast<size_t>(reflect(y + k, h)) * w;
-        for (int x = 0; x < w; ++x) dst[x] += weight * src_row[x];
+        sources[k + radius] = column_source.data() + static_cast<size_t>(reflect(y + k, h)) * w;
       }
+      WeightedRowSum(sources.data(), kernel.data(), 2 * radius + 1, w,
+                     plane + static_cast<size_t>(y) * w);
     }
   }
 }
