@@ -2,12 +2,13 @@
 
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cstdlib>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -62,7 +63,12 @@ void SetAutocastDtype(c10::DeviceType type, at::ScalarType dtype) {
 #endif
 }
 
-int CudaDeviceCount() { return at::hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0; }
+// Through the device-guard registry, which LibTorch 1.13 and 2.x both keep: the CUDA
+// entry exists only when a CUDA LibTorch is loaded.
+int CudaDeviceCount() {
+  if (!at::hasCUDA() || !c10::impl::hasDeviceGuardImpl(c10::kCUDA)) return 0;
+  return c10::impl::getDeviceGuardImpl(c10::kCUDA)->deviceCount();
+}
 
 }  // namespace
 
