@@ -42,82 +42,84 @@ const ImageFolder& Dataset() {
   return *folder;
 }
 
+// The index-th image of a walk that spreads consecutive iterations across classes;
+// false (with the benchmark marked failed) when it cannot be read.
+bool ReadSpreadSample(benchmark::State& state, int64_t index, int64_t* sample, Image* image) {
+  const ImageFolder& folder = Dataset();
+  *sample = (index * 7919) % folder.size();
+  absl::StatusOr<Image> read = ReadImageFile(folder.samples()[*sample].path);
+  if (!read.ok()) {
+    state.SkipWithError(std::string(read.status().message()).c_str());
+    return false;
+  }
+  *image = *std::move(read);
+  return true;
+}
+
+void ReportImagesPerCore(benchmark::State& state, int64_t images, int threads = 1) {
+  state.SetItemsProcessed(images);
+  state.counters["images_per_s_per_core"] =
+      benchmark::Counter(static_cast<double>(images) / threads, benchmark::Counter::kIsRate);
+}
+
 // One core: read and decode only, the floor under both pipelines (libjpeg-turbo here,
 // PIL's libjpeg-turbo in the baseline): the views can at best be free.
 void BM_ReadAndDecodeOneThread(benchmark::State& state) {
-  const ImageFolder& folder = Dataset();
+  Image image;
   int64_t index = 0;
   for (auto _ : state) {
-    const int64_t sample = (index * 7919) % folder.size();
-    absl::StatusOr<Image> image = ReadImageFile(folder.samples()[sample].path);
-    if (!image.ok()) {
-      state.SkipWithError(std::string(image.status().message()).c_str());
-      break;
-    }
-    benchmark::DoNotOptimize(image->pixels.data());
+    int64_t sample;
+    if (!ReadSpreadSample(state, index, &sample, &image)) break;
+    benchmark::DoNotOptimize(image.pixels.data());
     ++index;
   }
-  state.SetItemsProcessed(index);
-  state.counters["images_per_s_per_core"] =
-      benchmark::Counter(static_cast<double>(index), benchmark::Counter::kIsRate);
+  ReportImagesPerCore(state, index);
 }
 BENCHMARK(BM_ReadAndDecodeOneThread)->Unit(benchmark::kMillisecond)->MinTime(5.0)->UseRealTime();
 
 // One core: each iteration reads, decodes and makes both views of one image.
 void BM_MocoV3TwoViewsOneThread(benchmark::State& state) {
-  const ImageFolder& folder = Dataset();
+  Image image;
   const ViewRecipe recipe = MocoV3Views(224, 0.2);
   FloatImage scratch;
   std::vector<float> out(3 * 224 * 224);
   int64_t index = 0;
   for (auto _ : state) {
-    const int64_t sample = (index * 7919) % folder.size();  // spread across classes
-    absl::StatusOr<Image> image = ReadImageFile(folder.samples()[sample].path);
-    if (!image.ok()) {
-      state.SkipWithError(std::string(image.status().message()).c_str());
-      break;
-    }
+    int64_t sample;
+    if (!ReadSpreadSample(state, index, &sample, &image)) break;
     for (int view = 0; view < 2; ++view) {
       Rng rng = Rng::ForSample(0, 0, sample, view);
-      AugmentView(*image, recipe.groups[view].augmentation, rng, &scratch, out.data());
+      AugmentView(image, recipe.groups[view].augmentation, rng, &scratch, out.data());
     }
     benchmark::DoNotOptimize(out.data());
     ++index;
   }
-  state.SetItemsProcessed(index);
-  state.counters["images_per_s_per_core"] =
-      benchmark::Counter(static_cast<double>(index), benchmark::Counter::kIsRate);
+  ReportImagesPerCore(state, index);
 }
 BENCHMARK(BM_MocoV3TwoViewsOneThread)->Unit(benchmark::kMillisecond)->MinTime(5.0)->UseRealTime();
 
 // One core: read, decode and SwAV's 2x224 + 6x96 multi-crop views of one image
 // (VISSL's ImgPilToMultiCrop, flip, colour distortion of strength 1, blur p 0.5).
 void BM_SwavMultiCropOneThread(benchmark::State& state) {
-  const ImageFolder& folder = Dataset();
+  Image image;
   const ViewRecipe recipe = MultiCropViews(MultiCropOptions());
   FloatImage scratch;
   std::vector<float> out(3 * 224 * 224);
   int64_t index = 0;
   for (auto _ : state) {
-    const int64_t sample = (index * 7919) % folder.size();
-    absl::StatusOr<Image> image = ReadImageFile(folder.samples()[sample].path);
-    if (!image.ok()) {
-      state.SkipWithError(std::string(image.status().message()).c_str());
-      break;
-    }
+    int64_t sample;
+    if (!ReadSpreadSample(state, index, &sample, &image)) break;
     int view = 0;
     for (const CropGroup& group : recipe.groups) {
       for (int k = 0; k < group.count; ++k, ++view) {
         Rng rng = Rng::ForSample(0, 0, sample, view);
-        AugmentView(*image, group.augmentation, rng, &scratch, out.data());
+        AugmentView(image, group.augmentation, rng, &scratch, out.data());
       }
     }
     benchmark::DoNotOptimize(out.data());
     ++index;
   }
-  state.SetItemsProcessed(index);
-  state.counters["images_per_s_per_core"] =
-      benchmark::Counter(static_cast<double>(index), benchmark::Counter::kIsRate);
+  ReportImagesPerCore(state, index);
 }
 BENCHMARK(BM_SwavMultiCropOneThread)->Unit(benchmark::kMillisecond)->MinTime(5.0)->UseRealTime();
 
@@ -148,9 +150,7 @@ void BM_MocoV3Loader(benchmark::State& state) {
     }
     images += batch.labels.size(0);
   }
-  state.SetItemsProcessed(images);
-  state.counters["images_per_s_per_core"] = benchmark::Counter(
-      static_cast<double>(images) / options.num_workers, benchmark::Counter::kIsRate);
+  ReportImagesPerCore(state, images, options.num_workers);
 }
 BENCHMARK(BM_MocoV3Loader)
     ->Arg(1)

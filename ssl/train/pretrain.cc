@@ -287,7 +287,7 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
         loss = method.Loss(batch.groups, step);
       }
       loss_sum.add_(loss.detach());
-      const bool read_back = read_every_step || log.Due(step) || it + 1 == iters;
+      const bool read_back = read_every_step || log.Due(step);  // Due: also the last step
       const double loss_value = read_back ? loss.item<double>() : 0.0;
       end_phase("forward");
       if (read_back && !std::isfinite(loss_value)) {
