@@ -76,6 +76,39 @@ ResampleWeights ComputeResampleWeights(int in_size, int out_size) {
   return w;
 }
 
+typedef float Floats4 __attribute__((vector_size(16)));
+typedef float Floats8 __attribute__((vector_size(32)));
+
+// Output pixels x and x + 1 of a horizontal pass, done together: each tap k weighs
+// pixel first_start + k for x and second_start + k for x + 1.
+struct PixelPair {
+  int x = 0;
+  int first_start = 0, second_start = 0;
+  int taps = 0;  // the longer of the two windows
+  std::vector<Floats8> weights;  // per tap: x's weight x 4, then x + 1's x 4
+};
+
+std::vector<PixelPair> PairOutputPixels(const ResampleWeights& wx, int window_left,
+                                        int out_width) {
+  std::vector<PixelPair> pairs(out_width / 2);
+  for (size_t p = 0; p < pairs.size(); ++p) {
+    PixelPair& pair = pairs[p];
+    pair.x = static_cast<int>(2 * p);
+    const int a = window_left + pair.x, b = a + 1;
+    pair.first_start = wx.start[a];
+    pair.second_start = wx.start[b];
+    pair.taps = std::max(wx.count[a], wx.count[b]);
+    pair.weights.resize(pair.taps);
+    for (int k = 0; k < pair.taps; ++k) {
+      // Beyond a window's count its weights are the zeros ComputeResampleWeights left.
+      const float wa = wx.weights[static_cast<size_t>(a) * wx.taps + k];
+      const float wb = wx.weights[static_cast<size_t>(b) * wx.taps + k];
+      pair.weights[k] = Floats8{wa, wa, wa, wa, wb, wb, wb, wb};
+    }
+  }
+  return pairs;
+}
+
 // Resamples `box` of `src` as if to full_height x full_width, but computes only the
 // window [window_top, +out_height) x [window_left, +out_width) of that result.
 // target_clones: an AVX2 build of the same code where the CPU has it (wider vectors, the
@@ -88,30 +121,48 @@ __attribute__((target_clones("avx2", "default"))) void ResampleWindow(
   // Only the source rows the vertical pass reads.
   const int row_lo = wy.start[window_top];
   const int row_hi = wy.start[window_top + out_height - 1] + wy.count[window_top + out_height - 1];
-  // Horizontal pass: source rows -> (rows, out_width, 3) floats.
-  std::vector<float> horizontal(static_cast<size_t>(row_hi - row_lo) * out_width * 3);
-  // Each source row converted once to floats, one (r, g, b, 0) group per pixel, so that a
-  // tap is one 4-wide multiply-add for the three channels: per channel the same products
-  // summed in the same order as a scalar loop, so the same bits.
-  typedef float Floats4 __attribute__((vector_size(16)));
-  std::vector<Floats4> row_values(static_cast<size_t>(box.width));
+  // Horizontal pass: source rows -> (rows, out_width, 3) floats (+1 so that the last
+  // pixel's 4-float store stays inside).
+  std::vector<float> horizontal(static_cast<size_t>(row_hi - row_lo) * out_width * 3 + 1);
+  // Each source row converted once to floats. A tap is one multiply-add of 4 floats
+  // starting at the tap pixel's red: the three channels and a fourth lane (the next
+  // pixel's red) whose sums are never kept, so per channel the same products summed in
+  // the same order as a scalar loop, the same bits. Two output pixels go through one
+  // 8-wide multiply-add per tap; the shorter window of a pair runs on over zero weights
+  // (and the zeros padding the row), which adds exact zeros.
+  std::vector<float> row_values(static_cast<size_t>(box.width + wx.taps) * 3 + 1);
+  const std::vector<PixelPair> pairs = PairOutputPixels(wx, window_left, out_width);
   for (int y = row_lo; y < row_hi; ++y) {
     const uint8_t* row =
         src.pixels.data() + (static_cast<size_t>(box.top + y) * src.width + box.left) * 3;
-    for (int x = 0; x < box.width; ++x) {
-      row_values[x] = Floats4{static_cast<float>(row[3 * x]), static_cast<float>(row[3 * x + 1]),
-                              static_cast<float>(row[3 * x + 2]), 0.0f};
-    }
+    for (int i = 0; i < 3 * box.width; ++i) row_values[i] = static_cast<float>(row[i]);
     float* dst = horizontal.data() + static_cast<size_t>(y - row_lo) * out_width * 3;
-    for (int x = 0; x < out_width; ++x) {
-      const int ox = window_left + x;
+    for (const PixelPair& pair : pairs) {
+      const float* first = row_values.data() + 3 * pair.first_start;
+      const float* second = row_values.data() + 3 * pair.second_start;
+      Floats8 sum = {};
+      for (int k = 0; k < pair.taps; ++k) {
+        Floats4 first_tap, second_tap;
+        std::memcpy(&first_tap, first + 3 * k, sizeof(Floats4));
+        std::memcpy(&second_tap, second + 3 * k, sizeof(Floats4));
+        sum += pair.weights[k] * __builtin_shufflevector(first_tap, second_tap, 0, 1, 2, 3, 4, 5, 6, 7);
+      }
+      // Two overlapping 4-float stores: the second overwrites the first's fourth lane,
+      // the next pair the second's.
+      std::memcpy(dst + 3 * pair.x, &sum, sizeof(Floats4));
+      std::memcpy(dst + 3 * pair.x + 3, reinterpret_cast<const float*>(&sum) + 4, sizeof(Floats4));
+    }
+    if (out_width % 2 == 1) {
+      const int x_last = out_width - 1, ox = window_left + x_last;
       const float* weights = &wx.weights[static_cast<size_t>(ox) * wx.taps];
-      const Floats4* taps = row_values.data() + wx.start[ox];
+      const float* taps = row_values.data() + 3 * wx.start[ox];
       Floats4 sum = {};
-      for (int k = 0; k < wx.count[ox]; ++k) sum += weights[k] * taps[k];
-      dst[3 * x] = sum[0];
-      dst[3 * x + 1] = sum[1];
-      dst[3 * x + 2] = sum[2];
+      for (int k = 0; k < wx.count[ox]; ++k) {
+        Floats4 tap;
+        std::memcpy(&tap, taps + 3 * k, sizeof(tap));
+        sum += weights[k] * tap;
+      }
+      std::memcpy(dst + 3 * x_last, &sum, sizeof(sum));
     }
   }
   // Vertical pass: whole interleaved rows at a time (vectorizes), then de-interleave

@@ -462,5 +462,31 @@ TEST(ViewBitsTest, OptimizationsKeepEveryOutputBit) {
   EXPECT_EQ(hash, 0x7a02a9fbd1deb718ULL);
 }
 
+// The same over ImageNet-sized images (about 500x375), whose crops are mostly shrunk to
+// 224: the resampling's downscaling paths (wider windows, more taps) keep their bits too.
+TEST(ViewBitsTest, DownscalingKeepsEveryOutputBit) {
+  uint64_t hash = 1469598103934665603ULL;
+  for (int i = 0; i < 6; ++i) {
+    const Image src = testing::RandomImage(375 + 7 * i, 500 - 5 * i, 300 + i);
+    int view = 0;
+    for (const ViewRecipe& recipe : {MocoV3Views(224, 0.08), MultiCropViews(MultiCropOptions())}) {
+      for (const CropGroup& group : recipe.groups) {
+        for (int k = 0; k < group.count; ++k, ++view) {
+          Rng rng = Rng::ForSample(1, 0, i, view);
+          FloatImage scratch;
+          std::vector<float> out(3 * group.augmentation.size * group.augmentation.size);
+          AugmentView(src, group.augmentation, rng, &scratch, out.data());
+          for (float v : out) {
+            uint32_t bits;
+            std::memcpy(&bits, &v, 4);
+            hash = (hash ^ bits) * 1099511628211ULL;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(hash, 0xd5e38e17d330e3c8ULL);
+}
+
 }  // namespace
 }  // namespace ssl::data
