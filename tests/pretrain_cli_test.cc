@@ -130,6 +130,46 @@ print("ok")
             0);
 }
 
+// --channels_last on the CPU is honoured when given (and only then): the run records
+// it, its checkpoint holds channels-last convolution weights that Python reads with
+// their strides, and a resume from it continues.
+TEST_F(PretrainCliTest, ChannelsLastOnTheCpuWhenGiven) {
+  if (system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) {
+    GTEST_SKIP() << "Debian's python3-torch is not installed";
+  }
+  const std::string plain = data::testing::MakeTempDir("plain_layout");
+  const std::string last = data::testing::MakeTempDir("channels_last");
+  ASSERT_EQ(Wait(Start(plain, {"--epochs=1", "--warmup_epochs=0"}, plain + "/log.txt")), 0);
+  ASSERT_EQ(Wait(Start(last, {"--epochs=1", "--warmup_epochs=0", "--channels_last"},
+                       last + "/log.txt")),
+            0);
+  const std::string script = last + "/check.py";
+  std::ofstream(script) << R"(
+import json, sys, torch
+plain = torch.load(sys.argv[1], map_location="cpu")
+last = torch.load(sys.argv[2], map_location="cpu")
+assert json.loads(plain["ssl_config"])["channels_last"] is False
+assert json.loads(last["ssl_config"])["channels_last"] is True
+key = "module.base_encoder.layer1.0.conv1.weight"
+assert plain["state_dict"][key].is_contiguous()
+assert last["state_dict"][key].is_contiguous(memory_format=torch.channels_last)
+# Same training in another layout: close, not bitwise.
+for name, value in plain["state_dict"].items():
+    if value.is_floating_point():
+        assert torch.allclose(value, last["state_dict"][name], rtol=1e-3, atol=1e-4), name
+print("ok")
+)";
+  EXPECT_EQ(system(("/usr/bin/python3 " + script + " " + plain + "/checkpoint_0000.pth.tar " +
+                    last + "/checkpoint_0000.pth.tar")
+                       .c_str()),
+            0);
+  EXPECT_EQ(Wait(Start(last, {"--epochs=2", "--warmup_epochs=0", "--channels_last",
+                              "--resume=latest"},
+                       last + "/resume_log.txt")),
+            0);
+  EXPECT_TRUE(fs::exists(last + "/checkpoint_0001.pth.tar"));
+}
+
 TEST_F(PretrainCliTest, ExportedBackbonesLoadIntoTorchvisionAndDeitLayouts) {
   if (system("/usr/bin/python3 -c 'import torchvision' 2>/dev/null") != 0) {
     GTEST_SKIP() << "Debian's python3-torchvision is not installed";
