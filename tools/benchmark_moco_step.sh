@@ -8,7 +8,8 @@
 #   tools/benchmark_moco_step.sh /path/to/moco-v3-checkout [ImageFolder] [per class] [rounds]
 #
 # The two run alternately, `rounds` times each (default 3); medians are reported, as a
-# shared 2-core machine varies by +-10% from run to run.
+# shared 2-core machine varies by +-10% from run to run. MAIN_MOCO_FLAGS adds flags to
+# main_moco's command line (e.g. MAIN_MOCO_FLAGS=--channels_last).
 # The checkout is only read; it is not part of this project. Prints both throughputs,
 # their ratio and where each spends its time; writes benchmark_moco_step.json in the
 # current directory.
@@ -35,7 +36,7 @@ for round in $(seq "$rounds"); do
   rm -rf "$work/ours"
   bazel-bin/tools/main_moco --data="$work/data" --output_dir="$work/ours" --arch=resnet18 \
     --image_size=64 --batch_size=32 --threads=2 --workers=2 --epochs=100 --crop_min=0.2 \
-    --max_epochs_this_run=1 --print_freq=1000 >"$work/ours.log" 2>&1 ||
+    --max_epochs_this_run=1 --print_freq=1000 ${MAIN_MOCO_FLAGS:-} >"$work/ours.log" 2>&1 ||
     { cat "$work/ours.log"; exit 1; }
   grep '^finished' "$work/ours.log" >> "$work/ours_rates.txt"
   grep '"type":"epoch"' "$work/ours/metrics.jsonl" >> "$work/ours_epochs.jsonl"
@@ -43,20 +44,21 @@ for round in $(seq "$rounds"); do
     --size 64 --batch 32 --threads 2 --workers 2 >> "$work/theirs.jsonl"
 done
 /usr/bin/python3 - "$work/theirs.jsonl" "$work/ours_epochs.jsonl" "$work/ours_rates.txt" <<'PY'
-import json, re, statistics, sys
+import json, os, re, statistics, sys
 theirs = [json.loads(l) for l in open(sys.argv[1])]
 epochs = [json.loads(l) for l in open(sys.argv[2])]
 ours_rates = [float(re.search(r"([0-9.]+) images/s", l).group(1)) for l in open(sys.argv[3])]
 theirs_rates = [t["images_per_second"] for t in theirs]
 ours, reference = statistics.median(ours_rates), statistics.median(theirs_rates)
 median_phases = lambda runs: {k: round(statistics.median(r[k] for r in runs), 2) for k in runs[0]}
-print(f"MoCo v3 ResNet-18, 64 px, batch 32, 2 threads + 2 loader threads, "
+extra = os.environ.get("MAIN_MOCO_FLAGS", "")
+print(f"MoCo v3 ResNet-18, 64 px, batch 32, 2 threads + 2 loader threads{', main_moco ' + extra if extra else ''}, "
       f"{theirs[0]['iterations']} iterations, median of {len(ours_rates)}: main_moco {ours:.1f} "
       f"images/s {[round(r, 1) for r in ours_rates]}, moco-v3 on torch {theirs[0]['torch']} "
       f"{reference:.1f} images/s {[round(r, 1) for r in theirs_rates]}; ratio {ours / reference:.2f}x")
 print("seconds by phase (median), ours:  ", median_phases([e["seconds_by_phase"] for e in epochs]))
 print("seconds by phase (median), theirs:", median_phases([t["seconds_by_phase"] for t in theirs]))
-json.dump({"ours_images_per_second": ours_rates, "moco_v3": theirs, "ratio": ours / reference,
+json.dump({"main_moco_flags": extra, "ours_images_per_second": ours_rates, "moco_v3": theirs, "ratio": ours / reference,
            "ours_seconds_by_phase": [e["seconds_by_phase"] for e in epochs]},
           open("benchmark_moco_step.json", "w"), indent=1)
 PY
