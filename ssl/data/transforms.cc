@@ -101,6 +101,21 @@ ResampleWeights ComputeResampleWeights(int in_size, int out_size) {
 typedef float Floats4 __attribute__((vector_size(16)));
 typedef float Floats8 __attribute__((vector_size(32)));
 
+// The 4 floats at `a` followed by the 4 floats at `b` (each pointer must have 8
+// readable floats): two 8-float loads and one shuffle, which GCC (any version) and
+// Clang both turn into a load and an insert of the high half.
+inline __attribute__((always_inline)) Floats8 FirstHalves(const float* a, const float* b) {
+  Floats8 from_a, from_b;
+  std::memcpy(&from_a, a, sizeof(from_a));
+  std::memcpy(&from_b, b, sizeof(from_b));
+#ifdef __clang__
+  return __builtin_shufflevector(from_a, from_b, 0, 1, 2, 3, 8, 9, 10, 11);
+#else
+  typedef int Ints8 __attribute__((vector_size(32)));
+  return __builtin_shuffle(from_a, from_b, Ints8{0, 1, 2, 3, 8, 9, 10, 11});
+#endif
+}
+
 // Output pixels x and x + 1 of a horizontal pass, done together: each tap k weighs
 // pixel first_start + k for x and second_start + k for x + 1.
 struct PixelPair {
@@ -152,7 +167,7 @@ __attribute__((target_clones("avx2", "default"))) void ResampleWindow(
   // the same order as a scalar loop, the same bits. Two output pixels go through one
   // 8-wide multiply-add per tap; the shorter window of a pair runs on over zero weights
   // (and the zeros padding the row), which adds exact zeros.
-  std::vector<float> row_values(static_cast<size_t>(box.width + wx.taps) * 3 + 1);
+  std::vector<float> row_values(static_cast<size_t>(box.width + wx.taps) * 3 + 5);
   const std::vector<PixelPair> pairs = PairOutputPixels(wx, window_left, out_width);
   for (int y = row_lo; y < row_hi; ++y) {
     const uint8_t* row =
@@ -164,10 +179,7 @@ __attribute__((target_clones("avx2", "default"))) void ResampleWindow(
       const float* second = row_values.data() + 3 * pair.second_start;
       Floats8 sum = {};
       for (int k = 0; k < pair.taps; ++k) {
-        Floats4 first_tap, second_tap;
-        std::memcpy(&first_tap, first + 3 * k, sizeof(Floats4));
-        std::memcpy(&second_tap, second + 3 * k, sizeof(Floats4));
-        sum += pair.weights[k] * __builtin_shufflevector(first_tap, second_tap, 0, 1, 2, 3, 4, 5, 6, 7);
+        sum += pair.weights[k] * FirstHalves(first + 3 * k, second + 3 * k);
       }
       // Two overlapping 4-float stores: the second overwrites the first's fourth lane,
       // the next pair the second's.
