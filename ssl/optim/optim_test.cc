@@ -1,9 +1,19 @@
+#include <ATen/Context.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/randn.h>
+#include <ATen/ops/scalar_tensor.h>
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
+#include <map>
+#include <string>
+#include <utility>
 
 #include "ssl/optim/grad_scaler.h"
 #include "ssl/optim/optimizer.h"
@@ -79,6 +89,94 @@ TEST(AdamWTest, FirstStepMovesByLrAfterDecoupledDecay) {
   adamw->Step();
   // p = 1 * (1 - 0.001) - 0.1 * (0.05 / 0.1) / (sqrt(0.00025 / 0.001) + 1e-8)
   EXPECT_NEAR(p.item<double>(), 0.999 - 0.1 * 0.5 / (0.5 + 1e-8), 1e-6);
+}
+
+// The multi-tensor (_foreach) group updates of LARS, SGD and AdamW give, bit for bit,
+// what the per-tensor arithmetic below (each optimizer's documented rule, one parameter
+// at a time) gives: over three steps, with matrices, vectors, a 4-d kernel, a parameter
+// without gradient, a zero matrix and a group without decay or trust ratio.
+TEST(OptimizerTest, GroupUpdatesEqualThePerTensorArithmetic) {
+  const OptimizerOptions options{.lr = 0.3, .weight_decay = 0.05, .momentum = 0.9};
+  auto make_params = [] {
+    at::manual_seed(7);
+    std::vector<at::Tensor> params = {at::randn({3, 4}), at::randn({4}), at::randn({2, 1, 3, 3}),
+                                      at::randn({5}), at::zeros({2, 2}), at::randn({6, 2})};
+    for (at::Tensor& p : params) p.set_requires_grad(true);
+    return params;
+  };
+  auto grads_at = [](int step, const std::vector<at::Tensor>& params) {
+    at::manual_seed(100 + step);
+    std::vector<at::Tensor> grads;
+    for (const at::Tensor& p : params) grads.push_back(at::randn(p.sizes()));
+    return grads;
+  };
+  using Reference = std::function<void(at::Tensor&, const at::Tensor&, double, int,
+                                       std::map<std::string, at::Tensor>&)>;
+  const Reference lars = [&](at::Tensor& p, const at::Tensor& g, double wd, int group,
+                             std::map<std::string, at::Tensor>& state) {
+    at::Tensor update = g;
+    if (p.dim() > 1 && group == 0) {
+      update = g.add(p, wd);
+      const double pn = p.norm().item<double>(), un = update.norm().item<double>();
+      const double ratio = pn > 0 && un > 0 ? options.trust_coefficient * pn / un : 1.0;
+      update = update.mul(at::scalar_tensor(ratio, at::kDouble).to(at::kFloat));
+    }
+    at::Tensor& mu = state["mu"];
+    if (!mu.defined()) mu = at::zeros_like(p);
+    mu.mul_(options.momentum).add_(update);
+    p.add_(mu, -options.lr);
+  };
+  const Reference sgd = [&](at::Tensor& p, const at::Tensor& g, double wd, int,
+                            std::map<std::string, at::Tensor>& state) {
+    at::Tensor update = wd != 0 ? g.add(p, wd) : g;
+    at::Tensor& buffer = state["momentum_buffer"];
+    buffer = buffer.defined() ? buffer.mul_(options.momentum).add_(update) : update.clone();
+    p.add_(buffer, -options.lr);
+  };
+  const Reference adamw = [&](at::Tensor& p, const at::Tensor& g, double wd, int,
+                              std::map<std::string, at::Tensor>& state) {
+    if (!state["exp_avg"].defined()) {
+      state["exp_avg"] = at::zeros_like(p);
+      state["exp_avg_sq"] = at::zeros_like(p);
+    }
+    at::Tensor& count = state["t"];
+    count = count.defined() ? count.add(1) : at::ones({});
+    const double t = count.item<double>();
+    p.mul_(1 - options.lr * wd);
+    state["exp_avg"].mul_(options.beta1).add_(g, 1 - options.beta1);
+    state["exp_avg_sq"].mul_(options.beta2).addcmul_(g, g, 1 - options.beta2);
+    const at::Tensor denom = state["exp_avg_sq"]
+                                 .sqrt()
+                                 .div_(std::sqrt(1 - std::pow(options.beta2, t)))
+                                 .add_(options.eps);
+    p.addcdiv_(state["exp_avg"], denom, -options.lr / (1 - std::pow(options.beta1, t)));
+  };
+  using MakeFromGroups =
+      std::unique_ptr<Optimizer> (*)(std::vector<ParamGroup>, OptimizerOptions);
+  const std::vector<std::pair<MakeFromGroups, Reference>> cases = {
+      {&MakeLars, lars}, {&MakeSgd, sgd}, {&MakeAdamW, adamw}};
+  for (const auto& [make, reference] : cases) {
+    std::vector<at::Tensor> ours = make_params(), theirs = make_params();
+    // Group 0: decay and trust ratio; group 1 (the last two): neither.
+    auto optimizer = make({ParamGroup{{ours[0], ours[1], ours[2], ours[3]}, 0.05, false},
+                           ParamGroup{{ours[4], ours[5]}, 0.0, true}},
+                          options);
+    std::vector<std::map<std::string, at::Tensor>> states(ours.size());
+    for (int step = 0; step < 3; ++step) {
+      const std::vector<at::Tensor> grads = grads_at(step, ours);
+      for (size_t i = 0; i < ours.size(); ++i) {
+        if (i == 3) continue;  // never gets a gradient
+        ours[i].mutable_grad() = grads[i];
+        at::NoGradGuard no_grad;
+        reference(theirs[i], grads[i], i < 4 ? 0.05 : 0.0, i < 4 ? 0 : 1, states[i]);
+      }
+      optimizer->Step();
+      for (size_t i = 0; i < ours.size(); ++i) {
+        EXPECT_TRUE(ours[i].equal(theirs[i])) << optimizer->name() << " step " << step
+                                              << " parameter " << i;
+      }
+    }
+  }
 }
 
 using MakeFromParams = std::unique_ptr<Optimizer> (*)(std::vector<at::Tensor>, OptimizerOptions);

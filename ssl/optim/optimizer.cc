@@ -2,6 +2,14 @@
 
 #include <ATen/core/Dict.h>
 #include <ATen/core/List.h>
+#include <ATen/ops/_foreach_add.h>
+#include <ATen/ops/_foreach_addcdiv.h>
+#include <ATen/ops/_foreach_addcmul.h>
+#include <ATen/ops/_foreach_div.h>
+#include <ATen/ops/_foreach_mul.h>
+#include <ATen/ops/_foreach_norm.h>
+#include <ATen/ops/_foreach_sqrt.h>
+#include <ATen/ops/stack.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/ones_like.h>
 #include <ATen/ops/where.h>
@@ -38,12 +46,21 @@ Optimizer::Optimizer(std::vector<at::Tensor> params, OptimizerOptions options)
 void Optimizer::Step() {
   c10::AutoGradMode no_grad(false);
   for (const Group& group : groups_) {
+    Batch batch;
     for (size_t i : group.indices) {
-      at::Tensor& param = params_[i];
-      const at::Tensor& grad = param.grad();
+      const at::Tensor& grad = params_[i].grad();
       if (!grad.defined()) continue;
-      Update(param, grad, states_[i], group);
+      batch.params.push_back(params_[i]);
+      batch.grads.push_back(grad);
+      batch.states.push_back(&states_[i]);
     }
+    if (!batch.params.empty()) UpdateGroup(batch, group);
+  }
+}
+
+void Optimizer::UpdateGroup(Batch& batch, const Group& group) {
+  for (size_t i = 0; i < batch.params.size(); ++i) {
+    Update(batch.params[i], batch.grads[i], *batch.states[i], group);
   }
 }
 
@@ -193,6 +210,44 @@ class Lars : public Optimizer {
     mu.mul_(options_.momentum).add_(update);
     param.add_(mu, -options_.lr);
   }
+  // Update's arithmetic for the whole group: the trust-ratio parameters' decayed
+  // gradients and norms as lists, their ratios as one vector, the momentum and the
+  // parameter steps as multi-tensor ops.
+  void UpdateGroup(Batch& batch, const Group& group) override {
+    const size_t n = batch.params.size();
+    std::vector<at::Tensor> updates = batch.grads;
+    std::vector<size_t> trusted;
+    for (size_t i = 0; i < n; ++i) {
+      if (batch.params[i].dim() > 1 && !group.no_trust_ratio) trusted.push_back(i);
+    }
+    if (!trusted.empty()) {
+      std::vector<at::Tensor> params, grads;
+      for (size_t i : trusted) {
+        params.push_back(batch.params[i]);
+        grads.push_back(batch.grads[i]);
+      }
+      const std::vector<at::Tensor> decayed = at::_foreach_add(grads, params, group.weight_decay);
+      const at::Tensor param_norms = at::stack(at::_foreach_norm(params)).to(at::kDouble);
+      const at::Tensor update_norms = at::stack(at::_foreach_norm(decayed)).to(at::kDouble);
+      const std::vector<at::Tensor> ratios =
+          at::where(param_norms.gt(0).logical_and(update_norms.gt(0)),
+                    param_norms.mul(options_.trust_coefficient).div(update_norms),
+                    at::ones_like(param_norms))
+              .unbind();
+      for (size_t j = 0; j < trusted.size(); ++j) {
+        updates[trusted[j]] = decayed[j].mul(ratios[j].to(decayed[j].scalar_type()));
+      }
+    }
+    std::vector<at::Tensor> mus(n);
+    for (size_t i = 0; i < n; ++i) {
+      at::Tensor& mu = (*batch.states[i])["mu"];
+      if (!mu.defined()) mu = at::zeros_like(batch.params[i]);
+      mus[i] = mu;
+    }
+    at::_foreach_mul_(mus, options_.momentum);
+    at::_foreach_add_(mus, updates);
+    at::_foreach_add_(batch.params, mus, -options_.lr);
+  }
   std::vector<std::pair<std::string, c10::IValue>> GroupHyperParameters(
       const Group&) const override {
     return {{"momentum", options_.momentum}, {"trust_coefficient", options_.trust_coefficient}};
@@ -303,6 +358,32 @@ class Sgd : public Optimizer {
     if (options_.momentum != 0) update = MomentumBuffer(state, update, options_.momentum);
     param.add_(update, -options_.lr);
   }
+  // Update's arithmetic as multi-tensor ops (a first step's buffers are copies, as in
+  // MomentumBuffer).
+  void UpdateGroup(Batch& batch, const Group& group) override {
+    std::vector<at::Tensor> updates = group.weight_decay != 0
+                                          ? at::_foreach_add(batch.grads, batch.params,
+                                                             group.weight_decay)
+                                          : batch.grads;
+    if (options_.momentum != 0) {
+      std::vector<at::Tensor> buffers, buffered_updates;
+      for (size_t i = 0; i < updates.size(); ++i) {
+        at::Tensor& buffer = (*batch.states[i])["momentum_buffer"];
+        if (!buffer.defined()) {
+          buffer = updates[i].clone();
+        } else {
+          buffers.push_back(buffer);
+          buffered_updates.push_back(updates[i]);
+        }
+        updates[i] = buffer;
+      }
+      if (!buffers.empty()) {
+        at::_foreach_mul_(buffers, options_.momentum);
+        at::_foreach_add_(buffers, buffered_updates);
+      }
+    }
+    at::_foreach_add_(batch.params, updates, -options_.lr);
+  }
   std::vector<std::pair<std::string, c10::IValue>> GroupHyperParameters(
       const Group&) const override {
     return {{"momentum", options_.momentum}, {"dampening", 0.0}, {"nesterov", false}};
@@ -334,6 +415,49 @@ class AdamW : public Optimizer {
     const double bias_correction2 = 1 - std::pow(options_.beta2, t);
     const at::Tensor denom = exp_avg_sq.sqrt().div_(std::sqrt(bias_correction2)).add_(options_.eps);
     param.addcdiv_(exp_avg, denom, -options_.lr / bias_correction1);
+  }
+  // Update's arithmetic as multi-tensor ops when every parameter of the group is at the
+  // same step (the usual case; the step counts live on the host, so reading them does
+  // not wait for a GPU); per parameter otherwise.
+  void UpdateGroup(Batch& batch, const Group& group) override {
+    const size_t n = batch.params.size();
+    double t = -1;
+    for (size_t i = 0; i < n; ++i) {
+      const State& state = *batch.states[i];
+      const auto step = state.find("step");
+      const double t_i = step == state.end() || !step->second.defined()
+                             ? 1.0
+                             : step->second.item<double>() + 1.0;
+      if (i == 0) t = t_i;
+      if (t_i != t) {
+        Optimizer::UpdateGroup(batch, group);
+        return;
+      }
+    }
+    std::vector<at::Tensor> exp_avgs(n), exp_avg_sqs(n);
+    for (size_t i = 0; i < n; ++i) {
+      State& state = *batch.states[i];
+      at::Tensor& step = state["step"];
+      if (!step.defined()) {
+        step = at::zeros({}, at::kFloat);
+        state["exp_avg"] = at::zeros_like(batch.params[i]);
+        state["exp_avg_sq"] = at::zeros_like(batch.params[i]);
+      }
+      step.add_(1);
+      exp_avgs[i] = state["exp_avg"];
+      exp_avg_sqs[i] = state["exp_avg_sq"];
+    }
+    at::_foreach_mul_(batch.params, 1 - options_.lr * group.weight_decay);
+    at::_foreach_mul_(exp_avgs, options_.beta1);
+    at::_foreach_add_(exp_avgs, batch.grads, 1 - options_.beta1);
+    at::_foreach_mul_(exp_avg_sqs, options_.beta2);
+    at::_foreach_addcmul_(exp_avg_sqs, batch.grads, batch.grads, 1 - options_.beta2);
+    const double bias_correction1 = 1 - std::pow(options_.beta1, t);
+    const double bias_correction2 = 1 - std::pow(options_.beta2, t);
+    std::vector<at::Tensor> denoms = at::_foreach_sqrt(exp_avg_sqs);
+    at::_foreach_div_(denoms, std::sqrt(bias_correction2));
+    at::_foreach_add_(denoms, options_.eps);
+    at::_foreach_addcdiv_(batch.params, exp_avgs, denoms, -options_.lr / bias_correction1);
   }
   std::vector<std::pair<std::string, c10::IValue>> GroupHyperParameters(
       const Group&) const override {

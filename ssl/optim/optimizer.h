@@ -70,6 +70,16 @@ class Optimizer {
   /// One parameter's update; runs without autograd recording.
   virtual void Update(at::Tensor& param, const at::Tensor& grad, State& state,
                       const Group& group) = 0;
+  /// A group's parameters that have a gradient, in order.
+  struct Batch {
+    std::vector<at::Tensor> params, grads;
+    std::vector<State*> states;
+  };
+  /// Updates a group's parameters. The default calls Update per parameter; optimizers
+  /// with a multi-tensor (_foreach) form override it, so that a GPU step launches a few
+  /// kernels per group rather than several per parameter. The _foreach ops run the same
+  /// per-tensor arithmetic, so the numbers do not change.
+  virtual void UpdateGroup(Batch& batch, const Group& group);
   /// The hyper-parameters this optimizer saves in a param group, in PyTorch's names
   /// (weight_decay and params are added per group).
   virtual std::vector<std::pair<std::string, c10::IValue>> GroupHyperParameters(
