@@ -434,29 +434,39 @@ TEST(AugmentViewTest, IsAFunctionOfTheGeneratorAndProbabilitiesShowUp) {
 namespace ssl::data {
 namespace {
 
+// Folds the float bit patterns of every view of `recipe` into `hash` (FNV-1a), the
+// views numbered on from *view as the loader numbers them.
+uint64_t HashViewBits(const Image& src, const ViewRecipe& recipe, uint64_t seed, int image,
+                      int* view, uint64_t hash) {
+  for (const CropGroup& group : recipe.groups) {
+    for (int k = 0; k < group.count; ++k, ++*view) {
+      Rng rng = Rng::ForSample(seed, 0, image, *view);
+      FloatImage scratch;
+      std::vector<float> out(3 * group.augmentation.size * group.augmentation.size);
+      AugmentView(src, group.augmentation, rng, &scratch, out.data());
+      for (float v : out) {
+        uint32_t bits;
+        std::memcpy(&bits, &v, 4);
+        hash = (hash ^ bits) * 1099511628211ULL;
+      }
+    }
+  }
+  return hash;
+}
+
+constexpr uint64_t kFnvOffsetBasis = 1469598103934665603ULL;
+
 // The bits of MoCo v3's two views and SwAV's multi-crop over 40 images, as the plain
 // scalar implementation produced them before the SIMD work (AdjustHue's vector form,
 // the AVX2 clones of resampling, blur, contrast and saturation): speed work must not
 // change a single output value. An intended change of the augmentations updates it.
 TEST(ViewBitsTest, OptimizationsKeepEveryOutputBit) {
-  uint64_t hash = 1469598103934665603ULL;  // FNV-1a over the float bit patterns
+  uint64_t hash = kFnvOffsetBasis;
   for (int i = 0; i < 40; ++i) {
     const Image src = testing::RandomImage(120 + i, 160 - i, 100 + i);
     for (const ViewRecipe& recipe : {MocoV3Views(224, 0.2), MultiCropViews(MultiCropOptions())}) {
       int view = 0;
-      for (const CropGroup& group : recipe.groups) {
-        for (int k = 0; k < group.count; ++k, ++view) {
-          Rng rng = Rng::ForSample(0, 0, i, view);
-          FloatImage scratch;
-          std::vector<float> out(3 * group.augmentation.size * group.augmentation.size);
-          AugmentView(src, group.augmentation, rng, &scratch, out.data());
-          for (float v : out) {
-            uint32_t bits;
-            std::memcpy(&bits, &v, 4);
-            hash = (hash ^ bits) * 1099511628211ULL;
-          }
-        }
-      }
+      hash = HashViewBits(src, recipe, /*seed=*/0, i, &view, hash);
     }
   }
   EXPECT_EQ(hash, 0x7a02a9fbd1deb718ULL);
@@ -465,24 +475,12 @@ TEST(ViewBitsTest, OptimizationsKeepEveryOutputBit) {
 // The same over ImageNet-sized images (about 500x375), whose crops are mostly shrunk to
 // 224: the resampling's downscaling paths (wider windows, more taps) keep their bits too.
 TEST(ViewBitsTest, DownscalingKeepsEveryOutputBit) {
-  uint64_t hash = 1469598103934665603ULL;
+  uint64_t hash = kFnvOffsetBasis;
   for (int i = 0; i < 6; ++i) {
     const Image src = testing::RandomImage(375 + 7 * i, 500 - 5 * i, 300 + i);
     int view = 0;
     for (const ViewRecipe& recipe : {MocoV3Views(224, 0.08), MultiCropViews(MultiCropOptions())}) {
-      for (const CropGroup& group : recipe.groups) {
-        for (int k = 0; k < group.count; ++k, ++view) {
-          Rng rng = Rng::ForSample(1, 0, i, view);
-          FloatImage scratch;
-          std::vector<float> out(3 * group.augmentation.size * group.augmentation.size);
-          AugmentView(src, group.augmentation, rng, &scratch, out.data());
-          for (float v : out) {
-            uint32_t bits;
-            std::memcpy(&bits, &v, 4);
-            hash = (hash ^ bits) * 1099511628211ULL;
-          }
-        }
-      }
+      hash = HashViewBits(src, recipe, /*seed=*/1, i, &view, hash);
     }
   }
   EXPECT_EQ(hash, 0xd5e38e17d330e3c8ULL);
