@@ -117,33 +117,42 @@ inline __attribute__((always_inline)) Floats8 FirstHalves(const float* a, const 
 }
 
 // Output pixels x and x + 1 of a horizontal pass, done together: each tap k weighs
-// pixel first_start + k for x and second_start + k for x + 1.
+// pixel first_start + k for x and second_start + k for x + 1, with `weights`[k] (x's
+// weight x 4, then x + 1's x 4).
 struct PixelPair {
   int x = 0;
   int first_start = 0, second_start = 0;
   int taps = 0;  // the longer of the two windows
-  std::vector<Floats8> weights;  // per tap: x's weight x 4, then x + 1's x 4
+  const Floats8* weights = nullptr;
 };
 
-std::vector<PixelPair> PairOutputPixels(const ResampleWeights& wx, int window_left,
-                                        int out_width) {
-  std::vector<PixelPair> pairs(out_width / 2);
-  for (size_t p = 0; p < pairs.size(); ++p) {
-    PixelPair& pair = pairs[p];
+// All pairs of a pass, their weights in one allocation (wx.taps per pair).
+struct PixelPairs {
+  std::vector<PixelPair> pairs;
+  std::vector<Floats8> weights;
+};
+
+PixelPairs PairOutputPixels(const ResampleWeights& wx, int window_left, int out_width) {
+  PixelPairs result;
+  result.pairs.resize(out_width / 2);
+  result.weights.resize(result.pairs.size() * wx.taps);
+  for (size_t p = 0; p < result.pairs.size(); ++p) {
+    PixelPair& pair = result.pairs[p];
     pair.x = static_cast<int>(2 * p);
     const int a = window_left + pair.x, b = a + 1;
     pair.first_start = wx.start[a];
     pair.second_start = wx.start[b];
     pair.taps = std::max(wx.count[a], wx.count[b]);
-    pair.weights.resize(pair.taps);
+    Floats8* weights = result.weights.data() + p * wx.taps;
+    pair.weights = weights;
     for (int k = 0; k < pair.taps; ++k) {
       // Beyond a window's count its weights are the zeros ComputeResampleWeights left.
       const float wa = wx.weights[static_cast<size_t>(a) * wx.taps + k];
       const float wb = wx.weights[static_cast<size_t>(b) * wx.taps + k];
-      pair.weights[k] = Floats8{wa, wa, wa, wa, wb, wb, wb, wb};
+      weights[k] = Floats8{wa, wa, wa, wa, wb, wb, wb, wb};
     }
   }
-  return pairs;
+  return result;
 }
 
 // Resamples `box` of `src` as if to full_height x full_width, but computes only the
@@ -168,13 +177,13 @@ __attribute__((target_clones("avx2", "default"))) void ResampleWindow(
   // 8-wide multiply-add per tap; the shorter window of a pair runs on over zero weights
   // (and the zeros padding the row), which adds exact zeros.
   std::vector<float> row_values(static_cast<size_t>(box.width + wx.taps) * 3 + 5);
-  const std::vector<PixelPair> pairs = PairOutputPixels(wx, window_left, out_width);
+  const PixelPairs paired = PairOutputPixels(wx, window_left, out_width);
   for (int y = row_lo; y < row_hi; ++y) {
     const uint8_t* row =
         src.pixels.data() + (static_cast<size_t>(box.top + y) * src.width + box.left) * 3;
     for (int i = 0; i < 3 * box.width; ++i) row_values[i] = static_cast<float>(row[i]);
     float* dst = horizontal.data() + static_cast<size_t>(y - row_lo) * out_width * 3;
-    for (const PixelPair& pair : pairs) {
+    for (const PixelPair& pair : paired.pairs) {
       const float* first = row_values.data() + 3 * pair.first_start;
       const float* second = row_values.data() + 3 * pair.second_start;
       Floats8 sum = {};
