@@ -6,6 +6,7 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/version.h>
 #ifdef USE_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -24,6 +25,15 @@ namespace ssl::distributed {
 namespace {
 
 using std::chrono::milliseconds;
+
+// PyTorch 2.0 split c10d::ProcessGroup into a per-device front over c10d::Backend
+// objects: from then on ProcessGroupGloo and ProcessGroupNCCL are Backends, each with
+// every collective of its own, so the communicator holds the backend itself.
+#if TORCH_VERSION_MAJOR >= 2
+using CollectiveGroup = c10d::Backend;
+#else
+using CollectiveGroup = c10d::ProcessGroup;
+#endif
 
 absl::Status UnavailableBackend(const std::string& backend) {
   return absl::InvalidArgumentError(absl::StrCat(
@@ -175,7 +185,7 @@ class ProcessGroupCommunicator : public Communicator {
 
   ProcessGroupCommunicator(const ProcessGroupOptions& options,
                            c10::intrusive_ptr<c10d::Store> store,
-                           c10::intrusive_ptr<c10d::ProcessGroup> group, int rank, int size,
+                           c10::intrusive_ptr<CollectiveGroup> group, int rank, int size,
                            std::shared_ptr<Heartbeat> heartbeat,
                            std::shared_ptr<FailureDiagnosis> diagnosis)
       : options_(options),
@@ -263,7 +273,7 @@ class ProcessGroupCommunicator : public Communicator {
     }
   }
 
-  static absl::StatusOr<c10::intrusive_ptr<c10d::ProcessGroup>> MakeGroup(
+  static absl::StatusOr<c10::intrusive_ptr<CollectiveGroup>> MakeGroup(
       const ProcessGroupOptions& options, const c10::intrusive_ptr<c10d::Store>& store, int rank,
       int size) {
     if (options.backend == "gloo") {
@@ -279,14 +289,14 @@ class ProcessGroupCommunicator : public Communicator {
       } else {
         gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
       }
-      return c10::intrusive_ptr<c10d::ProcessGroup>(
+      return c10::intrusive_ptr<CollectiveGroup>(
           c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, gloo_options));
     }
 #ifdef USE_C10D_NCCL
     if (options.backend == "nccl") {
       auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
       nccl_options->timeout = options.timeout;
-      return c10::intrusive_ptr<c10d::ProcessGroup>(
+      return c10::intrusive_ptr<CollectiveGroup>(
           c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, nccl_options));
     }
 #endif
@@ -319,7 +329,7 @@ class ProcessGroupCommunicator : public Communicator {
 
   ProcessGroupOptions options_;
   c10::intrusive_ptr<c10d::Store> store_;
-  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  c10::intrusive_ptr<CollectiveGroup> group_;
   int rank_;
   int size_;
   std::shared_ptr<Heartbeat> heartbeat_;
