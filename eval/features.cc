@@ -4,8 +4,8 @@
 #include <ATen/core/List.h>
 #include <ATen/ops/cat.h>
 #include <c10/core/GradMode.h>
-#include <glog/logging.h>
 
+#include "ssl/core/logging.h"
 #include "ssl/core/progress.h"
 #include "ssl/data/loader.h"
 #include "ssl/train/checkpoint.h"

@@ -2,7 +2,6 @@
 
 #include <ATen/ops/topk.h>
 #include <c10/core/GradMode.h>
-#include <glog/logging.h>
 #include <torch/nn/init.h>
 #include <ATen/Context.h>
 
@@ -13,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "ssl/core/logging.h"
 #include "ssl/core/progress.h"
 #include "ssl/core/random.h"
 #include "ssl/core/status_macros.h"

@@ -5,7 +5,6 @@
 #include <ATen/ops/randperm.h>
 #include <ATen/ops/topk.h>
 #include <c10/core/GradMode.h>
-#include <glog/logging.h>
 #include <torch/nn/init.h>
 #include <torch/nn/modules/linear.h>
 
@@ -14,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "eval/features.h"
+#include "ssl/core/logging.h"
 #include "ssl/data/loader.h"
 #include "ssl/data/views.h"
 #include "ssl/nn/batch_norm.h"

@@ -9,13 +9,13 @@
 //       --data=/path/to/cifar-10-batches-py --image_size=32 --output_dir=/tmp/ft_random
 #include <ATen/Parallel.h>
 #include <gflags/gflags.h>
-#include <glog/logging.h>
 
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
 #include "eval/finetune.h"
 #include "ssl/backbones/backbone.h"
+#include "ssl/core/logging.h"
 #include "ssl/data/image_io.h"
 #include "ssl/train/pretrained.h"
 #include "tools/cli_util.h"

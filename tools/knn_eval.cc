@@ -6,7 +6,6 @@
 //       --features_out=features.pth
 #include <ATen/Parallel.h>
 #include <gflags/gflags.h>
-#include <glog/logging.h>
 
 #include <filesystem>
 #include <iostream>
@@ -15,6 +14,7 @@
 
 #include "eval/features.h"
 #include "eval/knn.h"
+#include "ssl/core/logging.h"
 #include "ssl/data/image_folder.h"
 #include "ssl/data/image_io.h"
 #include "ssl/train/pretrained.h"

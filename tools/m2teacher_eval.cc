@@ -9,13 +9,13 @@
 //   m2teacher_eval -b 256 --experiment-name my_exp --data data/imagenet
 #include <ATen/Parallel.h>
 #include <gflags/gflags.h>
-#include <glog/logging.h>
 
 #include <filesystem>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
 #include "eval/linear.h"
+#include "ssl/core/logging.h"
 #include "ssl/data/image_folder.h"
 #include "ssl/data/image_io.h"
 #include "ssl/train/pretrained.h"

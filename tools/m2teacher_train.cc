@@ -14,7 +14,6 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <gflags/gflags.h>
-#include <glog/logging.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -28,6 +27,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "eval/knn_monitor.h"
+#include "ssl/core/logging.h"
 #include "ssl/data/image_io.h"
 #include "ssl/distributed/environment.h"
 #include "ssl/distributed/process_group.h"

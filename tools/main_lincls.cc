@@ -7,12 +7,12 @@
 //       --data=/path/to/imagenet --output=/tmp/run/linear.json
 #include <ATen/Parallel.h>
 #include <gflags/gflags.h>
-#include <glog/logging.h>
 
 #include <filesystem>
 #include <iostream>
 
 #include "eval/linear.h"
+#include "ssl/core/logging.h"
 #include "ssl/data/image_folder.h"
 #include "ssl/data/image_io.h"
 #include "ssl/train/pretrained.h"

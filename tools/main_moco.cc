@@ -11,7 +11,6 @@
 // the README. --batch_size stays the global batch.
 #include <ATen/Context.h>
 #include <gflags/gflags.h>
-#include <glog/logging.h>
 
 #include <algorithm>
 #include <chrono>
@@ -21,6 +20,7 @@
 #include <thread>
 
 #include "eval/knn_monitor.h"
+#include "ssl/core/logging.h"
 #include "ssl/distributed/communicator.h"
 #include "ssl/distributed/environment.h"
 #include "ssl/distributed/process_group.h"

@@ -7,7 +7,6 @@
 // (--config) with overrides.
 #include <ATen/Context.h>
 #include <gflags/gflags.h>
-#include <glog/logging.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +25,7 @@
 #include "eval/knn.h"
 #include "eval/linear.h"
 #include "ssl/backbones/backbone.h"
+#include "ssl/core/logging.h"
 #include "ssl/data/image_folder.h"
 #include "ssl/data/image_io.h"
 #include "ssl/data/synthetic.h"

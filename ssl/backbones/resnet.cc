@@ -2,12 +2,12 @@
 
 #include <ATen/ops/max_pool2d.h>
 #include <ATen/ops/relu.h>
-#include <glog/logging.h>
 #include <torch/nn/init.h>
 
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "ssl/core/logging.h"
 
 namespace ssl::backbones {
 namespace {

@@ -16,7 +16,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "glog/logging.h"
+#include "ssl/core/logging.h"
 
 namespace ssl::backbones {
 namespace nn = torch::nn;

@@ -3,12 +3,12 @@
 #include <ATen/Context.h>
 
 #include <ATen/ops/empty.h>
-#include <glog/logging.h>
 
 #include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "ssl/core/logging.h"
 #include "ssl/core/random.h"
 #include "ssl/data/image_io.h"
 

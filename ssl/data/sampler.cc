@@ -1,9 +1,8 @@
 #include "ssl/data/sampler.h"
 
-#include <glog/logging.h>
-
 #include <numeric>
 
+#include "ssl/core/logging.h"
 #include "ssl/core/random.h"
 
 namespace ssl::data {

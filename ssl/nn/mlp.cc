@@ -1,10 +1,10 @@
 #include "ssl/nn/mlp.h"
 
-#include <glog/logging.h>
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/linear.h>
 
+#include "ssl/core/logging.h"
 #include "ssl/nn/batch_norm.h"
 
 namespace ssl::nn {

@@ -1,12 +1,12 @@
 #include "ssl/nn/swav_head.h"
 
 #include <c10/core/GradMode.h>
-#include <glog/logging.h>
 #include <torch/nn/functional/normalization.h>
 #include <torch/nn/modules/activation.h>
 
 #include <string>
 
+#include "ssl/core/logging.h"
 #include "ssl/nn/batch_norm.h"
 
 namespace ssl::nn {

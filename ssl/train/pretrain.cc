@@ -4,7 +4,6 @@
 #include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
-#include <glog/logging.h>
 
 #include <chrono>
 #include <cmath>
@@ -15,6 +14,7 @@
 #include <stdexcept>
 
 #include "absl/strings/str_cat.h"
+#include "ssl/core/logging.h"
 #include "ssl/core/status_macros.h"
 #include "ssl/data/image_folder.h"
 #include "ssl/data/image_io.h"

@@ -1,12 +1,11 @@
 #include "ssl/train/training_log.h"
 
-#include <glog/logging.h>
-
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "ssl/core/logging.h"
 #include "ssl/train/checkpoint.h"
 
 namespace ssl::train {
