@@ -1,4 +1,4 @@
-// --device, --amp, --channels_last and --deterministic, shared by the pretraining and
+// --device, --amp, --channels_last, --deterministic and --winograd, shared by the pretraining and
 // evaluation programs, and the c10d backend that goes with the device.
 #ifndef TOOLS_DEVICE_FLAGS_H_
 #define TOOLS_DEVICE_FLAGS_H_
@@ -14,6 +14,7 @@ DECLARE_string(device);
 DECLARE_string(amp);
 DECLARE_bool(channels_last);
 DECLARE_bool(deterministic);
+DECLARE_bool(winograd);
 
 namespace ssl::tools {
 
@@ -22,6 +23,7 @@ struct DeviceChoice {
   MixedPrecision amp = MixedPrecision::kOff;
   bool channels_last = false;  ///< only ever true on a GPU
   bool deterministic = false;
+  bool winograd = false;  ///< CPU only; also switched on process-wide
 };
 
 /// The flags resolved for this process (the GPU of `local_rank` for --device=cuda or

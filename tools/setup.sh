@@ -11,6 +11,7 @@ readonly PACKAGES=(
   libtorch-dev             # LibTorch 1.13 (CPU), tensors + autograd + c10d/Gloo
   libgloo-dev              # headers of the Gloo library c10d's CPU process group is built on
   libopenblas0-openmp      # optimized BLAS behind LibTorch's matmul
+  libdnnl-dev              # oneDNN headers: its Winograd convolutions (--winograd)
   libopencv-core-dev
   libopencv-imgcodecs-dev  # JPEG/PNG decode (libjpeg-turbo underneath)
   libopencv-imgproc-dev

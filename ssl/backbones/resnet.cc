@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ssl/core/logging.h"
+#include "ssl/nn/winograd_conv.h"
 
 namespace ssl::backbones {
 namespace {
@@ -65,8 +66,8 @@ BasicBlockImpl::BasicBlockImpl(int64_t in_channels, int64_t planes, int64_t stri
 }
 
 at::Tensor BasicBlockImpl::forward(const at::Tensor& x) {
-  at::Tensor out = at::relu(bn1(conv1(x)));
-  out = bn2(conv2(out));
+  at::Tensor out = at::relu(bn1(ssl::nn::Conv2dForward(*conv1, x)));
+  out = bn2(ssl::nn::Conv2dForward(*conv2, out));
   out += downsample ? downsample->forward(x) : x;
   return at::relu_(out);
 }
@@ -85,7 +86,7 @@ BottleneckImpl::BottleneckImpl(int64_t in_channels, int64_t planes, int64_t stri
 
 at::Tensor BottleneckImpl::forward(const at::Tensor& x) {
   at::Tensor out = at::relu(bn1(conv1(x)));
-  out = at::relu(bn2(conv2(out)));
+  out = at::relu(bn2(ssl::nn::Conv2dForward(*conv2, out)));
   out = bn3(conv3(out));
   out += downsample ? downsample->forward(x) : x;
   return at::relu_(out);

@@ -16,6 +16,7 @@
 #include "ssl/backbones/golden_test_util.h"
 #include "ssl/backbones/regnet.h"
 #include "ssl/nn/state_dict.h"
+#include "ssl/nn/winograd_conv.h"
 
 namespace ssl::backbones {
 namespace {
@@ -118,6 +119,42 @@ TEST(ResNetTest, CifarStemKeepsResolution) {
   h = resnet->layer3->forward(resnet->layer2->forward(resnet->layer1->forward(h)));
   EXPECT_EQ(resnet->layer4->forward(h).sizes(), (at::IntArrayRef{2, 512, 4, 4}));
   EXPECT_EQ(resnet->forward(x).sizes(), (at::IntArrayRef{2, 512}));
+}
+
+// --winograd: the blocks' 3x3 stride-1 convolutions on 8x8 and larger maps go through
+// oneDNN's Winograd kernels; features and every gradient stay those of the direct
+// algorithm to rounding. (BN in eval mode: with training-mode batch statistics on a few
+// images, a deep net's gradients amplify any rounding change, even the direct algorithm
+// on a channels-last batch, to ~1e-2 relative for ResNet-50.)
+TEST(ResNetTest, WinogradConvolutionsKeepFeaturesAndGradients) {
+  if (!ssl::nn::WinogradConvolutionsAvailable()) GTEST_SKIP() << "no oneDNN Winograd kernels";
+  for (const char* arch : {"resnet18w0.25", "resnet50w0.25"}) {
+    SCOPED_TRACE(arch);
+    at::manual_seed(11);
+    auto model = CreateBackbone(arch, BackboneOptions());
+    ASSERT_TRUE(model.ok());
+    (*model)->eval();
+    const at::Tensor images = at::randn({4, 3, 64, 64});
+    auto run = [&](bool winograd) {
+      ssl::nn::SetWinogradConvolutions(winograd);
+      (*model)->zero_grad();
+      std::vector<at::Tensor> results{(*model)->forward(images)};
+      results[0].pow(2).sum().backward();
+      ssl::nn::SetWinogradConvolutions(false);
+      results[0] = results[0].detach();
+      for (const at::Tensor& p : (*model)->parameters()) results.push_back(p.grad().clone());
+      return results;
+    };
+    const std::vector<at::Tensor> direct = run(false);
+    const std::vector<at::Tensor> winograd = run(true);
+    EXPECT_FALSE(winograd[0].equal(direct[0])) << "the Winograd path did not run";
+    ASSERT_EQ(winograd.size(), direct.size());
+    for (size_t i = 0; i < direct.size(); ++i) {
+      EXPECT_LT((winograd[i] - direct[i]).abs().max().item<double>(),
+                1e-4 * direct[i].abs().max().item<double>())
+          << (i == 0 ? "features" : "gradient of parameter " + std::to_string(i - 1));
+    }
+  }
 }
 
 TEST(ResNetTest, ZeroInitResidualMakesEveryBlockStartAsTheIdentity) {

@@ -1,0 +1,41 @@
+// 3x3 convolutions on the CPU through oneDNN's Winograd algorithm (F(4x4, 3x3)),
+// forward and both backward passes.
+//
+// LibTorch's CPU convolutions (oneDNN's direct algorithm) already run at the machine's
+// matrix-multiply rate; Winograd does about half the multiplications for a 3x3 kernel on
+// maps of 8x8 and larger (measured about 2x faster there for ResNet widths, and slower
+// on 4x4 and smaller maps, which it therefore leaves alone). The sums are the same
+// convolution but rounded differently (relative differences around 1e-6), so it is
+// opt-in, as cuDNN's benchmark mode picks Winograd kernels on GPUs.
+#ifndef SSL_NN_WINOGRAD_CONV_H_
+#define SSL_NN_WINOGRAD_CONV_H_
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/modules/conv.h>
+
+namespace ssl::nn {
+
+/// Process-wide switch (off by default); thread-safe.
+void SetWinogradConvolutions(bool enabled);
+bool WinogradConvolutionsEnabled();
+
+/// Whether this build has oneDNN's Winograd kernels (not the GPU machine's CMake build).
+bool WinogradConvolutionsAvailable();
+
+/// True where Conv2dForward would take the Winograd path: switch on, CPU float32
+/// contiguous NCHW input, no autocast, a bias-free 3x3 kernel with stride 1, padding 1,
+/// dilation 1, one group, channel counts that are multiples of 16, and maps of at
+/// least 8x8.
+bool UsesWinograd(const torch::nn::Conv2dImpl& conv, const at::Tensor& input);
+
+/// conv->forward(input), through Winograd where UsesWinograd says so; differentiable
+/// with respect to the input and the weight either way.
+at::Tensor Conv2dForward(torch::nn::Conv2dImpl& conv, const at::Tensor& input);
+
+/// The Winograd convolution itself (stride 1, padding 1, no bias); for tests and
+/// benchmarks. Throws std::invalid_argument where oneDNN has no Winograd kernel for it.
+at::Tensor WinogradConv3x3(const at::Tensor& input, const at::Tensor& weight);
+
+}  // namespace ssl::nn
+
+#endif  // SSL_NN_WINOGRAD_CONV_H_
