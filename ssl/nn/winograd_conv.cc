@@ -128,7 +128,13 @@ std::pair<at::Tensor, at::Tensor> Backward(const at::Tensor& input, const at::Te
   const auto forward_pd = problem.Forward();
   dnnl::stream stream(Engine());
   const at::Tensor grad = Readable(grad_output);
-  const memory user_grad = WrapActivation(grad);
+  // The incoming gradient in each primitive's layout, reordered once when both backward
+  // passes want the same one (the usual case).
+  memory diff_dst = WrapActivation(grad);
+  auto diff_dst_as = [&](const memory::desc& wanted) {
+    diff_dst = Converted(diff_dst, wanted, stream);
+    return diff_dst;
+  };
   at::Tensor grad_input, grad_weight;
   if (input_grad) {
     const dnnl::convolution_backward_data::primitive_desc pd(
@@ -137,12 +143,12 @@ std::pair<at::Tensor, at::Tensor> Backward(const at::Tensor& input, const at::Te
                                               problem.kPadding, problem.kPadding),
         Engine(), forward_pd);
     grad_input = EmptyLike(input, input.sizes());
-    memory diff_dst = Converted(user_grad, pd.diff_dst_desc(), stream);
     memory weights = Converted(WrapWeight(weight), pd.weights_desc(), stream);
     Result diff_src(WrapActivation(grad_input), pd.diff_src_desc());
-    dnnl::convolution_backward_data(pd).execute(stream, {{DNNL_ARG_DIFF_DST, diff_dst},
-                                                         {DNNL_ARG_WEIGHTS, weights},
-                                                         {DNNL_ARG_DIFF_SRC, diff_src.produced()}});
+    dnnl::convolution_backward_data(pd).execute(
+        stream, {{DNNL_ARG_DIFF_DST, diff_dst_as(pd.diff_dst_desc())},
+                 {DNNL_ARG_WEIGHTS, weights},
+                 {DNNL_ARG_DIFF_SRC, diff_src.produced()}});
     diff_src.Finish(stream);
   }
   if (weight_grad) {
@@ -154,11 +160,10 @@ std::pair<at::Tensor, at::Tensor> Backward(const at::Tensor& input, const at::Te
         Engine(), forward_pd);
     grad_weight = EmptyLike(weight, weight.sizes());
     memory src = Converted(WrapActivation(input), pd.src_desc(), stream);
-    memory diff_dst = Converted(user_grad, pd.diff_dst_desc(), stream);
     Result diff_weights(WrapWeight(grad_weight), pd.diff_weights_desc());
     dnnl::convolution_backward_weights(pd).execute(
         stream, {{DNNL_ARG_SRC, src},
-                 {DNNL_ARG_DIFF_DST, diff_dst},
+                 {DNNL_ARG_DIFF_DST, diff_dst_as(pd.diff_dst_desc())},
                  {DNNL_ARG_DIFF_WEIGHTS, diff_weights.produced()}});
     diff_weights.Finish(stream);
   }
