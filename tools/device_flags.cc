@@ -20,11 +20,14 @@ DEFINE_bool(deterministic, false,
             "On a GPU, deterministic algorithms instead of cuDNN's benchmark search: slower, "
             "but a resumed run then equals an uninterrupted one bitwise.");
 DEFINE_bool(winograd, false,
-            "On the CPU, run the ResNets' 3x3 stride-1 convolutions on 8x8 and larger maps "
-            "with oneDNN's Winograd algorithm (F(4x4,3x3), AVX-512 CPUs): about half the "
-            "multiplications, ~2x faster for those layers, the same convolution rounded "
-            "differently (as cuDNN's benchmark mode may pick on a GPU). Off by default so "
-            "that CPU runs and their recorded results keep the direct algorithm's rounding.");
+            "On the CPU, faster algorithms for the ResNets' 3x3 convolutions (AVX-512 CPUs): "
+            "stride-1 convolutions on 8x8 and larger maps through oneDNN's Winograd kernels "
+            "(F(4x4,3x3): about half the multiplications, ~2x faster for those layers), and "
+            "on smaller outputs (stride 1 or 2) weight gradients as one matrix product per "
+            "kernel tap, which skips the padded taps (up to ~2x faster there). The same "
+            "convolutions rounded differently (as cuDNN's benchmark mode may pick on a GPU); "
+            "off by default so that CPU runs and their recorded results keep the direct "
+            "algorithm's rounding.");
 
 namespace ssl::tools {
 

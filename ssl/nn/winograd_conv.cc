@@ -1,10 +1,14 @@
 #include "ssl/nn/winograd_conv.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/ops/conv2d.h>
+#include <ATen/ops/convolution_backward.h>
 #include <ATen/ops/empty.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <atomic>
 #include <stdexcept>
 #include <utility>
@@ -48,9 +52,9 @@ memory WrapWeight(const at::Tensor& tensor) {
   return Wrap(tensor, ChannelsLast(tensor) ? Tag::ohwi : Tag::oihw);
 }
 at::Tensor EmptyLike(const at::Tensor& like, at::IntArrayRef sizes) {
-  return at::empty(sizes, like.options().memory_format(ChannelsLast(like)
-                                                           ? at::MemoryFormat::ChannelsLast
-                                                           : at::MemoryFormat::Contiguous));
+  return at::empty(sizes,
+                   like.options().memory_format(ChannelsLast(like) ? at::MemoryFormat::ChannelsLast
+                                                                   : at::MemoryFormat::Contiguous));
 }
 at::Tensor Readable(const at::Tensor& tensor) {
   return ReadableLayout(tensor) ? tensor : tensor.contiguous();
@@ -96,8 +100,8 @@ struct Problem {
   dnnl::convolution_forward::primitive_desc Forward() const {
     return dnnl::convolution_forward::primitive_desc(
         dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
-                                        dnnl::algorithm::convolution_winograd, src, weights,
-                                        dst, kStride, kPadding, kPadding),
+                                        dnnl::algorithm::convolution_winograd, src, weights, dst,
+                                        kStride, kPadding, kPadding),
         Engine());
   }
   memory::desc src, weights, dst;
@@ -153,10 +157,9 @@ std::pair<at::Tensor, at::Tensor> Backward(const at::Tensor& input, const at::Te
   }
   if (weight_grad) {
     const dnnl::convolution_backward_weights::primitive_desc pd(
-        dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_winograd,
-                                                 problem.src, problem.weights, problem.dst,
-                                                 problem.kStride, problem.kPadding,
-                                                 problem.kPadding),
+        dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_winograd, problem.src,
+                                                 problem.weights, problem.dst, problem.kStride,
+                                                 problem.kPadding, problem.kPadding),
         Engine(), forward_pd);
     grad_weight = EmptyLike(weight, weight.sizes());
     memory src = Converted(WrapActivation(input), pd.src_desc(), stream);
@@ -181,11 +184,123 @@ class WinogradFunction : public torch::autograd::Function<WinogradFunction> {
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const torch::autograd::variable_list saved = ctx->get_saved_variables();
-    auto [grad_input, grad_weight] = Backward(saved[0], saved[1], grads[0],
-                                              ctx->needs_input_grad(0), ctx->needs_input_grad(1));
+    auto [grad_input, grad_weight] =
+        Backward(saved[0], saved[1], grads[0], ctx->needs_input_grad(0), ctx->needs_input_grad(1));
     return {grad_input, grad_weight};
   }
 };
+
+// Weight gradients of 3x3 convolutions (padding 1, stride 1 or 2) on small maps, as nine
+// matrix products, one per kernel tap, each over the output positions where that tap
+// meets the image: [K, positions x images] x [positions x images, C]. oneDNN's direct
+// algorithm spends most of its time there on padded taps (more than half of them on 2x2
+// maps) and on reordering the weights; the products skip both. The forward pass and the
+// input gradient stay LibTorch's own (bit-identical); only the weight gradient's sums are
+// ordered differently.
+
+// [K, 3, 3, C] (one tap's gradient per [K, C] slice) -> [K, C, 3, 3].
+at::Tensor TapMajorToFilterMajor(const at::Tensor& tap_major) {
+  const int64_t filters = tap_major.size(0), channels = tap_major.size(3);
+  at::Tensor grad = at::empty({filters, channels, 3, 3}, tap_major.options());
+  const float* in = tap_major.data_ptr<float>();
+  float* out = grad.data_ptr<float>();
+  at::parallel_for(0, filters, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const float* filter_in = in + k * 9 * channels;
+      float* filter_out = out + k * channels * 9;
+      for (int64_t c = 0; c < channels; ++c) {
+        for (int t = 0; t < 9; ++t) filter_out[c * 9 + t] = filter_in[t * channels + c];
+      }
+    }
+  });
+  return grad;
+}
+
+// The first and one-past-last output index whose input index stride * o + tap - 1 lies in
+// [0, size).
+std::pair<int64_t, int64_t> TapRange(int64_t tap, int64_t stride, int64_t size,
+                                     int64_t output_size) {
+  const int64_t first = tap == 0 ? 1 : 0;
+  const int64_t last_input = size - tap;  // stride * o <= size - tap
+  const int64_t end = last_input < 0 ? 0 : std::min(output_size, last_input / stride + 1);
+  return {first, std::max(first, end)};
+}
+
+// `matrix` with unit-stride rows at least a row apart (what BLAS reads), copied if not.
+at::Tensor RowMajor(const at::Tensor& matrix) {
+  return matrix.stride(1) == 1 && matrix.stride(0) >= matrix.size(1) ? matrix : matrix.contiguous();
+}
+
+at::Tensor TapWeightGradient(const at::Tensor& input, const at::Tensor& grad_output, int64_t stride,
+                             bool channels_last) {
+  const int64_t channels = input.size(1), filters = grad_output.size(1);
+  // Channels innermost, so that each position's channels are one matrix row.
+  const at::Tensor x = input.permute({0, 2, 3, 1});
+  const at::Tensor g = grad_output.permute({0, 2, 3, 1});
+  at::Tensor tap_major = at::empty({filters, 3, 3, channels}, input.options());
+  for (int64_t ty = 0; ty < 3; ++ty) {
+    const auto [y_begin, y_end] = TapRange(ty, stride, input.size(2), grad_output.size(2));
+    for (int64_t tx = 0; tx < 3; ++tx) {
+      const auto [x_begin, x_end] = TapRange(tx, stride, input.size(3), grad_output.size(3));
+      at::Tensor tap_grad = tap_major.select(1, ty).select(1, tx);  // [K, C], rows 9C apart
+      if (y_begin == y_end || x_begin == x_end) {
+        tap_grad.zero_();
+        continue;
+      }
+      const at::Tensor outputs =
+          RowMajor(g.slice(1, y_begin, y_end).slice(2, x_begin, x_end).reshape({-1, filters}));
+      const at::Tensor inputs =
+          RowMajor(x.slice(1, stride * y_begin + ty - 1, stride * (y_end - 1) + ty, stride)
+                       .slice(2, stride * x_begin + tx - 1, stride * (x_end - 1) + tx, stride)
+                       .reshape({-1, channels}));
+      // oneDNN's sgemm (row-major) runs on the OpenMP threads; LibTorch's mm would go to
+      // OpenBLAS, whose own spinning threads contend with them for the cores.
+      dnnl::sgemm('T', 'N', filters, channels, outputs.size(0), 1.0f, outputs.data_ptr<float>(),
+                  outputs.stride(0), inputs.data_ptr<float>(), inputs.stride(0), 0.0f,
+                  tap_grad.data_ptr<float>(), 9 * channels);
+    }
+  }
+  // A channels-last weight is laid out [K, 3, 3, C] already.
+  return channels_last ? tap_major.permute({0, 3, 1, 2}) : TapMajorToFilterMajor(tap_major);
+}
+
+class TapWeightGradientFunction : public torch::autograd::Function<TapWeightGradientFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input,
+                            const at::Tensor& weight, int64_t stride) {
+    ctx->save_for_backward({input, weight});
+    ctx->saved_data["stride"] = stride;
+    return at::conv2d(input, weight, {}, stride, 1);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const torch::autograd::variable_list saved = ctx->get_saved_variables();
+    const at::Tensor &input = saved[0], &weight = saved[1];
+    const int64_t stride = ctx->saved_data["stride"].toInt();
+    const at::Tensor grad = Readable(grads[0]);
+    at::Tensor grad_input, grad_weight;
+    if (ctx->needs_input_grad(0)) {
+      grad_input = std::get<0>(at::convolution_backward(grad, input, weight, c10::nullopt,
+                                                        {stride, stride}, {1, 1}, {1, 1}, false,
+                                                        {0, 0}, 1, {true, false, false}));
+    }
+    if (ctx->needs_input_grad(1)) {
+      grad_weight = TapWeightGradient(input, grad, stride, ChannelsLast(weight));
+    }
+    return {grad_input, grad_weight, at::Tensor()};
+  }
+};
+
+// The tap products pay off where maps are small; larger stride-1 maps take Winograd.
+bool IsTapWeightGradientShape(const at::Tensor& input, const at::Tensor& weight, int64_t stride) {
+  if (input.dim() != 4 || weight.dim() != 4 || weight.size(2) != 3 || weight.size(3) != 3 ||
+      input.size(1) != weight.size(1) || (stride != 1 && stride != 2)) {
+    return false;
+  }
+  const int64_t output_height = (input.size(2) - 1) / stride + 1;
+  const int64_t output_width = (input.size(3) - 1) / stride + 1;
+  return std::min(output_height, output_width) < 8;
+}
 
 bool IsWinogradShape(const at::Tensor& input, const at::Tensor& weight) {
   return input.dim() == 4 && weight.dim() == 4 && weight.size(2) == 3 && weight.size(3) == 3 &&
@@ -223,38 +338,72 @@ bool WinogradConvolutionsAvailable() {
 #endif
 }
 
+namespace {
+
+// The stride of a bias-free 3x3 convolution with zero padding 1, no dilation, one group
+// and equal strides, whose CPU float32 tensors oneDNN can read, with autocast off; 0 for
+// anything else.
+int64_t EligibleStride(const torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
+#ifdef SSL_NO_DNNL
+  (void)conv;
+  (void)input;
+  return 0;
+#else
+  if (!winograd_enabled || !WinogradConvolutionsAvailable()) return 0;
+  const at::Tensor& weight = conv.weight;
+  if (!input.device().is_cpu() || input.scalar_type() != at::kFloat || !ReadableLayout(input) ||
+      !weight.device().is_cpu() || weight.scalar_type() != at::kFloat || !ReadableLayout(weight) ||
+      conv.bias.defined() || at::autocast::is_cpu_enabled() || weight.dim() != 4 ||
+      weight.size(2) != 3 || weight.size(3) != 3) {
+    return 0;
+  }
+  const auto& options = conv.options;  // ConvNdOptions<2>
+  const at::IntArrayRef stride = options.stride(), dilation = options.dilation();
+  // Padding is a variant (sizes, "valid" or "same"): c10's until PyTorch 2.1, std's since.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+  const auto* padding = std::get_if<torch::ExpandingArray<2> >(&options.padding());
+  const bool zeros = std::holds_alternative<torch::enumtype::kZeros>(options.padding_mode());
+#else
+  const auto* padding = c10::get_if<torch::ExpandingArray<2> >(&options.padding());
+  const bool zeros = c10::holds_alternative<torch::enumtype::kZeros>(options.padding_mode());
+#endif
+  const bool plain = padding != nullptr && (**padding)[0] == 1 && (**padding)[1] == 1 && zeros &&
+                     stride[0] == stride[1] && dilation[0] == 1 && dilation[1] == 1 &&
+                     options.groups() == 1 && !options.transposed();
+  return plain ? stride[0] : 0;
+#endif
+}
+
+}  // namespace
+
 bool UsesWinograd(const torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
 #ifdef SSL_NO_DNNL
   (void)conv;
   (void)input;
   return false;
 #else
-  if (!winograd_enabled || !WinogradConvolutionsAvailable()) return false;
-  const at::Tensor& weight = conv.weight;
-  if (!input.device().is_cpu() || input.scalar_type() != at::kFloat || !ReadableLayout(input) ||
-      !weight.device().is_cpu() || weight.scalar_type() != at::kFloat || !ReadableLayout(weight) ||
-      conv.bias.defined() || at::autocast::is_cpu_enabled() || !IsWinogradShape(input, weight)) {
-    return false;
-  }
-  const auto& options = conv.options;  // ConvNdOptions<2>
-  const at::IntArrayRef stride = options.stride(), dilation = options.dilation();
-  // Padding is a variant (sizes, "valid" or "same"): c10's until PyTorch 2.1, std's since.
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
-  const auto* padding = std::get_if<torch::ExpandingArray<2>>(&options.padding());
-  const bool zeros = std::holds_alternative<torch::enumtype::kZeros>(options.padding_mode());
-#else
-  const auto* padding = c10::get_if<torch::ExpandingArray<2>>(&options.padding());
-  const bool zeros = c10::holds_alternative<torch::enumtype::kZeros>(options.padding_mode());
+  return EligibleStride(conv, input) == 1 && IsWinogradShape(input, conv.weight);
 #endif
-  return padding != nullptr && (**padding)[0] == 1 && (**padding)[1] == 1 && zeros &&
-         stride[0] == 1 && stride[1] == 1 && dilation[0] == 1 && dilation[1] == 1 &&
-         options.groups() == 1 && !options.transposed();
+}
+
+bool UsesTapWeightGradient(const torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
+#ifdef SSL_NO_DNNL
+  (void)conv;
+  (void)input;
+  return false;
+#else
+  const int64_t stride = EligibleStride(conv, input);
+  return stride != 0 && !UsesWinograd(conv, input) &&
+         IsTapWeightGradientShape(input, conv.weight, stride);
 #endif
 }
 
 at::Tensor Conv2dForward(torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
 #ifndef SSL_NO_DNNL
   if (UsesWinograd(conv, input)) return WinogradFunction::apply(input, conv.weight);
+  if (UsesTapWeightGradient(conv, input)) {
+    return TapWeightGradientFunction::apply(input, conv.weight, (*conv.options.stride())[0]);
+  }
 #endif
   return conv.forward(input);
 }

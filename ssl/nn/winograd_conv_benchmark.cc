@@ -1,57 +1,70 @@
-// One 3x3 convolution's forward and backward (input and weight gradients) through
-// LibTorch (oneDNN's direct algorithm, what every CPU run uses by default) and through
-// ssl::nn::WinogradConv3x3 (--winograd), at the shapes of ResNet-18's four stages for a
-// 64 px MoCo v3 batch of 32 (maps of 16, 8, 4 and 2 pixels; Winograd on 16 and 8).
+// ResNet-18's 3x3 convolutions for a 64 px MoCo v3 batch of 32 (maps of 16, 8, 4 and 2
+// pixels; stride 1 and the stride-2 first convolution of each later stage), forward and
+// backward (input and weight gradients), through ssl::nn::Conv2dForward with --winograd
+// off (LibTorch: oneDNN's direct algorithm, what every CPU run uses by default) and on
+// (oneDNN's Winograd kernels on stride-1 maps of 8x8 and more; per-tap weight-gradient
+// products on smaller outputs).
 //
 //   bazel run -c opt //ssl/nn:winograd_conv_benchmark -- --benchmark_min_time=0.5
 //
-// Each Winograd row's "vs_direct" counter is the direct row's time over its own, both
-// measured in the same run.
+// Each BM_Fast row's "vs_direct" counter is the BM_Direct row's time over its own, both
+// measured in the same run; "path" says which algorithm --winograd takes there.
 #include <ATen/Parallel.h>
-#include <ATen/ops/conv2d.h>
 #include <ATen/ops/randn.h>
+#include <ATen/ops/randn_like.h>
 #include <benchmark/benchmark.h>
+#include <torch/nn/modules/conv.h>
 
 #include <chrono>
 #include <map>
-#include <utility>
+#include <tuple>
 
 #include "ssl/nn/winograd_conv.h"
 
 namespace {
 
-// Seconds per iteration of the direct rows, by stage, for the Winograd rows' ratio.
-std::map<int64_t, double>& DirectSeconds() {
-  static std::map<int64_t, double> seconds;
+using Shape = std::tuple<int64_t, int64_t, int64_t, int64_t>;
+
+// Seconds per iteration of the direct rows, by shape, for the fast rows' ratio.
+std::map<Shape, double>& DirectSeconds() {
+  static std::map<Shape, double> seconds;
   return seconds;
 }
 
-void Run(benchmark::State& state, bool winograd) {
+void Run(benchmark::State& state, bool fast) {
   at::set_num_threads(2);
-  const int64_t channels = state.range(0), size = state.range(1);
+  const int64_t channels = state.range(0), filters = state.range(1), size = state.range(2),
+                stride = state.range(3);
+  torch::nn::Conv2d conv(
+      torch::nn::Conv2dOptions(channels, filters, 3).padding(1).stride(stride).bias(false));
   const at::Tensor input = at::randn({32, channels, size, size}).requires_grad_();
-  const at::Tensor weight = at::randn({channels, channels, 3, 3}).requires_grad_();
-  const at::Tensor upstream = at::randn({32, channels, size, size});
+  const at::Tensor upstream = at::randn_like(conv->forward(input));
+  ssl::nn::SetWinogradConvolutions(fast);
   double total = 0;
   for (auto _ : state) {
     const auto start = std::chrono::steady_clock::now();
-    const at::Tensor output = winograd ? ssl::nn::WinogradConv3x3(input, weight)
-                                       : at::conv2d(input, weight, {}, 1, 1);
-    output.backward(upstream);
+    ssl::nn::Conv2dForward(*conv, input).backward(upstream);
     total += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     input.mutable_grad().reset();
-    weight.mutable_grad().reset();
+    conv->weight.mutable_grad().reset();
   }
   const double per_iteration = total / static_cast<double>(state.iterations());
-  if (!winograd) {
-    DirectSeconds()[channels] = per_iteration;
-  } else if (DirectSeconds().count(channels) != 0) {
-    state.counters["vs_direct"] = DirectSeconds()[channels] / per_iteration;
+  const Shape shape{channels, filters, size, stride};
+  if (!fast) {
+    DirectSeconds()[shape] = per_iteration;
+  } else {
+    state.SetLabel(ssl::nn::UsesWinograd(*conv, input)            ? "winograd"
+                   : ssl::nn::UsesTapWeightGradient(*conv, input) ? "tap weight gradients"
+                                                                  : "direct");
+    if (DirectSeconds().count(shape) != 0) {
+      state.counters["vs_direct"] = DirectSeconds()[shape] / per_iteration;
+    }
   }
+  ssl::nn::SetWinogradConvolutions(false);
 }
 
 void BM_Direct(benchmark::State& state) { Run(state, false); }
-void BM_Winograd(benchmark::State& state) {
+void BM_Fast(benchmark::State& state) {
   if (!ssl::nn::WinogradConvolutionsAvailable()) {
     state.SkipWithError("no oneDNN Winograd kernels on this CPU");
     return;
@@ -59,21 +72,19 @@ void BM_Winograd(benchmark::State& state) {
   Run(state, true);
 }
 
-// {channels, map size} of ResNet-18's stages at 64 px; Winograd takes the first two
-// (maps of 4x4 and smaller stay on the direct algorithm).
-void Stages(benchmark::internal::Benchmark* b) {
-  b->Args({64, 16})->Args({128, 8})->Args({256, 4})->Args({512, 2});
-  b->Unit(benchmark::kMillisecond)->UseRealTime();
-}
-void WinogradStages(benchmark::internal::Benchmark* b) {
-  b->Args({64, 16})->Args({128, 8});
+// {in channels, out channels, input map size, stride} of ResNet-18's 3x3 convolutions
+// at 64 px.
+void Shapes(benchmark::internal::Benchmark* b) {
+  b->Args({64, 64, 16, 1})->Args({64, 128, 16, 2})->Args({128, 128, 8, 1});
+  b->Args({128, 256, 8, 2})->Args({256, 256, 4, 1})->Args({256, 512, 4, 2});
+  b->Args({512, 512, 2, 1});
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
 }  // namespace
 
-// Direct first, so that each Winograd row can be compared with it.
-BENCHMARK(BM_Direct)->Apply(Stages);
-BENCHMARK(BM_Winograd)->Apply(WinogradStages);
+// Direct first, so that each fast row can be compared with it.
+BENCHMARK(BM_Direct)->Apply(Shapes);
+BENCHMARK(BM_Fast)->Apply(Shapes);
 
 BENCHMARK_MAIN();

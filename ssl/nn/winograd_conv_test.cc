@@ -2,11 +2,14 @@
 
 #include <ATen/ops/conv2d.h>
 #include <ATen/ops/randn.h>
+#include <ATen/ops/randn_like.h>
 #include <gtest/gtest.h>
 #include <torch/nn/modules/conv.h>
 
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <vector>
 
 namespace ssl::nn {
 namespace {
@@ -101,8 +104,8 @@ TEST_F(WinogradConvTest, TakesOnlyEligibleConvolutionsAndOnlyWhenSwitchedOn) {
   EXPECT_FALSE(UsesWinograd(*conv, at::randn({2, 16, 16, 16}).transpose(2, 3)))
       << "neither NCHW nor NHWC";
   EXPECT_TRUE(UsesWinograd(*conv, input.contiguous(at::MemoryFormat::ChannelsLast)));
-  EXPECT_FALSE(UsesWinograd(*Conv2d(Conv2dOptions(16, 32, 3).padding(1).stride(2).bias(false)),
-                            input))
+  EXPECT_FALSE(
+      UsesWinograd(*Conv2d(Conv2dOptions(16, 32, 3).padding(1).stride(2).bias(false)), input))
       << "stride 2";
   EXPECT_FALSE(UsesWinograd(*Conv2d(Conv2dOptions(16, 32, 3).padding(1)), input)) << "bias";
   EXPECT_FALSE(UsesWinograd(*Conv2d(Conv2dOptions(16, 32, 3).padding(0).bias(false)), input))
@@ -110,13 +113,68 @@ TEST_F(WinogradConvTest, TakesOnlyEligibleConvolutionsAndOnlyWhenSwitchedOn) {
   EXPECT_FALSE(UsesWinograd(*Conv2d(Conv2dOptions(16, 32, 1).bias(false)), input)) << "1x1";
   EXPECT_FALSE(UsesWinograd(*Conv2d(Conv2dOptions(16, 24, 3).padding(1).bias(false)), input))
       << "24 filters";
-  EXPECT_FALSE(UsesWinograd(*Conv2d(Conv2dOptions(16, 32, 3).padding(1).groups(2).bias(false)),
-                            input))
+  EXPECT_FALSE(
+      UsesWinograd(*Conv2d(Conv2dOptions(16, 32, 3).padding(1).groups(2).bias(false)), input))
       << "groups";
 
   // Off again: exactly LibTorch's convolution.
   SetWinogradConvolutions(false);
   EXPECT_TRUE(Conv2dForward(*conv, input).equal(conv->forward(input)));
+}
+
+// Smaller maps: LibTorch's forward and input gradient (bit for bit), and the weight
+// gradient as per-tap matrix products, equal to the direct one up to rounding. Includes
+// maps where some taps never meet the image (1x1, 1xN) and odd sizes with stride 2.
+TEST_F(WinogradConvTest, TapWeightGradientsEqualTheDirectOnesOnSmallMaps) {
+  using torch::nn::Conv2d;
+  using torch::nn::Conv2dOptions;
+  at::manual_seed(6);
+  for (const auto& [channels, filters, height, width, stride] :
+       {std::tuple{16, 24, 4, 4, 1}, std::tuple{32, 16, 2, 2, 1}, std::tuple{8, 8, 3, 5, 1},
+        std::tuple{8, 8, 1, 1, 1}, std::tuple{8, 16, 1, 6, 1}, std::tuple{16, 32, 4, 4, 2},
+        std::tuple{8, 16, 7, 7, 2}, std::tuple{8, 16, 3, 2, 2}, std::tuple{16, 16, 12, 9, 2}}) {
+    for (const bool channels_last : {false, true}) {
+      SCOPED_TRACE(std::to_string(channels) + "->" + std::to_string(filters) + " at " +
+                   std::to_string(height) + "x" + std::to_string(width) + ", stride " +
+                   std::to_string(stride) + (channels_last ? ", channels-last" : ""));
+      Conv2d conv(Conv2dOptions(channels, filters, 3).padding(1).stride(stride).bias(false));
+      const auto format =
+          channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+      conv->weight.set_data(conv->weight.contiguous(format));
+      const at::Tensor input = at::randn({3, channels, height, width}).contiguous(format);
+      const at::Tensor upstream = at::randn_like(conv->forward(input));
+      auto run = [&](bool fast) {
+        SetWinogradConvolutions(fast);
+        EXPECT_EQ(UsesTapWeightGradient(*conv, input), fast);
+        EXPECT_FALSE(UsesWinograd(*conv, input));
+        const at::Tensor x = input.clone().requires_grad_();
+        conv->weight.mutable_grad().reset();
+        const at::Tensor output = Conv2dForward(*conv, x);
+        output.backward(upstream);
+        return std::vector<at::Tensor>{output, x.grad(), conv->weight.grad()};
+      };
+      const std::vector<at::Tensor> direct = run(false);
+      const std::vector<at::Tensor> taps = run(true);
+      EXPECT_TRUE(taps[0].equal(direct[0])) << "output";
+      EXPECT_TRUE(taps[1].equal(direct[1])) << "input gradient";
+      EXPECT_LT(RelativeError(taps[2], direct[2]), 1e-5) << "weight gradient";
+      EXPECT_EQ(taps[2].is_contiguous(at::MemoryFormat::ChannelsLast) && !taps[2].is_contiguous(),
+                channels_last);
+    }
+  }
+  // Not taken: maps of 8x8 and more at stride 2, other strides, and 1x1 kernels.
+  SetWinogradConvolutions(true);
+  EXPECT_FALSE(
+      UsesTapWeightGradient(*Conv2d(Conv2dOptions(16, 16, 3).padding(1).stride(2).bias(false)),
+                            at::randn({1, 16, 16, 16})));
+  EXPECT_FALSE(
+      UsesTapWeightGradient(*Conv2d(Conv2dOptions(16, 16, 3).padding(1).stride(3).bias(false)),
+                            at::randn({1, 16, 4, 4})));
+  EXPECT_FALSE(UsesTapWeightGradient(*Conv2d(Conv2dOptions(16, 16, 1).stride(2).bias(false)),
+                                     at::randn({1, 16, 4, 4})));
+  EXPECT_TRUE(
+      UsesTapWeightGradient(*Conv2d(Conv2dOptions(16, 16, 3).padding(1).stride(2).bias(false)),
+                            at::randn({1, 16, 14, 14})));
 }
 
 TEST_F(WinogradConvTest, RejectsWhatItCannotTakeInOneSentence) {
