@@ -3,11 +3,13 @@
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/matmul.h>
+#include <ATen/ops/stack.h>
 #include <c10/core/GradMode.h>
 #include <torch/nn/functional/normalization.h>
 #include <torch/nn/modules/container/any.h>
 
 #include "absl/strings/str_cat.h"
+#include "ssl/nn/batch_norm.h"
 #include "ssl/nn/mlp.h"
 #include "ssl/nn/state_dict.h"
 #include "ssl/optim/schedules.h"
@@ -104,13 +106,27 @@ at::Tensor MocoV3Impl::ContrastiveLoss(const at::Tensor& queries, const at::Tens
   const at::Tensor k = communicator_->AllGather(L2Normalize(keys));
   const at::Tensor logits = at::matmul(q, k.t()).div(options_.temperature);
   const int64_t b = logits.size(0);
-  const at::Tensor labels =
-      at::arange(b, logits.options().dtype(at::kLong))
-          .add(b * static_cast<int64_t>(communicator_->rank()));
+  const at::Tensor labels = at::arange(b, logits.options().dtype(at::kLong))
+                                .add(b * static_cast<int64_t>(communicator_->rank()));
   return at::cross_entropy_loss(logits, labels).mul(2.0 * options_.temperature);
 }
 
 at::Tensor MocoV3Impl::SymmetricLoss(const at::Tensor& view1, const at::Tensor& view2) {
+  if (options_.batch_views && is_training() && view1.sizes() == view2.sizes()) {
+    // Sample 2i is view 1's i-th image, 2i + 1 view 2's.
+    const at::Tensor both = at::stack({view1, view2}, 1).flatten(0, 1);
+    nn::InterleavedViewsScope per_view(2);
+    const at::Tensor q = predictor->forward(base_encoder->forward(both));
+    at::Tensor k;
+    {
+      c10::AutoGradMode no_grad(false);
+      k = momentum_encoder->forward(both);
+    }
+    const at::Tensor q_views = q.view({-1, 2, q.size(1)});
+    const at::Tensor k_views = k.view({-1, 2, k.size(1)});
+    return ContrastiveLoss(q_views.select(1, 0), k_views.select(1, 1))
+        .add(ContrastiveLoss(q_views.select(1, 1), k_views.select(1, 0)));
+  }
   const at::Tensor q1 = predictor->forward(base_encoder->forward(view1));
   const at::Tensor q2 = predictor->forward(base_encoder->forward(view2));
   at::Tensor k1, k2;
@@ -171,6 +187,7 @@ nlohmann::json MocoV3Impl::Config() const {
           {"moco_m_cos", options_.momentum_cosine},
           {"crop_min", options_.crop_min},
           {"stop_grad_conv1", options_.stop_grad_conv1},
+          {"batch_views", options_.batch_views},
           {"image_size", options_.image_size}};
 }
 

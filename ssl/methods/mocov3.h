@@ -26,14 +26,18 @@ namespace ssl::methods {
 struct MocoV3Options {
   std::string arch = "resnet50";
   bool cifar_stem = false;
-  int64_t dim = 256;            ///< output of projector and predictor (--moco-dim)
-  int64_t mlp_dim = 4096;       ///< hidden width of both MLPs (--moco-mlp-dim)
-  double temperature = 1.0;     ///< --moco-t: 1.0 for ResNets, 0.2 for ViTs
-  double momentum = 0.99;       ///< --moco-m: the EMA momentum (its start value with cosine)
-  bool momentum_cosine = true;  ///< --moco-m-cos: raise it to 1 along a half cosine
-  int image_size = 224;         ///< crop size of both views
-  double crop_min = 0.2;        ///< RandomResizedCrop minimum area (--crop-min)
-  bool stop_grad_conv1 = false; ///< ViT: keep the patch projection at its random init
+  int64_t dim = 256;             ///< output of projector and predictor (--moco-dim)
+  int64_t mlp_dim = 4096;        ///< hidden width of both MLPs (--moco-mlp-dim)
+  double temperature = 1.0;      ///< --moco-t: 1.0 for ResNets, 0.2 for ViTs
+  double momentum = 0.99;        ///< --moco-m: the EMA momentum (its start value with cosine)
+  bool momentum_cosine = true;   ///< --moco-m-cos: raise it to 1 along a half cosine
+  int image_size = 224;          ///< crop size of both views
+  double crop_min = 0.2;         ///< RandomResizedCrop minimum area (--crop-min)
+  bool stop_grad_conv1 = false;  ///< ViT: keep the patch projection at its random init
+  /// Both views through each encoder as one interleaved batch, each view normalized by
+  /// its own BN statistics (nn::InterleavedViewsScope): the original's numbers, rounded
+  /// differently, in larger matrix products. Needs per-process BN statistics.
+  bool batch_views = false;
 };
 
 class MocoV3Impl : public Method {

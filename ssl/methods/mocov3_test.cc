@@ -1,5 +1,6 @@
 #include "ssl/methods/mocov3.h"
 
+#include <ATen/ops/allclose.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/eye.h>
 #include <ATen/ops/randn.h>
@@ -212,6 +213,55 @@ TEST(MocoV3Test, GradientsReachBaseAndPredictorButNeverTheMomentumEncoder) {
   EXPECT_GT(model->base_encoder->parameters()[0].grad().abs().sum().item<double>(), 0);
 }
 
+// --batch_views: both views as one interleaved batch per encoder, each with its own BN
+// statistics, is the two-pass step rounded differently: same loss, gradients and BN
+// running statistics, over two steps (the second with the first's running statistics).
+TEST(MocoV3Test, OneBatchOfBothViewsEqualsOnePassPerView) {
+  MocoV3Options options = Tiny();
+  auto two_passes = Make(options);
+  options.batch_views = true;
+  auto one_batch = Make(options);
+  {
+    c10::AutoGradMode no_grad(false);
+    const auto from = two_passes->parameters(), to = one_batch->parameters();
+    for (size_t i = 0; i < from.size(); ++i) to[i].copy_(from[i]);
+  }
+  for (int step = 0; step < 2; ++step) {
+    const at::Tensor x1 = at::randn({8, 3, 32, 32}), x2 = at::randn({8, 3, 32, 32});
+    const at::Tensor expected = two_passes->forward(x1, x2, 0.99);
+    const at::Tensor loss = one_batch->forward(x1, x2, 0.99);
+    EXPECT_NEAR(loss.item<double>(), expected.item<double>(), 1e-5);
+    expected.backward();
+    loss.backward();
+  }
+  const auto expected_parameters = two_passes->named_parameters();
+  for (const auto& parameter : one_batch->named_parameters()) {
+    SCOPED_TRACE(parameter.key());
+    const at::Tensor& reference = expected_parameters[parameter.key()];
+    ASSERT_EQ(parameter.value().grad().defined(), reference.grad().defined());
+    if (!reference.grad().defined()) continue;
+    EXPECT_TRUE(at::allclose(parameter.value().grad(), reference.grad(), 1e-3, 1e-5))
+        << (parameter.value().grad() - reference.grad()).abs().max().item<double>();
+  }
+  const auto expected_buffers = two_passes->named_buffers();
+  for (const auto& buffer : one_batch->named_buffers()) {
+    SCOPED_TRACE(buffer.key());
+    const at::Tensor& reference = expected_buffers[buffer.key()];
+    if (buffer.value().scalar_type() == at::kLong) {
+      EXPECT_TRUE(buffer.value().equal(reference)) << "num_batches_tracked";
+    } else {
+      EXPECT_TRUE(at::allclose(buffer.value(), reference, 1e-4, 1e-6));
+    }
+  }
+  // Evaluation (a single batch) is unaffected by the option.
+  one_batch->eval();
+  two_passes->eval();
+  const at::Tensor x = at::randn({4, 3, 32, 32});
+  c10::AutoGradMode no_grad(false);
+  EXPECT_TRUE(at::allclose(one_batch->base_encoder->forward(x),
+                           two_passes->base_encoder->forward(x), 1e-4, 1e-5));
+}
+
 TEST(MocoV3Test, InitialLossIsAboutFourLogB) {
   // Sanity figure from the paper's code: ~2 ln B per term at T = 1 (13.9 for B = 32).
   auto model = Make(Tiny());
@@ -241,8 +291,8 @@ TEST(MocoV3VitTest, HeadsFollowMocoVitLayout) {
        {"base_encoder.cls_token", "base_encoder.pos_embed", "base_encoder.patch_embed.proj.weight",
         "base_encoder.blocks.11.attn.qkv.weight", "base_encoder.norm.weight",
         "base_encoder.head.0.weight", "base_encoder.head.3.weight", "base_encoder.head.6.weight",
-        "base_encoder.head.7.running_mean", "momentum_encoder.head.6.weight",
-        "predictor.0.weight", "predictor.3.weight", "predictor.4.running_mean"}) {
+        "base_encoder.head.7.running_mean", "momentum_encoder.head.6.weight", "predictor.0.weight",
+        "predictor.3.weight", "predictor.4.running_mean"}) {
     EXPECT_TRUE(keys.count(key)) << key;
   }
   EXPECT_FALSE(keys.count("base_encoder.head.8.weight"));
@@ -263,21 +313,21 @@ TEST(MocoV3VitTest, StopGradConv1KeepsThePatchProjectionAcrossAStep) {
   ASSERT_NE(base, nullptr);
   ASSERT_NE(momentum, nullptr);
   const at::Tensor patch_before = base->patch_embed->proj->weight.clone();
-  const at::Tensor qkv_before = base->blocks[0]->as<backbones::TransformerBlock>()
-                                    ->attn->qkv->weight.clone();
+  const at::Tensor qkv_before =
+      base->blocks[0]->as<backbones::TransformerBlock>()->attn->qkv->weight.clone();
   model->forward(at::randn({8, 3, 16, 16}), at::randn({8, 3, 16, 16}), 0.99).backward();
   EXPECT_FALSE(base->patch_embed->proj->weight.grad().defined());
   EXPECT_FALSE(base->pos_embed.grad().defined());
-  auto optimizer = optim::MakeOptimizer("adamw", {{.params = nn::Parameters(*model), .weight_decay = 0.1}},
-                                        {.lr = 0.01});
+  auto optimizer = optim::MakeOptimizer(
+      "adamw", {{.params = nn::Parameters(*model), .weight_decay = 0.1}}, {.lr = 0.01});
   ASSERT_TRUE(optimizer.ok()) << optimizer.status();
   (*optimizer)->Step();
   model->UpdateMomentumEncoder(0.9);
   EXPECT_TRUE(at::equal(base->patch_embed->proj->weight, patch_before));
   // builder.py's EMA runs over every parameter, so the frozen copy only sees rounding.
   EXPECT_TRUE(at::allclose(momentum->patch_embed->proj->weight, patch_before, 0, 1e-7));
-  EXPECT_FALSE(at::equal(
-      base->blocks[0]->as<backbones::TransformerBlock>()->attn->qkv->weight, qkv_before));
+  EXPECT_FALSE(
+      at::equal(base->blocks[0]->as<backbones::TransformerBlock>()->attn->qkv->weight, qkv_before));
 }
 
 TEST(MocoV3Test, BadOptionsAreOneClearError) {

@@ -198,12 +198,74 @@ at::Tensor BatchNormImpl::forward(const at::Tensor& input) {
   if (is_training() && setting.mode == BatchNormMode::kMomentum && setting.momentum) {
     return MomentumForward(input);
   }
+  if (const int views = InterleavedViewsScope::Current(); training && views > 1) {
+    const bool own_statistics = setting.mode == BatchNormMode::kLocal ||
+                                (setting.mode == BatchNormMode::kSync &&
+                                 (!setting.group || setting.group->world_size() <= 1));
+    if (!own_statistics) {
+      throw std::invalid_argument(absl::StrCat(
+          "one batch of several views needs per-process BatchNorm statistics, but this layer's "
+          "are ",
+          ModeName(setting)));
+    }
+    return InterleavedViewsForward(input, views);
+  }
   if (training && setting.mode == BatchNormMode::kSplit && setting.splits > 1) {
     return SplitForward(options, weight, bias, running_mean, running_var, momentum, setting.splits,
                         input);
   }
   return at::batch_norm(input, weight, bias, running_mean, running_var, training, momentum,
                         options.eps(), at::globalContext().userEnabledCuDNN());
+}
+
+namespace {
+thread_local int interleaved_views = 1;
+}  // namespace
+
+InterleavedViewsScope::InterleavedViewsScope(int views) : previous_(interleaved_views) {
+  if (views < 1) throw std::invalid_argument(absl::StrCat("views must be >= 1, got ", views));
+  interleaved_views = views;
+}
+InterleavedViewsScope::~InterleavedViewsScope() { interleaved_views = previous_; }
+int InterleavedViewsScope::Current() { return interleaved_views; }
+
+// Each view's samples become a channel block of their own (the split-BN layout, with
+// view i % views as split), so one batch_norm call gives every view its own statistics;
+// it writes them into scratch buffers (momentum 1), and the running statistics take them
+// one view after the other, as consecutive calls would.
+at::Tensor BatchNormImpl::InterleavedViewsForward(const at::Tensor& input, int views) {
+  const int64_t n = input.size(0), channels = input.size(1);
+  if (n % views != 0) {
+    throw std::invalid_argument(
+        absl::StrCat("a batch of ", n, " samples does not hold ", views, " interleaved views"));
+  }
+  std::vector<int64_t> grouped = input.sizes().vec();
+  grouped[0] = n / views;
+  grouped[1] = channels * views;
+  at::Tensor view_means, view_vars;
+  if (running_mean.defined()) {
+    view_means = at::zeros({channels * views}, running_mean.options());
+    view_vars = at::ones({channels * views}, running_var.options());
+  }
+  const at::Tensor output = at::batch_norm(
+      input.contiguous().view(grouped), weight.defined() ? weight.repeat({views}) : weight,
+      bias.defined() ? bias.repeat({views}) : bias, view_means, view_vars, /*training=*/true,
+      /*momentum=*/1.0, options.eps(), /*cudnn_enabled=*/false);
+  if (running_mean.defined()) {
+    c10::AutoGradMode no_grad(false);
+    for (int view = 0; view < views; ++view) {
+      // forward() counted the first view.
+      if (view > 0 && options.track_running_stats()) num_batches_tracked += 1;
+      const double momentum = options.momentum().has_value()
+                                  ? *options.momentum()
+                                  : 1.0 / num_batches_tracked.item<double>();
+      running_mean.mul_(1.0 - momentum)
+          .add_(view_means.narrow(0, view * channels, channels), momentum);
+      running_var.mul_(1.0 - momentum)
+          .add_(view_vars.narrow(0, view * channels, channels), momentum);
+    }
+  }
+  return output.view(input.sizes());
 }
 
 // Momentum^2 Teacher's MomentumBatchNorm{1,2}d in training: normalize with

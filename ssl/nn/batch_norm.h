@@ -53,6 +53,26 @@ absl::StatusOr<BatchNormSetting> MakeBatchNormSetting(
     const std::string& mode, int sync_group_size, int splits,
     const std::shared_ptr<distributed::Communicator>& communicator);
 
+/// While alive on this thread, training-mode BatchNorm layers take each batch as
+/// `views` interleaved batches (sample i belongs to view i % views) and normalize every
+/// view with its own statistics, updating the running statistics (and
+/// num_batches_tracked) once per view in view order: what one call per view computes,
+/// in one call, so that the layers between them run on one larger batch. Needs the
+/// process's own statistics (local BN, or sync BN in a single process); layers in other
+/// modes throw std::invalid_argument.
+class InterleavedViewsScope {
+ public:
+  explicit InterleavedViewsScope(int views);
+  ~InterleavedViewsScope();
+  InterleavedViewsScope(const InterleavedViewsScope&) = delete;
+  InterleavedViewsScope& operator=(const InterleavedViewsScope&) = delete;
+  /// 1 outside any scope.
+  static int Current();
+
+ private:
+  int previous_;
+};
+
 /// BatchNorm over (N, C) or (N, C, L) inputs (1d) or (N, C, H, W) inputs (2d), with the
 /// parameters and buffers of torch.nn.BatchNorm{1,2}d in the same order.
 class BatchNormImpl : public torch::nn::Cloneable<BatchNormImpl> {
@@ -72,6 +92,7 @@ class BatchNormImpl : public torch::nn::Cloneable<BatchNormImpl> {
 
  private:
   at::Tensor MomentumForward(const at::Tensor& input);
+  at::Tensor InterleavedViewsForward(const at::Tensor& input, int views);
 };
 TORCH_MODULE(BatchNorm);
 
@@ -84,8 +105,9 @@ BatchNorm BatchNorm2d(const torch::nn::BatchNormOptions& options);
 int ConfigureBatchNorm(torch::nn::Module& module, const BatchNormSetting& setting);
 
 /// A Momentum BN setting sharing `schedule`, per process or pooled over `group`.
-BatchNormSetting MomentumBatchNormSetting(std::shared_ptr<MomentumBatchNormSchedule> schedule,
-                                          std::shared_ptr<distributed::Communicator> group = nullptr);
+BatchNormSetting MomentumBatchNormSetting(
+    std::shared_ptr<MomentumBatchNormSchedule> schedule,
+    std::shared_ptr<distributed::Communicator> group = nullptr);
 
 }  // namespace ssl::nn
 

@@ -5,6 +5,7 @@
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/relu.h>
+#include <ATen/ops/stack.h>
 #include <ATen/ops/zeros.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/grad_mode.h>
@@ -164,6 +165,81 @@ TEST(BatchNormTest, SplitModeNormalizesEachInterleavedSubBatchOnItsOwn) {
   // Eval mode uses the pooled running statistics like any BN.
   split->eval();
   EXPECT_EQ(split->forward(at::randn({1, 3, 2, 2})).size(0), 1);
+}
+
+// One call on interleaved views equals one torch.nn.BatchNorm call per view: outputs,
+// gradients, running statistics (updated view after view) and the batch count, for 2d
+// and 1d layers, with a momentum and with the cumulative average (momentum None).
+TEST(BatchNormTest, InterleavedViewsEqualOneCallPerView) {
+  for (const bool cumulative : {false, true}) {
+    for (const int spatial_dims : {1, 2}) {
+      SCOPED_TRACE(std::string(cumulative ? "momentum None, " : "momentum 0.1, ") +
+                   (spatial_dims == 2 ? "2d" : "1d"));
+      auto options = torch::nn::BatchNormOptions(3);
+      if (cumulative) options.momentum(c10::nullopt);
+      BatchNorm ours(options, spatial_dims);
+      BatchNorm reference(options, spatial_dims);
+      {
+        torch::NoGradGuard no_grad;
+        ours->weight.uniform_(0.5, 1.5);
+        ours->bias.uniform_(-0.5, 0.5);
+        reference->weight.copy_(ours->weight);
+        reference->bias.copy_(ours->bias);
+      }
+      const std::vector<int64_t> shape =
+          spatial_dims == 2 ? std::vector<int64_t>{4, 3, 5, 5} : std::vector<int64_t>{4, 3};
+      for (int step = 0; step < 2; ++step) {
+        const at::Tensor view1 = at::randn(shape) + 1.0, view2 = at::randn(shape) * 2.0;
+        const at::Tensor up1 = at::randn(shape), up2 = at::randn(shape);
+        // Reference: one call per view.
+        const at::Tensor x1 = view1.clone().requires_grad_(), x2 = view2.clone().requires_grad_();
+        const at::Tensor y1 = reference->forward(x1), y2 = reference->forward(x2);
+        ((y1 * up1).sum() + (y2 * up2).sum()).backward();
+        // Ours: the views interleaved (sample 2i of view 1, 2i + 1 of view 2).
+        const at::Tensor both = at::stack({view1, view2}, 1).flatten(0, 1).requires_grad_();
+        at::Tensor y;
+        {
+          InterleavedViewsScope per_view(2);
+          y = ours->forward(both);
+        }
+        EXPECT_EQ(InterleavedViewsScope::Current(), 1);
+        (y * at::stack({up1, up2}, 1).flatten(0, 1)).sum().backward();
+        const at::Tensor y_views = y.detach().unflatten(0, {-1, 2});
+        const at::Tensor grad_views = both.grad().unflatten(0, {-1, 2});
+        EXPECT_TRUE(at::allclose(y_views.select(1, 0), y1.detach(), 1e-5, 1e-6));
+        EXPECT_TRUE(at::allclose(y_views.select(1, 1), y2.detach(), 1e-5, 1e-6));
+        EXPECT_TRUE(at::allclose(grad_views.select(1, 0), x1.grad(), 1e-4, 1e-6));
+        EXPECT_TRUE(at::allclose(grad_views.select(1, 1), x2.grad(), 1e-4, 1e-6));
+        EXPECT_TRUE(at::allclose(ours->running_mean, reference->running_mean, 1e-5, 1e-7));
+        EXPECT_TRUE(at::allclose(ours->running_var, reference->running_var, 1e-5, 1e-7));
+        EXPECT_EQ(ours->num_batches_tracked.item<int64_t>(),
+                  reference->num_batches_tracked.item<int64_t>());
+      }
+      EXPECT_EQ(ours->num_batches_tracked.item<int64_t>(), 4);
+      EXPECT_TRUE(at::allclose(ours->weight.grad(), reference->weight.grad(), 1e-4, 1e-5));
+      EXPECT_TRUE(at::allclose(ours->bias.grad(), reference->bias.grad(), 1e-4, 1e-5));
+      // Eval mode ignores the scope.
+      ours->eval();
+      reference->eval();
+      InterleavedViewsScope per_view(2);
+      const at::Tensor x = at::randn(shape);
+      EXPECT_TRUE(at::allclose(ours->forward(x), reference->forward(x), 1e-5, 1e-6));
+    }
+  }
+  // Layers that pool statistics over processes or split the batch cannot take views.
+  BatchNorm split = BatchNorm2d(3);
+  ConfigureBatchNorm(*split, *MakeBatchNormSetting("split", 0, 2, nullptr));
+  InterleavedViewsScope per_view(2);
+  try {
+    split->forward(at::randn({4, 3, 2, 2}));
+    ADD_FAILURE() << "split BN under interleaved views must throw";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(),
+                 "one batch of several views needs per-process BatchNorm statistics, but this "
+                 "layer's are split");
+  }
+  BatchNorm odd = BatchNorm1d(3);
+  EXPECT_THROW(odd->forward(at::randn({5, 3})), std::invalid_argument);
 }
 
 TEST(BatchNormTest, BadSettingsAndInputsGiveOneClearError) {
