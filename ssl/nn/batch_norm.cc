@@ -99,9 +99,25 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
   }
 };
 
-// Split BN as MoCo's SplitBatchNorm: the batch is viewed as (N / s, C * s, ...), so
-// channel block j holds samples j, j + s, j + 2s, ...; each block is normalized with its
-// own statistics, and the running statistics are the mean of the blocks' updates.
+// The batch viewed as (N / blocks, C * blocks, ...): channel block j holds samples j,
+// j + blocks, j + 2 blocks, ..., and each block is normalized with its own statistics.
+// `block_means` / `block_vars` (C * blocks each, or undefined) take each block's running
+// update with `momentum`.
+at::Tensor BlockwiseBatchNorm(const at::Tensor& input, int blocks, const at::Tensor& weight,
+                              const at::Tensor& bias, const at::Tensor& block_means,
+                              const at::Tensor& block_vars, double momentum, double eps) {
+  std::vector<int64_t> grouped = input.sizes().vec();
+  grouped[0] = input.size(0) / blocks;
+  grouped[1] = input.size(1) * blocks;
+  const at::Tensor output = at::batch_norm(
+      input.contiguous().view(grouped), weight.defined() ? weight.repeat({blocks}) : weight,
+      bias.defined() ? bias.repeat({blocks}) : bias, block_means, block_vars,
+      /*training=*/true, momentum, eps, /*cudnn_enabled=*/false);
+  return output.view(input.sizes());
+}
+
+// Split BN as MoCo's SplitBatchNorm: sample j goes to split j % s (a channel block of
+// its own), and the running statistics are the mean of the blocks' updates.
 at::Tensor SplitForward(const torch::nn::BatchNormOptions& options, const at::Tensor& weight,
                         const at::Tensor& bias, at::Tensor& running_mean, at::Tensor& running_var,
                         double momentum, int splits, const at::Tensor& input) {
@@ -111,24 +127,19 @@ at::Tensor SplitForward(const torch::nn::BatchNormOptions& options, const at::Te
     throw std::invalid_argument(absl::StrCat("split BatchNorm: a batch of ", n,
                                              " does not divide into ", splits, " splits"));
   }
-  std::vector<int64_t> grouped = input.sizes().vec();
-  grouped[0] = n / splits;
-  grouped[1] = channels * splits;
   at::Tensor mean_copies, var_copies;
   if (running_mean.defined()) {
     mean_copies = running_mean.repeat({splits});
     var_copies = running_var.repeat({splits});
   }
-  const at::Tensor output = at::batch_norm(
-      input.contiguous().view(grouped), weight.defined() ? weight.repeat({splits}) : weight,
-      bias.defined() ? bias.repeat({splits}) : bias, mean_copies, var_copies,
-      /*training=*/true, momentum, options.eps(), /*cudnn_enabled=*/false);
+  const at::Tensor output = BlockwiseBatchNorm(input, splits, weight, bias, mean_copies, var_copies,
+                                               momentum, options.eps());
   if (running_mean.defined()) {
     c10::AutoGradMode no_grad(false);
     running_mean.copy_(mean_copies.view({splits, channels}).mean(0));
     running_var.copy_(var_copies.view({splits, channels}).mean(0));
   }
-  return output.view(input.sizes());
+  return output;
 }
 
 const char* ModeName(const BatchNormSetting& setting) {
@@ -239,18 +250,13 @@ at::Tensor BatchNormImpl::InterleavedViewsForward(const at::Tensor& input, int v
     throw std::invalid_argument(
         absl::StrCat("a batch of ", n, " samples does not hold ", views, " interleaved views"));
   }
-  std::vector<int64_t> grouped = input.sizes().vec();
-  grouped[0] = n / views;
-  grouped[1] = channels * views;
   at::Tensor view_means, view_vars;
   if (running_mean.defined()) {
     view_means = at::zeros({channels * views}, running_mean.options());
     view_vars = at::ones({channels * views}, running_var.options());
   }
-  const at::Tensor output = at::batch_norm(
-      input.contiguous().view(grouped), weight.defined() ? weight.repeat({views}) : weight,
-      bias.defined() ? bias.repeat({views}) : bias, view_means, view_vars, /*training=*/true,
-      /*momentum=*/1.0, options.eps(), /*cudnn_enabled=*/false);
+  const at::Tensor output = BlockwiseBatchNorm(input, views, weight, bias, view_means, view_vars,
+                                               /*momentum=*/1.0, options.eps());
   if (running_mean.defined()) {
     c10::AutoGradMode no_grad(false);
     for (int view = 0; view < views; ++view) {
@@ -265,7 +271,7 @@ at::Tensor BatchNormImpl::InterleavedViewsForward(const at::Tensor& input, int v
           .add_(view_vars.narrow(0, view * channels, channels), momentum);
     }
   }
-  return output.view(input.sizes());
+  return output;
 }
 
 // Momentum^2 Teacher's MomentumBatchNorm{1,2}d in training: normalize with

@@ -291,21 +291,23 @@ class TapWeightGradientFunction : public torch::autograd::Function<TapWeightGrad
   }
 };
 
-// The tap products pay off where maps are small; larger stride-1 maps take Winograd.
-bool IsTapWeightGradientShape(const at::Tensor& input, const at::Tensor& weight, int64_t stride) {
-  if (input.dim() != 4 || weight.dim() != 4 || weight.size(2) != 3 || weight.size(3) != 3 ||
-      input.size(1) != weight.size(1) || (stride != 1 && stride != 2)) {
-    return false;
-  }
-  const int64_t output_height = (input.size(2) - 1) / stride + 1;
-  const int64_t output_width = (input.size(3) - 1) / stride + 1;
-  return std::min(output_height, output_width) < 8;
+// A 4-D input whose channels a 3x3 kernel reads.
+bool Is3x3Shape(const at::Tensor& input, const at::Tensor& weight) {
+  return input.dim() == 4 && weight.dim() == 4 && weight.size(2) == 3 && weight.size(3) == 3 &&
+         input.size(1) == weight.size(1);
 }
 
 bool IsWinogradShape(const at::Tensor& input, const at::Tensor& weight) {
-  return input.dim() == 4 && weight.dim() == 4 && weight.size(2) == 3 && weight.size(3) == 3 &&
-         input.size(1) == weight.size(1) && input.size(1) % 16 == 0 && weight.size(0) % 16 == 0 &&
+  return Is3x3Shape(input, weight) && input.size(1) % 16 == 0 && weight.size(0) % 16 == 0 &&
          input.size(2) >= 8 && input.size(3) >= 8;
+}
+
+// The tap products pay off where outputs are small (larger stride-1 maps take Winograd).
+bool IsTapWeightGradientShape(const at::Tensor& input, const at::Tensor& weight, int64_t stride) {
+  if (!Is3x3Shape(input, weight) || (stride != 1 && stride != 2)) return false;
+  const int64_t output_height = (input.size(2) - 1) / stride + 1;
+  const int64_t output_width = (input.size(3) - 1) / stride + 1;
+  return std::min(output_height, output_width) < 8;
 }
 
 #endif  // SSL_NO_DNNL
@@ -340,21 +342,16 @@ bool WinogradConvolutionsAvailable() {
 
 namespace {
 
-// The stride of a bias-free 3x3 convolution with zero padding 1, no dilation, one group
-// and equal strides, whose CPU float32 tensors oneDNN can read, with autocast off; 0 for
-// anything else.
+// The stride of a bias-free convolution with zero padding 1, no dilation, one group and
+// equal strides, whose CPU float32 tensors oneDNN can read, with autocast off and the
+// switch on; 0 for anything else (the kernel and map sizes are the callers' to check).
+#ifndef SSL_NO_DNNL
 int64_t EligibleStride(const torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
-#ifdef SSL_NO_DNNL
-  (void)conv;
-  (void)input;
-  return 0;
-#else
   if (!winograd_enabled || !WinogradConvolutionsAvailable()) return 0;
   const at::Tensor& weight = conv.weight;
   if (!input.device().is_cpu() || input.scalar_type() != at::kFloat || !ReadableLayout(input) ||
       !weight.device().is_cpu() || weight.scalar_type() != at::kFloat || !ReadableLayout(weight) ||
-      conv.bias.defined() || at::autocast::is_cpu_enabled() || weight.dim() != 4 ||
-      weight.size(2) != 3 || weight.size(3) != 3) {
+      conv.bias.defined() || at::autocast::is_cpu_enabled()) {
     return 0;
   }
   const auto& options = conv.options;  // ConvNdOptions<2>
@@ -371,38 +368,42 @@ int64_t EligibleStride(const torch::nn::Conv2dImpl& conv, const at::Tensor& inpu
                      stride[0] == stride[1] && dilation[0] == 1 && dilation[1] == 1 &&
                      options.groups() == 1 && !options.transposed();
   return plain ? stride[0] : 0;
+}
+#endif  // SSL_NO_DNNL
+
+enum class ConvPath { kDirect, kWinograd, kTapWeightGradient };
+
+// Which algorithm Conv2dForward takes: the eligibility is read once per call.
+ConvPath ChoosePath(const torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
+#ifndef SSL_NO_DNNL
+  const int64_t stride = EligibleStride(conv, input);
+  if (stride == 1 && IsWinogradShape(input, conv.weight)) return ConvPath::kWinograd;
+  if (stride != 0 && IsTapWeightGradientShape(input, conv.weight, stride)) {
+    return ConvPath::kTapWeightGradient;
+  }
 #endif
+  return ConvPath::kDirect;
 }
 
 }  // namespace
 
 bool UsesWinograd(const torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
-#ifdef SSL_NO_DNNL
-  (void)conv;
-  (void)input;
-  return false;
-#else
-  return EligibleStride(conv, input) == 1 && IsWinogradShape(input, conv.weight);
-#endif
+  return ChoosePath(conv, input) == ConvPath::kWinograd;
 }
 
 bool UsesTapWeightGradient(const torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
-#ifdef SSL_NO_DNNL
-  (void)conv;
-  (void)input;
-  return false;
-#else
-  const int64_t stride = EligibleStride(conv, input);
-  return stride != 0 && !UsesWinograd(conv, input) &&
-         IsTapWeightGradientShape(input, conv.weight, stride);
-#endif
+  return ChoosePath(conv, input) == ConvPath::kTapWeightGradient;
 }
 
 at::Tensor Conv2dForward(torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
 #ifndef SSL_NO_DNNL
-  if (UsesWinograd(conv, input)) return WinogradFunction::apply(input, conv.weight);
-  if (UsesTapWeightGradient(conv, input)) {
-    return TapWeightGradientFunction::apply(input, conv.weight, (*conv.options.stride())[0]);
+  switch (ChoosePath(conv, input)) {
+    case ConvPath::kWinograd:
+      return WinogradFunction::apply(input, conv.weight);
+    case ConvPath::kTapWeightGradient:
+      return TapWeightGradientFunction::apply(input, conv.weight, (*conv.options.stride())[0]);
+    case ConvPath::kDirect:
+      break;
   }
 #endif
   return conv.forward(input);
