@@ -1,6 +1,5 @@
 #include "ssl/backbones/resnet.h"
 
-#include <ATen/ops/max_pool2d.h>
 #include <ATen/ops/relu.h>
 #include <torch/nn/init.h>
 
@@ -8,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ssl/core/logging.h"
+#include "ssl/nn/max_pool.h"
 #include "ssl/nn/winograd_conv.h"
 
 namespace ssl::backbones {
@@ -145,7 +145,7 @@ std::string ResNetImpl::name() const {
 at::Tensor ResNetImpl::Features(const at::Tensor& images) {
   at::Tensor x = bn1(conv1(images));
   at::relu_(x);
-  if (!options_.cifar_stem()) x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
+  if (!options_.cifar_stem()) x = ssl::nn::MaxPool2d(x, 3, 2, 1);
   x = layer4->forward(layer3->forward(layer2->forward(layer1->forward(x))));
   return x.mean({2, 3});  // adaptive average pool to 1x1, flattened
 }

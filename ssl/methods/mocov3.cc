@@ -1,5 +1,6 @@
 #include "ssl/methods/mocov3.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/matmul.h>
@@ -92,13 +93,35 @@ MocoV3Impl::MocoV3Impl(const MocoV3Options& options,
   }
 }
 
+namespace {
+
+// target <- target * m + source * (1 - m), rounded as builder.py's expression is (each
+// product to float, then the sum), in one pass over CPU float memory instead of three.
+void MomentumAverage(at::Tensor& target, const at::Tensor& source, double m) {
+  if (!target.device().is_cpu() || target.scalar_type() != at::kFloat ||
+      source.scalar_type() != at::kFloat || !target.is_contiguous() || !source.is_contiguous()) {
+    target.mul_(m).add_(source.mul(1.0 - m));
+    return;
+  }
+  const float keep = static_cast<float>(m), take = static_cast<float>(1.0 - m);
+  float* out = target.data_ptr<float>();
+  const float* in = source.data_ptr<float>();
+  at::parallel_for(0, target.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float kept = out[i] * keep;
+      const float taken = in[i] * take;
+      out[i] = kept + taken;
+    }
+  });
+}
+
+}  // namespace
+
 void MocoV3Impl::UpdateMomentumEncoder(double momentum) {
   c10::AutoGradMode no_grad(false);
   const auto base = base_encoder->parameters();
-  const auto target = momentum_encoder->parameters();
-  for (size_t i = 0; i < base.size(); ++i) {
-    target[i].mul_(momentum).add_(base[i].detach(), 1.0 - momentum);
-  }
+  auto target = momentum_encoder->parameters();
+  for (size_t i = 0; i < base.size(); ++i) MomentumAverage(target[i], base[i].detach(), momentum);
 }
 
 at::Tensor MocoV3Impl::ContrastiveLoss(const at::Tensor& queries, const at::Tensor& keys) {

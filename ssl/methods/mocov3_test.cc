@@ -150,7 +150,9 @@ TEST(MocoV3Test, MomentumEncoderStartsAsACopyAndFollowsTheEma) {
   const at::Tensor running_mean =
       model->momentum_encoder->named_buffers()["bn1.running_mean"].clone();
   model->UpdateMomentumEncoder(0.9);
-  EXPECT_TRUE(momentum[0].allclose(before * 0.9 + base[0].detach() * 0.1, 1e-6, 1e-7));
+  // builder.py's `param_m * m + param_b * (1 - m)`, rounded the same way.
+  EXPECT_TRUE(momentum[0].equal(before * 0.9 + base[0].detach() * (1.0 - 0.9)));
+  EXPECT_FALSE(momentum[0].equal(before));
   EXPECT_TRUE(model->momentum_encoder->named_buffers()["bn1.running_mean"].equal(running_mean));
 }
 

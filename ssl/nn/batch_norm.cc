@@ -1,6 +1,7 @@
 #include "ssl/nn/batch_norm.h"
 
 #include <ATen/Context.h>
+#include <ATen/ops/_unsafe_view.h>
 #include <ATen/ops/batch_norm.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/full.h>
@@ -113,7 +114,10 @@ at::Tensor BlockwiseBatchNorm(const at::Tensor& input, int blocks, const at::Ten
       input.contiguous().view(grouped), weight.defined() ? weight.repeat({blocks}) : weight,
       bias.defined() ? bias.repeat({blocks}) : bias, block_means, block_vars,
       /*training=*/true, momentum, eps, /*cudnn_enabled=*/false);
-  return output.view(input.sizes());
+  // Not a view of `output`: the in-place ReLU and residual sums that follow a BN layer
+  // would otherwise make autograd route their gradients through a copy of the whole
+  // tensor (CopySlices).
+  return at::_unsafe_view(output, input.sizes());
 }
 
 // Split BN as MoCo's SplitBatchNorm: sample j goes to split j % s (a channel block of

@@ -2,7 +2,10 @@
 #include <ATen/ops/arange.h>
 #include <ATen/ops/equal.h>
 #include <ATen/ops/index_select.h>
+#include <ATen/ops/isnan.h>
 #include <ATen/ops/matmul.h>
+#include <ATen/ops/max_pool2d.h>
+#include <ATen/ops/randint.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/relu.h>
 #include <ATen/ops/stack.h>
@@ -13,6 +16,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include "ssl/nn/batch_norm.h"
+#include "ssl/nn/max_pool.h"
 #include "ssl/nn/mlp.h"
 #include "ssl/nn/state_dict.h"
 
@@ -270,6 +274,69 @@ TEST(BatchNormTest, BadSettingsAndInputsGiveOneClearError) {
   } catch (const std::invalid_argument& e) {
     EXPECT_STREQ(e.what(), "split BatchNorm: a batch of 6 does not divide into 4 splits");
   }
+}
+
+// Small integers after a ReLU: most windows hold several equal maxima (zeros above all),
+// so the choice among them, which decides where gradients go, is exercised.
+at::Tensor TiedMaps(at::IntArrayRef sizes) {
+  return at::relu(at::randint(-4, 4, sizes)).to(at::kFloat);
+}
+
+TEST(MaxPoolTest, OutputsAndGradientsEqualLibTorchBitForBit) {
+  torch::manual_seed(3);
+  struct Case {
+    std::vector<int64_t> sizes;
+    int64_t kernel, stride, padding;
+  };
+  for (const Case& c : std::vector<Case>{{{4, 5, 32, 32}, 3, 2, 1},
+                                         {{2, 3, 9, 11}, 3, 2, 1},
+                                         {{2, 3, 10, 13}, 3, 2, 1},
+                                         {{1, 2, 1, 2}, 3, 2, 1},
+                                         {{2, 3, 7, 6}, 2, 2, 0},
+                                         {{1, 4, 8, 5}, 3, 1, 1},
+                                         {{3, 2, 10, 9}, 5, 3, 2}}) {
+    SCOPED_TRACE(::testing::Message() << "sizes " << at::IntArrayRef(c.sizes) << " kernel "
+                                      << c.kernel << " stride " << c.stride);
+    const at::Tensor values = TiedMaps(c.sizes).add(at::randn(c.sizes).mul(0.01).round());
+    const at::Tensor ours_input = values.clone().requires_grad_();
+    const at::Tensor their_input = values.clone().requires_grad_();
+    ASSERT_TRUE(UsesOwnMaxPoolKernel(ours_input));
+    const at::Tensor ours = MaxPool2d(ours_input, c.kernel, c.stride, c.padding);
+    const at::Tensor theirs = at::max_pool2d(their_input, {c.kernel, c.kernel},
+                                             {c.stride, c.stride}, {c.padding, c.padding});
+    ASSERT_EQ(ours.sizes(), theirs.sizes());
+    EXPECT_TRUE(at::equal(ours, theirs));
+    // Overlapping windows add several gradients into one position: same order, same sums.
+    const at::Tensor upstream = at::randn(theirs.sizes());
+    ours.backward(upstream);
+    theirs.backward(upstream);
+    EXPECT_TRUE(at::equal(ours_input.grad(), their_input.grad()));
+    EXPECT_GT(ours_input.grad().ne(0).sum().item<int64_t>(), 0);
+    torch::NoGradGuard no_grad;
+    EXPECT_TRUE(at::equal(MaxPool2d(values, c.kernel, c.stride, c.padding), theirs));
+  }
+}
+
+TEST(MaxPoolTest, NanWinsItsWindowAsInLibTorch) {
+  at::Tensor values = at::randn({1, 2, 6, 6});
+  values[0][0][2][3] = std::nan("");
+  values[0][1][0][0] = std::nan("");
+  const at::Tensor ours = MaxPool2d(values, 3, 2, 1);
+  const at::Tensor theirs = at::max_pool2d(values, {3, 3}, {2, 2}, {1, 1});
+  EXPECT_TRUE(at::equal(at::isnan(ours), at::isnan(theirs)));
+  EXPECT_EQ(at::isnan(ours).sum().item<int64_t>(), 3);  // one NaN in two windows, one in one
+  EXPECT_TRUE(at::equal(ours.nan_to_num(0), theirs.nan_to_num(0)));
+}
+
+TEST(MaxPoolTest, OtherLayoutsAndBadSettingsGoToLibTorch) {
+  const at::Tensor channels_last =
+      at::randn({2, 3, 8, 8}).contiguous(at::MemoryFormat::ChannelsLast);
+  EXPECT_FALSE(UsesOwnMaxPoolKernel(channels_last));
+  EXPECT_TRUE(at::equal(MaxPool2d(channels_last, 3, 2, 1),
+                        at::max_pool2d(channels_last, {3, 3}, {2, 2}, {1, 1})));
+  EXPECT_FALSE(UsesOwnMaxPoolKernel(at::randn({2, 3, 8, 8}, at::kDouble)));
+  // LibTorch's own message for padding over half the kernel.
+  EXPECT_THROW(MaxPool2d(at::randn({1, 1, 8, 8}), 3, 2, 2), c10::Error);
 }
 
 }  // namespace

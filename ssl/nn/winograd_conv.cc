@@ -234,9 +234,10 @@ at::Tensor RowMajor(const at::Tensor& matrix) {
 at::Tensor TapWeightGradient(const at::Tensor& input, const at::Tensor& grad_output, int64_t stride,
                              bool channels_last) {
   const int64_t channels = input.size(1), filters = grad_output.size(1);
-  // Channels innermost, so that each position's channels are one matrix row.
-  const at::Tensor x = input.permute({0, 2, 3, 1});
-  const at::Tensor g = grad_output.permute({0, 2, 3, 1});
+  // Channels innermost, so that each position's channels are one matrix row; made so
+  // once, as the taps' windows are then gathered by whole rows.
+  const at::Tensor x = input.permute({0, 2, 3, 1}).contiguous();
+  const at::Tensor g = grad_output.permute({0, 2, 3, 1}).contiguous();
   at::Tensor tap_major = at::empty({filters, 3, 3, channels}, input.options());
   for (int64_t ty = 0; ty < 3; ++ty) {
     const auto [y_begin, y_end] = TapRange(ty, stride, input.size(2), grad_output.size(2));
