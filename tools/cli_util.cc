@@ -2,14 +2,16 @@
 
 #include <gflags/gflags.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <algorithm>
 #include <map>
 #include <memory>
 #include <sstream>
+
+#include "ssl/core/allocator.h"
 
 namespace ssl::tools {
 
@@ -80,6 +82,9 @@ void ParseProgramFlags(int* argc, char*** argv, const std::string& usage) {
     std::exit(0);
   }
   gflags::ParseCommandLineFlags(argc, argv, /*remove_flags=*/true);
+  // Every program here trains or evaluates in loops that free and reallocate the same
+  // large tensors.
+  core::KeepFreedMemoryForReuse();
 }
 
 void AcceptPythonSpellings(int argc, char** argv,

@@ -17,6 +17,7 @@ std::vector<int> ParseIntList(const std::string& text);
 /// gflags' parsing for the programs, with a --help (also -h, --helpshort) that prints
 /// the usage and this project's own flags grouped by file, not the ~80 flags LibTorch,
 /// glog and gflags register (--helpfull still lists everything); exits 0 after help.
+/// Also sets the allocator up for training loops (ssl/core/allocator.h).
 void ParseProgramFlags(int* argc, char*** argv, const std::string& usage);
 
 /// Accepts the Python originals' spellings before gflags sees them: "--moco-m-cos" as

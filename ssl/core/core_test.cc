@@ -1,11 +1,18 @@
 #include <gtest/gtest.h>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <numeric>
 #include <set>
 #include <vector>
 
+#include "ssl/core/allocator.h"
 #include "ssl/core/progress.h"
 #include "ssl/core/random.h"
 #include "ssl/core/status_macros.h"
@@ -114,6 +121,30 @@ TEST(StatusMacrosTest, PropagateErrorsAndValues) {
   EXPECT_EQ(out, 2);
   EXPECT_EQ(Quarter(6, &out).message(), "odd");
 }
+
+#if defined(__GLIBC__)
+TEST(AllocatorTest, LargeBlocksComeFromTheHeapAndStayForReuse) {
+  for (const char* name :
+       {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES"}) {
+    if (std::getenv(name) != nullptr) GTEST_SKIP() << name << " is set";
+  }
+  ASSERT_TRUE(core::KeepFreedMemoryForReuse());
+  const size_t mapped_blocks = mallinfo2().hblks;
+  constexpr size_t kBlock = 16 << 20;  // a large activation; mapped on its own by default
+  char* block = static_cast<char*>(std::malloc(kBlock));
+  ASSERT_NE(block, nullptr);
+  std::memset(block, 1, kBlock);
+  EXPECT_EQ(mallinfo2().hblks, mapped_blocks);
+  std::free(block);
+  // Still held by the heap, free for the next allocation.
+  EXPECT_GE(mallinfo2().fordblks, kBlock);
+
+  // A user's own setting wins.
+  setenv("MALLOC_TOP_PAD_", "0", 1);
+  EXPECT_FALSE(core::KeepFreedMemoryForReuse());
+  unsetenv("MALLOC_TOP_PAD_");
+}
+#endif
 
 }  // namespace
 }  // namespace ssl

@@ -62,6 +62,7 @@ void Run(benchmark::State& state, bool fast) {
   } else {
     state.SetLabel(ssl::nn::UsesWinograd(*conv, input)            ? "winograd"
                    : ssl::nn::UsesTapWeightGradient(*conv, input) ? "tap weight gradients"
+                   : ssl::nn::UsesTapConvolution(*conv, input)    ? "tap convolution"
                                                                   : "direct");
     if (DirectSeconds().count(shape) != 0) {
       state.counters["vs_direct"] = DirectSeconds()[shape] / per_iteration;

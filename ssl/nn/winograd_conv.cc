@@ -231,36 +231,119 @@ at::Tensor RowMajor(const at::Tensor& matrix) {
   return matrix.stride(1) == 1 && matrix.stride(0) >= matrix.size(1) ? matrix : matrix.contiguous();
 }
 
-at::Tensor TapWeightGradient(const at::Tensor& input, const at::Tensor& grad_output, int64_t stride,
-                             bool channels_last) {
-  const int64_t channels = input.size(1), filters = grad_output.size(1);
-  // Channels innermost, so that each position's channels are one matrix row; made so
-  // once, as the taps' windows are then gathered by whole rows.
-  const at::Tensor x = input.permute({0, 2, 3, 1}).contiguous();
-  const at::Tensor g = grad_output.permute({0, 2, 3, 1}).contiguous();
-  at::Tensor tap_major = at::empty({filters, 3, 3, channels}, input.options());
-  for (int64_t ty = 0; ty < 3; ++ty) {
-    const auto [y_begin, y_end] = TapRange(ty, stride, input.size(2), grad_output.size(2));
-    for (int64_t tx = 0; tx < 3; ++tx) {
-      const auto [x_begin, x_end] = TapRange(tx, stride, input.size(3), grad_output.size(3));
-      at::Tensor tap_grad = tap_major.select(1, ty).select(1, tx);  // [K, C], rows 9C apart
-      if (y_begin == y_end || x_begin == x_end) {
-        tap_grad.zero_();
-        continue;
-      }
-      const at::Tensor outputs =
-          RowMajor(g.slice(1, y_begin, y_end).slice(2, x_begin, x_end).reshape({-1, filters}));
-      const at::Tensor inputs =
-          RowMajor(x.slice(1, stride * y_begin + ty - 1, stride * (y_end - 1) + ty, stride)
-                       .slice(2, stride * x_begin + tx - 1, stride * (x_end - 1) + tx, stride)
-                       .reshape({-1, channels}));
-      // oneDNN's sgemm (row-major) runs on the OpenMP threads; LibTorch's mm would go to
-      // OpenBLAS, whose own spinning threads contend with them for the cores.
-      dnnl::sgemm('T', 'N', filters, channels, outputs.size(0), 1.0f, outputs.data_ptr<float>(),
-                  outputs.stride(0), inputs.data_ptr<float>(), inputs.stride(0), 0.0f,
-                  tap_grad.data_ptr<float>(), 9 * channels);
-    }
+// Channels innermost (N, H, W, C), so that each position's channels are one matrix row;
+// free for channels-last tensors.
+at::Tensor Nhwc(const at::Tensor& tensor) { return tensor.permute({0, 2, 3, 1}).contiguous(); }
+
+// An NHWC result in the layout LibTorch gives for `like`: a channels-last view, or NCHW.
+at::Tensor InLayoutOf(const at::Tensor& nhwc, const at::Tensor& like) {
+  const at::Tensor nchw = nhwc.permute({0, 3, 1, 2});
+  return ChannelsLast(like) ? nchw : nchw.contiguous();
+}
+
+// The positions of an NHWC map that tap (ty, tx) reads for outputs [y_begin, y_end) x
+// [x_begin, x_end).
+at::Tensor TapWindow(const at::Tensor& nhwc, int64_t ty, int64_t tx, int64_t stride,
+                     int64_t y_begin, int64_t y_end, int64_t x_begin, int64_t x_end) {
+  return nhwc.slice(1, stride * y_begin + ty - 1, stride * (y_end - 1) + ty, stride)
+      .slice(2, stride * x_begin + tx - 1, stride * (x_end - 1) + tx, stride);
+}
+
+// Calls `visit(ty, tx, y_begin, y_end, x_begin, x_end)` for each tap that meets the
+// image, the centre tap first: it meets it at every output (so it can write where the
+// others add).
+template <typename Visit>
+void ForEachTap(int64_t stride, int64_t height, int64_t width, int64_t out_height,
+                int64_t out_width, Visit visit) {
+  for (const int tap : {4, 0, 1, 2, 3, 5, 6, 7, 8}) {
+    const int64_t ty = tap / 3, tx = tap % 3;
+    const auto [y_begin, y_end] = TapRange(ty, stride, height, out_height);
+    const auto [x_begin, x_end] = TapRange(tx, stride, width, out_width);
+    if (y_begin < y_end && x_begin < x_end) visit(ty, tx, y_begin, y_end, x_begin, x_end);
   }
+}
+
+// oneDNN's sgemm (row-major: c = a b) runs on the OpenMP threads; LibTorch's mm would go
+// to OpenBLAS, whose own spinning threads contend with them for the cores.
+void Sgemm(char transa, char transb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  dnnl::sgemm(transa, transb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+}
+
+// [K, C, 3, 3] -> [3, 3, C, K]: each tap's weights as one [C, K] matrix.
+at::Tensor TapWeights(const at::Tensor& weight) {
+  return weight.permute({2, 3, 1, 0}).contiguous();
+}
+
+// y[n, o] = sum over taps of x[n, stride * o + tap - 1] W_tap, NHWC in and out.
+at::Tensor TapForward(const at::Tensor& x, const at::Tensor& taps, int64_t stride) {
+  const int64_t n = x.size(0), height = x.size(1), width = x.size(2), channels = x.size(3);
+  const int64_t filters = taps.size(3);
+  const int64_t out_height = (height - 1) / stride + 1, out_width = (width - 1) / stride + 1;
+  at::Tensor y = at::empty({n, out_height, out_width, filters}, x.options());
+  ForEachTap(
+      stride, height, width, out_height, out_width,
+      [&](int64_t ty, int64_t tx, int64_t y_begin, int64_t y_end, int64_t x_begin, int64_t x_end) {
+        const at::Tensor rows = RowMajor(
+            TapWindow(x, ty, tx, stride, y_begin, y_end, x_begin, x_end).reshape({-1, channels}));
+        const float* w = taps.data_ptr<float>() + (ty * 3 + tx) * channels * filters;
+        const bool centre = ty == 1 && tx == 1;
+        at::Tensor product = centre ? y : at::empty({rows.size(0), filters}, x.options());
+        Sgemm('N', 'N', rows.size(0), filters, channels, rows.data_ptr<float>(), rows.stride(0), w,
+              filters, 0.0f, product.data_ptr<float>(), filters);
+        if (!centre) {
+          y.slice(1, y_begin, y_end)
+              .slice(2, x_begin, x_end)
+              .add_(product.view({n, y_end - y_begin, x_end - x_begin, filters}));
+        }
+      });
+  return y;
+}
+
+// The input gradient: g[n, o] W_tap^T added at x's position stride * o + tap - 1, NHWC.
+at::Tensor TapInputGradient(const at::Tensor& g, const at::Tensor& taps, int64_t stride,
+                            int64_t height, int64_t width) {
+  const int64_t n = g.size(0), filters = g.size(3), channels = taps.size(2);
+  // At stride 1 the centre tap writes every position; at stride 2 some get nothing.
+  at::Tensor grad = stride == 1 ? at::empty({n, height, width, channels}, g.options())
+                                : at::zeros({n, height, width, channels}, g.options());
+  ForEachTap(
+      stride, height, width, g.size(1), g.size(2),
+      [&](int64_t ty, int64_t tx, int64_t y_begin, int64_t y_end, int64_t x_begin, int64_t x_end) {
+        const at::Tensor rows =
+            RowMajor(g.slice(1, y_begin, y_end).slice(2, x_begin, x_end).reshape({-1, filters}));
+        const float* w = taps.data_ptr<float>() + (ty * 3 + tx) * channels * filters;
+        const bool direct = stride == 1 && ty == 1 && tx == 1;
+        at::Tensor product = direct ? grad : at::empty({rows.size(0), channels}, g.options());
+        Sgemm('N', 'T', rows.size(0), channels, filters, rows.data_ptr<float>(), rows.stride(0), w,
+              filters, 0.0f, product.data_ptr<float>(), channels);
+        if (!direct) {
+          TapWindow(grad, ty, tx, stride, y_begin, y_end, x_begin, x_end)
+              .add_(product.view({n, y_end - y_begin, x_end - x_begin, channels}));
+        }
+      });
+  return grad;
+}
+
+// The weight gradient from NHWC x and g: per tap, g's rows^T x's rows over the outputs
+// where the tap meets the image.
+at::Tensor TapWeightGradient(const at::Tensor& x, const at::Tensor& g, int64_t stride,
+                             bool channels_last) {
+  const int64_t channels = x.size(3), filters = g.size(3);
+  at::Tensor tap_major = at::zeros({filters, 3, 3, channels}, x.options());
+  ForEachTap(
+      stride, x.size(1), x.size(2), g.size(1), g.size(2),
+      [&](int64_t ty, int64_t tx, int64_t y_begin, int64_t y_end, int64_t x_begin, int64_t x_end) {
+        const at::Tensor outputs =
+            RowMajor(g.slice(1, y_begin, y_end).slice(2, x_begin, x_end).reshape({-1, filters}));
+        const at::Tensor inputs = RowMajor(
+            TapWindow(x, ty, tx, stride, y_begin, y_end, x_begin, x_end).reshape({-1, channels}));
+        // [K, C], rows 9C apart.
+        float* tap_grad = tap_major.data_ptr<float>() + (ty * 3 + tx) * channels;
+        Sgemm('T', 'N', filters, channels, outputs.size(0), outputs.data_ptr<float>(),
+              outputs.stride(0), inputs.data_ptr<float>(), inputs.stride(0), 0.0f, tap_grad,
+              9 * channels);
+      });
   // A channels-last weight is laid out [K, 3, 3, C] already.
   return channels_last ? tap_major.permute({0, 3, 1, 2}) : TapMajorToFilterMajor(tap_major);
 }
@@ -286,7 +369,40 @@ class TapWeightGradientFunction : public torch::autograd::Function<TapWeightGrad
                                                         {0, 0}, 1, {true, false, false}));
     }
     if (ctx->needs_input_grad(1)) {
-      grad_weight = TapWeightGradient(input, grad, stride, ChannelsLast(weight));
+      grad_weight = TapWeightGradient(Nhwc(input), Nhwc(grad), stride, ChannelsLast(weight));
+    }
+    return {grad_input, grad_weight, at::Tensor()};
+  }
+};
+
+// The whole convolution as per-tap products (forward, input and weight gradients), for
+// the smallest maps: oneDNN's direct kernel computes every tap, padded ones included
+// (5 of 9 per output on a 2x2 map), and reorders the weights for each pass; here each
+// tap's valid positions are one product and the weights are rearranged once per step.
+class TapConvolutionFunction : public torch::autograd::Function<TapConvolutionFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input,
+                            const at::Tensor& weight, int64_t stride) {
+    const at::Tensor taps = TapWeights(weight);
+    ctx->save_for_backward({input, weight});
+    ctx->saved_data["taps"] = taps;
+    ctx->saved_data["stride"] = stride;
+    return InLayoutOf(TapForward(Nhwc(input), taps, stride), input);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const torch::autograd::variable_list saved = ctx->get_saved_variables();
+    const at::Tensor &input = saved[0], &weight = saved[1];
+    const int64_t stride = ctx->saved_data["stride"].toInt();
+    const at::Tensor g = Nhwc(grads[0]);
+    at::Tensor grad_input, grad_weight;
+    if (ctx->needs_input_grad(0)) {
+      grad_input = InLayoutOf(TapInputGradient(g, ctx->saved_data["taps"].toTensor(), stride,
+                                               input.size(2), input.size(3)),
+                              input);
+    }
+    if (ctx->needs_input_grad(1)) {
+      grad_weight = TapWeightGradient(Nhwc(input), g, stride, ChannelsLast(weight));
     }
     return {grad_input, grad_weight, at::Tensor()};
   }
@@ -309,6 +425,11 @@ bool IsTapWeightGradientShape(const at::Tensor& input, const at::Tensor& weight,
   const int64_t output_height = (input.size(2) - 1) / stride + 1;
   const int64_t output_width = (input.size(3) - 1) / stride + 1;
   return std::min(output_height, output_width) < 8;
+}
+
+// Outputs of at most 2x2, where most taps are padding.
+bool IsTapConvolutionShape(const at::Tensor& input, int64_t stride) {
+  return std::max((input.size(2) - 1) / stride + 1, (input.size(3) - 1) / stride + 1) <= 2;
 }
 
 #endif  // SSL_NO_DNNL
@@ -372,7 +493,7 @@ int64_t EligibleStride(const torch::nn::Conv2dImpl& conv, const at::Tensor& inpu
 }
 #endif  // SSL_NO_DNNL
 
-enum class ConvPath { kDirect, kWinograd, kTapWeightGradient };
+enum class ConvPath { kDirect, kWinograd, kTapWeightGradient, kTapConvolution };
 
 // Which algorithm Conv2dForward takes: the eligibility is read once per call.
 ConvPath ChoosePath(const torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
@@ -380,7 +501,8 @@ ConvPath ChoosePath(const torch::nn::Conv2dImpl& conv, const at::Tensor& input) 
   const int64_t stride = EligibleStride(conv, input);
   if (stride == 1 && IsWinogradShape(input, conv.weight)) return ConvPath::kWinograd;
   if (stride != 0 && IsTapWeightGradientShape(input, conv.weight, stride)) {
-    return ConvPath::kTapWeightGradient;
+    return IsTapConvolutionShape(input, stride) ? ConvPath::kTapConvolution
+                                                : ConvPath::kTapWeightGradient;
   }
 #endif
   return ConvPath::kDirect;
@@ -396,6 +518,10 @@ bool UsesTapWeightGradient(const torch::nn::Conv2dImpl& conv, const at::Tensor& 
   return ChoosePath(conv, input) == ConvPath::kTapWeightGradient;
 }
 
+bool UsesTapConvolution(const torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
+  return ChoosePath(conv, input) == ConvPath::kTapConvolution;
+}
+
 at::Tensor Conv2dForward(torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
 #ifndef SSL_NO_DNNL
   switch (ChoosePath(conv, input)) {
@@ -403,6 +529,8 @@ at::Tensor Conv2dForward(torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
       return WinogradFunction::apply(input, conv.weight);
     case ConvPath::kTapWeightGradient:
       return TapWeightGradientFunction::apply(input, conv.weight, (*conv.options.stride())[0]);
+    case ConvPath::kTapConvolution:
+      return TapConvolutionFunction::apply(input, conv.weight, (*conv.options.stride())[0]);
     case ConvPath::kDirect:
       break;
   }

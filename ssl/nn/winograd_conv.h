@@ -1,6 +1,8 @@
 // 3x3 convolutions on the CPU through oneDNN's Winograd algorithm (F(4x4, 3x3)),
 // forward and both backward passes; and, on smaller maps where Winograd does not pay,
-// weight gradients as one matrix product per kernel tap (--winograd turns on both).
+// one matrix product per kernel tap over the positions where the tap meets the image:
+// for weight gradients, and on outputs of at most 2x2 for the whole convolution
+// (--winograd turns on all of them).
 //
 // LibTorch's CPU convolutions (oneDNN's direct algorithm) already run at the machine's
 // matrix-multiply rate; Winograd does about half the multiplications for a 3x3 kernel on
@@ -31,14 +33,21 @@ bool UsesWinograd(const torch::nn::Conv2dImpl& conv, const at::Tensor& input);
 
 /// True where Conv2dForward would compute the weight gradient as per-tap matrix products
 /// (see winograd_conv.cc): switch on, the tensors and options UsesWinograd asks for but
-/// with stride 1 or 2, an output map with a side under 8, and not taken by Winograd. The
-/// output and the input gradient are LibTorch's own; only the weight gradient differs
-/// (in rounding).
+/// with stride 1 or 2, an output map with a side under 8 but larger than 2x2 (those
+/// take UsesTapConvolution), and not taken by Winograd. The output and the input
+/// gradient are LibTorch's own; only the weight gradient differs (in rounding).
 bool UsesTapWeightGradient(const torch::nn::Conv2dImpl& conv, const at::Tensor& input);
 
-/// conv->forward(input), through Winograd where UsesWinograd says so and with per-tap
-/// weight gradients where UsesTapWeightGradient does; differentiable with respect to the
-/// input and the weight either way.
+/// True where Conv2dForward would compute the whole convolution (output, input and
+/// weight gradients) as per-tap matrix products: the cases UsesTapWeightGradient
+/// describes whose output is at most 2x2, where most taps fall on padding. Equal to
+/// LibTorch's results up to rounding.
+bool UsesTapConvolution(const torch::nn::Conv2dImpl& conv, const at::Tensor& input);
+
+/// conv->forward(input), through Winograd where UsesWinograd says so, with per-tap
+/// weight gradients where UsesTapWeightGradient does and per-tap products throughout
+/// where UsesTapConvolution does; differentiable with respect to the input and the
+/// weight either way.
 at::Tensor Conv2dForward(torch::nn::Conv2dImpl& conv, const at::Tensor& input);
 
 /// The Winograd convolution itself (stride 1, padding 1, no bias); for tests and

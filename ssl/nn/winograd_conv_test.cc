@@ -122,17 +122,20 @@ TEST_F(WinogradConvTest, TakesOnlyEligibleConvolutionsAndOnlyWhenSwitchedOn) {
   EXPECT_TRUE(Conv2dForward(*conv, input).equal(conv->forward(input)));
 }
 
-// Smaller maps: LibTorch's forward and input gradient (bit for bit), and the weight
-// gradient as per-tap matrix products, equal to the direct one up to rounding. Includes
-// maps where some taps never meet the image (1x1, 1xN) and odd sizes with stride 2.
-TEST_F(WinogradConvTest, TapWeightGradientsEqualTheDirectOnesOnSmallMaps) {
+// Smaller maps. Outputs of at most 2x2: the whole convolution as per-tap products;
+// larger ones: LibTorch's forward and input gradient (bit for bit) with per-tap weight
+// gradients. Equal to the direct convolution up to rounding. Includes maps where some taps
+// never meet the image (1x1, 1xN) and odd sizes with stride 2.
+TEST_F(WinogradConvTest, TapProductsEqualTheDirectConvolutionOnSmallMaps) {
   using torch::nn::Conv2d;
   using torch::nn::Conv2dOptions;
   at::manual_seed(6);
   for (const auto& [channels, filters, height, width, stride] :
        {std::tuple{16, 24, 4, 4, 1}, std::tuple{32, 16, 2, 2, 1}, std::tuple{8, 8, 3, 5, 1},
         std::tuple{8, 8, 1, 1, 1}, std::tuple{8, 16, 1, 6, 1}, std::tuple{16, 32, 4, 4, 2},
-        std::tuple{8, 16, 7, 7, 2}, std::tuple{8, 16, 3, 2, 2}, std::tuple{16, 16, 12, 9, 2}}) {
+        std::tuple{8, 16, 7, 7, 2}, std::tuple{8, 16, 3, 2, 2}, std::tuple{16, 16, 12, 9, 2},
+        std::tuple{24, 16, 2, 1, 1}, std::tuple{16, 8, 3, 3, 2}}) {
+    const bool whole = std::max((height - 1) / stride + 1, (width - 1) / stride + 1) <= 2;
     for (const bool channels_last : {false, true}) {
       SCOPED_TRACE(std::to_string(channels) + "->" + std::to_string(filters) + " at " +
                    std::to_string(height) + "x" + std::to_string(width) + ", stride " +
@@ -145,7 +148,8 @@ TEST_F(WinogradConvTest, TapWeightGradientsEqualTheDirectOnesOnSmallMaps) {
       const at::Tensor upstream = at::randn_like(conv->forward(input));
       auto run = [&](bool fast) {
         SetWinogradConvolutions(fast);
-        EXPECT_EQ(UsesTapWeightGradient(*conv, input), fast);
+        EXPECT_EQ(UsesTapWeightGradient(*conv, input), fast && !whole);
+        EXPECT_EQ(UsesTapConvolution(*conv, input), fast && whole);
         EXPECT_FALSE(UsesWinograd(*conv, input));
         const at::Tensor x = input.clone().requires_grad_();
         conv->weight.mutable_grad().reset();
@@ -155,13 +159,36 @@ TEST_F(WinogradConvTest, TapWeightGradientsEqualTheDirectOnesOnSmallMaps) {
       };
       const std::vector<at::Tensor> direct = run(false);
       const std::vector<at::Tensor> taps = run(true);
-      EXPECT_TRUE(taps[0].equal(direct[0])) << "output";
-      EXPECT_TRUE(taps[1].equal(direct[1])) << "input gradient";
+      if (whole) {
+        EXPECT_LT(RelativeError(taps[0], direct[0]), 1e-5) << "output";
+        EXPECT_LT(RelativeError(taps[1], direct[1]), 1e-5) << "input gradient";
+      } else {
+        EXPECT_TRUE(taps[0].equal(direct[0])) << "output";
+        EXPECT_TRUE(taps[1].equal(direct[1])) << "input gradient";
+      }
       EXPECT_LT(RelativeError(taps[2], direct[2]), 1e-5) << "weight gradient";
+      // Each result in the layout LibTorch gives it.
+      for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(taps[i].sizes(), direct[i].sizes()) << i;
+        EXPECT_EQ(taps[i].is_contiguous(), direct[i].is_contiguous()) << i;
+      }
       EXPECT_EQ(taps[2].is_contiguous(at::MemoryFormat::ChannelsLast) && !taps[2].is_contiguous(),
                 channels_last);
     }
   }
+  // Without a weight gradient (a frozen layer): the input gradient alone.
+  SetWinogradConvolutions(true);
+  Conv2d frozen(Conv2dOptions(16, 16, 3).padding(1).bias(false));
+  frozen->weight.set_requires_grad(false);
+  const at::Tensor x = at::randn({2, 16, 2, 2}).requires_grad_();
+  ASSERT_TRUE(UsesTapConvolution(*frozen, x));
+  const at::Tensor upstream = at::randn({2, 16, 2, 2});
+  Conv2dForward(*frozen, x).backward(upstream);
+  const at::Tensor reference = x.detach().clone().requires_grad_();
+  frozen->forward(reference).backward(upstream);
+  EXPECT_LT(RelativeError(x.grad(), reference.grad()), 1e-5);
+  EXPECT_FALSE(frozen->weight.grad().defined());
+
   // Not taken: maps of 8x8 and more at stride 2, other strides, and 1x1 kernels.
   SetWinogradConvolutions(true);
   EXPECT_FALSE(
