@@ -37,6 +37,9 @@ DEFINE_string(output_dir, "", "Where checkpoint_%04d.pth.tar and metrics.jsonl g
 DEFINE_string(resume, "",
               "Checkpoint to resume from, or \"latest\" for the newest in --output_dir.");
 DEFINE_int32(max_epochs_this_run, 0, "Stop after this many epochs in this invocation (0: all).");
+DEFINE_string(profile_trace, "",
+              "Write a Chrome trace of LibTorch's operators over ten iterations of the first "
+              "epoch (from the 11th) to this file; tools/summarize_trace.py ranks the operators.");
 DEFINE_int32(knn_every, 0, "Run the kNN monitor every N epochs (0: off); needs --knn_val.");
 DEFINE_string(knn_train, "", "kNN memory bank images (default: --data).");
 DEFINE_string(knn_val, "", "kNN query images, e.g. the validation split.");
@@ -72,9 +75,12 @@ int Fail(const absl::Status& status) {
 
 int main(int argc, char** argv) {
   // main_moco.py's spellings work too: -a vit_small -b 1024 -j 8 --moco-m-cos ...
-  ssl::tools::AcceptPythonSpellings(
-      argc, argv, {{"a", "arch"}, {"b", "batch_size"}, {"j", "workers"}, {"p", "print_freq"},
-                   {"wd", "weight_decay"}});
+  ssl::tools::AcceptPythonSpellings(argc, argv,
+                                    {{"a", "arch"},
+                                     {"b", "batch_size"},
+                                     {"j", "workers"},
+                                     {"p", "print_freq"},
+                                     {"wd", "weight_decay"}});
   ssl::tools::ParseProgramFlags(
       &argc, &argv, "MoCo v3 self-supervised pretraining (see --helpfull for all flags)");
   FLAGS_logtostderr = true;
@@ -126,6 +132,7 @@ int main(int argc, char** argv) {
   options.output_dir = FLAGS_output_dir;
   options.resume = FLAGS_resume;
   options.max_epochs_this_run = FLAGS_max_epochs_this_run;
+  options.profile_trace = ssl::tools::UserPath(FLAGS_profile_trace);
   options.layout = ssl::train::MocoV3Layout();
   options.device = device->device;
   options.amp = device->amp;

@@ -270,15 +270,32 @@ void Sgemm(char transa, char transb, int64_t m, int64_t n, int64_t k, const floa
   dnnl::sgemm(transa, transb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
 
-// [K, C, 3, 3] -> [3, 3, C, K]: each tap's weights as one [C, K] matrix.
+// [K, C, 3, 3] -> [3, 3, K, C]: each tap's weights as one [K, C] matrix. A permuting
+// copy gathers element by element (~3 ms for 512x512 on two threads); here each filter's
+// 9C values are read nine times from cache while whole rows are written.
 at::Tensor TapWeights(const at::Tensor& weight) {
-  return weight.permute({2, 3, 1, 0}).contiguous();
+  if (ChannelsLast(weight)) return weight.permute({2, 3, 0, 1}).contiguous();  // C innermost
+  const at::Tensor w = weight.contiguous();
+  const int64_t filters = w.size(0), channels = w.size(1);
+  at::Tensor taps = at::empty({3, 3, filters, channels}, w.options());
+  const float* in = w.data_ptr<float>();
+  float* out = taps.data_ptr<float>();
+  at::parallel_for(0, filters, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const float* filter = in + k * channels * 9;
+      for (int64_t t = 0; t < 9; ++t) {
+        float* row = out + (t * filters + k) * channels;
+        for (int64_t c = 0; c < channels; ++c) row[c] = filter[c * 9 + t];
+      }
+    }
+  });
+  return taps;
 }
 
-// y[n, o] = sum over taps of x[n, stride * o + tap - 1] W_tap, NHWC in and out.
+// y[n, o] = sum over taps of x[n, stride * o + tap - 1] W_tap^T, NHWC in and out.
 at::Tensor TapForward(const at::Tensor& x, const at::Tensor& taps, int64_t stride) {
   const int64_t n = x.size(0), height = x.size(1), width = x.size(2), channels = x.size(3);
-  const int64_t filters = taps.size(3);
+  const int64_t filters = taps.size(2);
   const int64_t out_height = (height - 1) / stride + 1, out_width = (width - 1) / stride + 1;
   at::Tensor y = at::empty({n, out_height, out_width, filters}, x.options());
   ForEachTap(
@@ -289,8 +306,8 @@ at::Tensor TapForward(const at::Tensor& x, const at::Tensor& taps, int64_t strid
         const float* w = taps.data_ptr<float>() + (ty * 3 + tx) * channels * filters;
         const bool centre = ty == 1 && tx == 1;
         at::Tensor product = centre ? y : at::empty({rows.size(0), filters}, x.options());
-        Sgemm('N', 'N', rows.size(0), filters, channels, rows.data_ptr<float>(), rows.stride(0), w,
-              filters, 0.0f, product.data_ptr<float>(), filters);
+        Sgemm('N', 'T', rows.size(0), filters, channels, rows.data_ptr<float>(), rows.stride(0), w,
+              channels, 0.0f, product.data_ptr<float>(), filters);
         if (!centre) {
           y.slice(1, y_begin, y_end)
               .slice(2, x_begin, x_end)
@@ -300,10 +317,10 @@ at::Tensor TapForward(const at::Tensor& x, const at::Tensor& taps, int64_t strid
   return y;
 }
 
-// The input gradient: g[n, o] W_tap^T added at x's position stride * o + tap - 1, NHWC.
+// The input gradient: g[n, o] W_tap added at x's position stride * o + tap - 1, NHWC.
 at::Tensor TapInputGradient(const at::Tensor& g, const at::Tensor& taps, int64_t stride,
                             int64_t height, int64_t width) {
-  const int64_t n = g.size(0), filters = g.size(3), channels = taps.size(2);
+  const int64_t n = g.size(0), filters = g.size(3), channels = taps.size(3);
   // At stride 1 the centre tap writes every position; at stride 2 some get nothing.
   at::Tensor grad = stride == 1 ? at::empty({n, height, width, channels}, g.options())
                                 : at::zeros({n, height, width, channels}, g.options());
@@ -315,8 +332,8 @@ at::Tensor TapInputGradient(const at::Tensor& g, const at::Tensor& taps, int64_t
         const float* w = taps.data_ptr<float>() + (ty * 3 + tx) * channels * filters;
         const bool direct = stride == 1 && ty == 1 && tx == 1;
         at::Tensor product = direct ? grad : at::empty({rows.size(0), channels}, g.options());
-        Sgemm('N', 'T', rows.size(0), channels, filters, rows.data_ptr<float>(), rows.stride(0), w,
-              filters, 0.0f, product.data_ptr<float>(), channels);
+        Sgemm('N', 'N', rows.size(0), channels, filters, rows.data_ptr<float>(), rows.stride(0), w,
+              channels, 0.0f, product.data_ptr<float>(), channels);
         if (!direct) {
           TapWindow(grad, ty, tx, stride, y_begin, y_end, x_begin, x_end)
               .add_(product.view({n, y_end - y_begin, x_end - x_begin, channels}));

@@ -4,6 +4,7 @@
 #include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <chrono>
 #include <cmath>
@@ -188,6 +189,10 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
     return absl::PermissionDeniedError(
         absl::StrCat("cannot create output directory ", o.output_dir, ": ", error.message()));
   }
+  if (!o.profile_trace.empty() && is_main && !std::ofstream(o.profile_trace)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot write the profile trace ", o.profile_trace));
+  }
   SSL_ASSIGN_OR_RETURN(data::ImageFolder folder, data::ImageFolder::Open(o.data));
   SSL_ASSIGN_OR_RETURN(
       nn::BatchNormSetting bn_setting,
@@ -239,9 +244,9 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
     LOG(INFO) << method.name() << " " << method.EvalBackbone().name() << ": " << folder.size()
               << " images in " << folder.num_classes() << " classes, " << iters
               << " iterations/epoch of " << o.batch_size << " (" << world
-              << " process(es)), optimizer " << o.optimizer << ", device " << o.device
-              << ", amp " << AmpName(o.amp) << ", epochs " << start_epoch << " -> " << end_epoch
-              << " of " << o.epochs;
+              << " process(es)), optimizer " << o.optimizer << ", device " << o.device << ", amp "
+              << AmpName(o.amp) << ", epochs " << start_epoch << " -> " << end_epoch << " of "
+              << o.epochs;
   }
 
   for (int epoch = start_epoch; epoch < end_epoch; ++epoch) {
@@ -262,7 +267,19 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
       phase_seconds[phase] += std::chrono::duration<double>(now - phase_mark).count();
       phase_mark = now;
     };
+    // Profiles LibTorch's operators over ten iterations, past the first ones' warm-up.
+    std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
+    const int64_t profile_begin = iters >= 20 ? 10 : 0;
+    const bool profiling = !o.profile_trace.empty() && epoch == start_epoch && is_main;
     for (int64_t it = 0; it < iters; ++it) {
+      if (profiling && it == profile_begin) {
+        profile = std::make_unique<torch::autograd::profiler::RecordProfile>(o.profile_trace);
+      }
+      if (profile != nullptr && it == profile_begin + 10) {
+        profile.reset();
+        LOG(INFO) << "wrote a trace of iterations " << profile_begin + 1 << "-" << it << " to "
+                  << o.profile_trace;
+      }
       phase_mark = Clock::now();
       SSL_ASSIGN_OR_RETURN(const bool more, loader->Next(&batch));
       if (!more) break;
@@ -309,6 +326,11 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
           log.Due(step) ? MeanOverProcesses(*communicator, loss_value, o.device) : loss_value;
       log.Iteration(step, logged_loss, method.ScheduledValues(), batch.labels.size(0) * world,
                     loader->stats().wait_seconds);
+    }
+    if (profile != nullptr) {  // an epoch shorter than the profiled span
+      profile.reset();
+      LOG(INFO) << "wrote a trace of iterations " << profile_begin + 1 << "-" << iters << " to "
+                << o.profile_trace;
     }
     const double epoch_loss_sum = loss_sum.item<double>();
     if (!std::isfinite(epoch_loss_sum)) {

@@ -64,6 +64,10 @@ struct PretrainOptions {
   bool channels_last = false;
   /// Deterministic GPU algorithms (bitwise resume on a GPU) instead of cuDNN benchmark.
   bool deterministic = false;
+  /// Non-empty: a Chrome trace (chrome://tracing; tools/summarize_trace.py) of LibTorch's
+  /// operators over ten iterations of this invocation's first epoch, from its eleventh
+  /// (from its first when the epoch is shorter than 20), written to this path.
+  std::string profile_trace;
   /// The file layout of the original this run imitates.
   std::shared_ptr<CheckpointLayout> layout = MocoV3Layout();
   /// Recorded in the checkpoint's ssl_config under "program" (e.g. the VISSL config).

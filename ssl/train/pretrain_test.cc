@@ -185,6 +185,38 @@ TEST_F(PretrainEngineTest, TheMethodReceivesEveryStepWithItsScheduledValues) {
   EXPECT_EQ(result->epochs_completed, 3);
 }
 
+TEST_F(PretrainEngineTest, ProfileTraceHoldsTheFirstEpochsOperators) {
+  const std::string dir = data::testing::MakeTempDir("engine_profile");
+  at::manual_seed(0);
+  auto holder = std::make_shared<RecordingMethod>();
+  PretrainOptions options = Options(dir);
+  options.epochs = 2;
+  options.profile_trace = dir + "/trace.json";
+  ASSERT_TRUE(RunPretraining(*holder, options, distributed::MakeLocalCommunicator()).ok());
+  // Epochs of 3 iterations are shorter than the profiled span: all three, once.
+  std::ifstream file(options.profile_trace);
+  ASSERT_TRUE(file.good());
+  const nlohmann::json trace = nlohmann::json::parse(file);
+  ASSERT_TRUE(trace.is_array());
+  int steps = 0, operators = 0;
+  for (const nlohmann::json& event : trace) {
+    const std::string name = event.value("name", "");
+    if (name.rfind("aten::", 0) == 0) ++operators;
+    // RecordingMethod's loss starts with a full mean: one MeanBackward0 per step.
+    if (name == "MeanBackward0") ++steps;
+  }
+  EXPECT_GT(operators, 0);
+  EXPECT_EQ(steps, 3);
+
+  options.output_dir = data::testing::MakeTempDir("engine_profile_bad");
+  options.profile_trace = "/nonexistent-directory/trace.json";
+  const absl::StatusOr<PretrainResult> refused =
+      RunPretraining(*holder, options, distributed::MakeLocalCommunicator());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(std::string(refused.status().message()),
+            "cannot write the profile trace /nonexistent-directory/trace.json");
+}
+
 TEST_F(PretrainEngineTest, FrozenParametersWaitAndDecayFollowsTheGroups) {
   const std::string dir = data::testing::MakeTempDir("engine_groups");
   at::manual_seed(0);
@@ -312,13 +344,12 @@ TEST_F(PretrainEngineTest, Bf16AutocastTracksFloat32Losses) {
     options.epochs = 2;
     options.amp = amp;
     at::manual_seed(0);
-    auto moco = *methods::MocoV3Impl::Create(
-        methods::MocoV3Options{.arch = "resnet18w0.0625",
-                               .cifar_stem = true,
-                               .dim = 8,
-                               .mlp_dim = 16,
-                               .image_size = 16},
-        distributed::MakeLocalCommunicator());
+    auto moco = *methods::MocoV3Impl::Create(methods::MocoV3Options{.arch = "resnet18w0.0625",
+                                                                    .cifar_stem = true,
+                                                                    .dim = 8,
+                                                                    .mlp_dim = 16,
+                                                                    .image_size = 16},
+                                             distributed::MakeLocalCommunicator());
     EXPECT_TRUE(RunPretraining(*moco, options, distributed::MakeLocalCommunicator()).ok());
     std::vector<double> losses;
     for (const nlohmann::json& record : Records(dir, "iteration")) {
