@@ -90,7 +90,7 @@ TEST(DistributedTest, CollectivesAndSyncBatchNormGroupsOnFourProcesses) {
   // Two "machines" of two processes each.
   Job job = StartWorkers(dir, 4, 2, {"--scenario=collectives", "--output=" + dir + "/out"});
   for (size_t r = 0; r < job.pids.size(); ++r) {
-    ASSERT_EQ(ExitCode(job.pids[r]), 0) << ReadFile(job.logs[r]);
+    ASSERT_EQ(testing::ExitCodeWithin(job.pids[r], 120), 0) << ReadFile(job.logs[r]);
   }
   for (int r = 0; r < 4; ++r) {
     const c10::impl::GenericDict out = Load(dir + "/out." + std::to_string(r));
@@ -117,7 +117,7 @@ c10::impl::GenericDict RunScenario(const std::string& name, int world,
   flags.push_back("--output=" + dir + "/out");
   Job job = StartWorkers(dir, world, world, flags);
   for (size_t r = 0; r < job.pids.size(); ++r) {
-    EXPECT_EQ(ExitCode(job.pids[r]), 0) << ReadFile(job.logs[r]);
+    EXPECT_EQ(testing::ExitCodeWithin(job.pids[r], 120), 0) << ReadFile(job.logs[r]);
   }
   return Load(dir + "/out");
 }
@@ -222,7 +222,8 @@ TEST(DistributedTest, MomentumTeacherStepsOnTwoProcessesEqualOneProcess) {
     EXPECT_LT(MaxDifference(one, two, key), 1e-10) << key;
   }
   EXPECT_GT(std::abs(one.at("losses").toTensor()[2].item<double>() -
-                     one.at("losses").toTensor()[0].item<double>()), 1e-6);
+                     one.at("losses").toTensor()[0].item<double>()),
+            1e-6);
 }
 
 // The survivors of a job that loses rank 1 exit with the collective error naming it.
@@ -233,24 +234,27 @@ TEST_P(LostRankTest, SurvivorsNameTheMissingRankWithinTheTimeout) {
   const auto start = Clock::now();
   Job job = StartWorkers(dir, 3, 3,
                          {"--scenario=lose_rank", "--victim_action=" + GetParam(),
-                          "--timeout_ms=3000", "--heartbeat_ms=200"});
+                          "--timeout_ms=3000", "--probe_timeout_ms=600"});
   for (int r : {0, 2}) {
-    EXPECT_EQ(ExitCode(job.pids[r]), 3) << ReadFile(job.logs[r]);
+    EXPECT_EQ(testing::ExitCodeWithin(job.pids[r], 60), 3) << ReadFile(job.logs[r]);
     const std::string log = ReadFile(job.logs[r]);
     EXPECT_NE(log.find("rank 1 has stopped responding"), std::string::npos) << log;
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  EXPECT_LT(seconds, 3.0 + 3 * 0.2 + 5.0);  // timeout + diagnosis + start-up slack
+  EXPECT_LT(seconds, 3.0 + 3 * 0.6 + 5.0);  // timeout + probes and linger + start-up slack
   kill(job.pids[1], SIGKILL);
   ExitCode(job.pids[1]);
 }
 
-INSTANTIATE_TEST_SUITE_P(KilledOrHung, LostRankTest, ::testing::Values("kill", "stop"));
+// stop_mid_request: the victim stops with half a request sent to rank 0's store, which
+// LibTorch 1.13's store then waits on forever; the survivors must not need that store.
+INSTANTIATE_TEST_SUITE_P(KilledOrHung, LostRankTest,
+                         ::testing::Values("kill", "stop", "stop_mid_request"));
 
 TEST(DistributedTest, ARankThatNeverStartsIsNamedAtTheRendezvous) {
   const std::string dir = data::testing::MakeTempDir("never_started");
   Job job = StartWorkers(dir, 2, 2, {"--timeout_ms=1500"}, /*ranks_to_start=*/1);
-  EXPECT_EQ(ExitCode(job.pids[0]), 2);
+  EXPECT_EQ(testing::ExitCodeWithin(job.pids[0], 120), 2);
   const std::string log = ReadFile(job.logs[0]);
   EXPECT_NE(log.find("rank 1 of 2 did not join the rendezvous at 127.0.0.1:"), std::string::npos)
       << log;

@@ -19,6 +19,9 @@
 #include <ATen/ops/tensor.h>
 #include <c10/core/GradMode.h>
 #include <gflags/gflags.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <csignal>
@@ -37,10 +40,11 @@
 #include "ssl/optim/optimizer.h"
 #include "ssl/train/checkpoint.h"
 
-DEFINE_string(scenario, "collectives", "collectives | moco_step | swav_step | m2t_step | sync_bn | lose_rank");
+DEFINE_string(scenario, "collectives",
+              "collectives | moco_step | swav_step | m2t_step | sync_bn | lose_rank");
 DEFINE_string(output, "", "Results file (rank 0; collectives: one per rank, .<rank> appended).");
 DEFINE_int32(timeout_ms, 10000, "Collective and rendezvous timeout.");
-DEFINE_int32(heartbeat_ms, 200, "Heartbeat interval.");
+DEFINE_int32(probe_timeout_ms, 600, "How long a liveness probe waits for an answer.");
 DEFINE_int32(global_batch, 8, "moco_step: samples over all processes.");
 DEFINE_int32(steps, 2, "moco_step: optimizer steps.");
 DEFINE_string(bn, "sync", "moco_step: local | sync | split.");
@@ -50,7 +54,9 @@ DEFINE_bool(double_precision, true,
             "(float32 runs can flip a ReLU on a borderline activation after a few steps).");
 DEFINE_bool(overlap, true, "moco_step: start bucket all-reduces from autograd hooks.");
 DEFINE_int32(victim, 1, "lose_rank: the rank that goes away.");
-DEFINE_string(victim_action, "kill", "lose_rank: kill (SIGKILL) or stop (SIGSTOP).");
+DEFINE_string(victim_action, "kill",
+              "lose_rank: kill (SIGKILL), stop (SIGSTOP), or stop_mid_request (SIGSTOP "
+              "after the first byte of a request to the rendezvous store).");
 
 namespace ssl {
 namespace {
@@ -268,7 +274,8 @@ void M2TeacherStep(const std::shared_ptr<Communicator>& comm) {
   at::manual_seed(1);
   const at::Tensor view1 = at::randn({FLAGS_global_batch, 3, 16, 16}, at::kDouble);
   const at::Tensor view2 = at::randn({FLAGS_global_batch, 3, 16, 16}, at::kDouble);
-  const at::Tensor mine = at::arange(comm->rank(), FLAGS_global_batch, comm->world_size(), at::kLong);
+  const at::Tensor mine =
+      at::arange(comm->rank(), FLAGS_global_batch, comm->world_size(), at::kLong);
   const std::vector<at::Tensor> crops = {view1.index_select(0, mine), view2.index_select(0, mine)};
   std::vector<double> losses;
   model->train();
@@ -350,10 +357,29 @@ void Latency(Communicator& comm) {
   if (comm.rank() == 0) Save(results, FLAGS_output);
 }
 
+// Sends the first byte of a TCPStore request (LibTorch 1.13's SET) to rank 0's store and
+// no more: what a rank stopped in the middle of a request leaves behind.
+void StartARequestToTheStore() {
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(std::getenv("MASTER_ADDR"), std::getenv("MASTER_PORT"), &hints, &found) != 0) {
+    throw std::runtime_error("cannot resolve the rendezvous store");
+  }
+  const int fd = socket(found->ai_family, found->ai_socktype, found->ai_protocol);
+  const bool sent =
+      fd >= 0 && connect(fd, found->ai_addr, found->ai_addrlen) == 0 && send(fd, "\0", 1, 0) == 1;
+  freeaddrinfo(found);
+  if (!sent) throw std::runtime_error("cannot write to the rendezvous store");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let the store read it
+}
+
 void LoseRank(Communicator& comm) {
   for (int i = 0; i < 1000; ++i) {
     if (comm.rank() == FLAGS_victim && i == 3) {
-      std::raise(FLAGS_victim_action == "stop" ? SIGSTOP : SIGKILL);
+      if (FLAGS_victim_action == "stop_mid_request") StartARequestToTheStore();
+      std::raise(FLAGS_victim_action == "kill" ? SIGKILL : SIGSTOP);
     }
     at::Tensor ones = at::ones({4});
     comm.AllReduceSum(ones);
@@ -367,7 +393,7 @@ int Run() {
   distributed::ProcessGroupOptions options;
   options.config = *config;
   options.timeout = std::chrono::milliseconds(FLAGS_timeout_ms);
-  options.heartbeat_interval = std::chrono::milliseconds(FLAGS_heartbeat_ms);
+  options.probe_timeout = std::chrono::milliseconds(FLAGS_probe_timeout_ms);
   auto comm = distributed::CreateCommunicator(options);
   if (!comm.ok()) {
     std::cerr << "worker: " << comm.status().message() << "\n";

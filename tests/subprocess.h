@@ -27,6 +27,10 @@ int WaitStatus(pid_t pid);
 /// The exit code of `pid`, or 128 + the signal that ended it.
 int ExitCode(pid_t pid);
 
+/// ExitCode, but a process still running after `seconds` is SIGKILLed first and -1 is
+/// returned: a test of a process that must stop on its own fails instead of hanging.
+int ExitCodeWithin(pid_t pid, double seconds);
+
 /// Waits (up to 120 s) until `path` exists, lets the process run `settle_ms` more, then
 /// SIGKILLs `pid` and reaps it: true when the signal ended it (false when it had
 /// finished first or could not be signalled), the kill-and-resume tests' set-up.
