@@ -130,9 +130,15 @@ class StemPooler {
 };
 #endif  // __SSE2__
 
+// Enough planes per parallel task for about 16K outputs, so that small maps do not pay
+// a task's overhead per plane.
+int64_t PlanesPerTask(const Geometry& g) {
+  return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.out_plane_size()));
+}
+
 template <bool kArgmax>
 void PoolForward(const Geometry& g, const float* input, float* output, int32_t* argmax) {
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.out_plane_size()));
+  const int64_t grain = PlanesPerTask(g);
 #ifdef __SSE2__
   const bool stem = g.kernel == 3 && g.stride == 2 && g.padding == 1;
 #else
@@ -166,7 +172,7 @@ at::Tensor PoolBackward(const Geometry& g, const at::Tensor& grad_output, const 
   const float* grad_out = grad.data_ptr<float>();
   const int32_t* arg = argmax.data_ptr<int32_t>();
   float* grad_in = grad_input.data_ptr<float>();
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.out_plane_size()));
+  const int64_t grain = PlanesPerTask(g);
   at::parallel_for(0, g.planes, grain, [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
       const float* go = grad_out + plane * g.out_plane_size();

@@ -271,15 +271,16 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
     std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
     const int64_t profile_begin = iters >= 20 ? 10 : 0;
     const bool profiling = !o.profile_trace.empty() && epoch == start_epoch && is_main;
+    const auto finish_profile = [&](int64_t last_iteration) {
+      profile.reset();  // writes the trace
+      LOG(INFO) << "wrote a trace of iterations " << profile_begin + 1 << "-" << last_iteration
+                << " to " << o.profile_trace;
+    };
     for (int64_t it = 0; it < iters; ++it) {
       if (profiling && it == profile_begin) {
         profile = std::make_unique<torch::autograd::profiler::RecordProfile>(o.profile_trace);
       }
-      if (profile != nullptr && it == profile_begin + 10) {
-        profile.reset();
-        LOG(INFO) << "wrote a trace of iterations " << profile_begin + 1 << "-" << it << " to "
-                  << o.profile_trace;
-      }
+      if (profile != nullptr && it == profile_begin + 10) finish_profile(it);
       phase_mark = Clock::now();
       SSL_ASSIGN_OR_RETURN(const bool more, loader->Next(&batch));
       if (!more) break;
@@ -327,11 +328,7 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
       log.Iteration(step, logged_loss, method.ScheduledValues(), batch.labels.size(0) * world,
                     loader->stats().wait_seconds);
     }
-    if (profile != nullptr) {  // an epoch shorter than the profiled span
-      profile.reset();
-      LOG(INFO) << "wrote a trace of iterations " << profile_begin + 1 << "-" << iters << " to "
-                << o.profile_trace;
-    }
+    if (profile != nullptr) finish_profile(iters);  // an epoch shorter than the span
     const double epoch_loss_sum = loss_sum.item<double>();
     if (!std::isfinite(epoch_loss_sum)) {
       return absl::InternalError(absl::StrCat(
