@@ -44,7 +44,7 @@ DEFINE_string(scenario, "collectives",
               "collectives | moco_step | swav_step | m2t_step | sync_bn | lose_rank");
 DEFINE_string(output, "", "Results file (rank 0; collectives: one per rank, .<rank> appended).");
 DEFINE_int32(timeout_ms, 10000, "Collective and rendezvous timeout.");
-DEFINE_int32(probe_timeout_ms, 600, "How long a liveness probe waits for an answer.");
+DEFINE_int32(heartbeat_ms, 200, "Heartbeat interval.");
 DEFINE_int32(global_batch, 8, "moco_step: samples over all processes.");
 DEFINE_int32(steps, 2, "moco_step: optimizer steps.");
 DEFINE_string(bn, "sync", "moco_step: local | sync | split.");
@@ -393,7 +393,7 @@ int Run() {
   distributed::ProcessGroupOptions options;
   options.config = *config;
   options.timeout = std::chrono::milliseconds(FLAGS_timeout_ms);
-  options.probe_timeout = std::chrono::milliseconds(FLAGS_probe_timeout_ms);
+  options.heartbeat_interval = std::chrono::milliseconds(FLAGS_heartbeat_ms);
   auto comm = distributed::CreateCommunicator(options);
   if (!comm.ok()) {
     std::cerr << "worker: " << comm.status().message() << "\n";

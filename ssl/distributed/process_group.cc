@@ -11,15 +11,8 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <algorithm>
 #include <atomic>
-#include <future>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -48,11 +41,7 @@ absl::Status UnavailableBackend(const std::string& backend) {
       BackendAvailable("nccl") ? "gloo or nccl" : "gloo only; nccl needs a CUDA LibTorch", ")"));
 }
 
-// Where each rank's liveness store listens, published in the rendezvous store.
-std::string LivenessKey(int rank) { return absl::StrCat("ssl/liveness/", rank); }
-
-// The key every liveness store holds from its start: waiting on it answers at once.
-constexpr char kAliveKey[] = "alive";
+std::string HeartbeatKey(int rank) { return absl::StrCat("ssl/heartbeat/", rank); }
 
 double Seconds(milliseconds duration) { return duration.count() / 1000.0; }
 
@@ -61,146 +50,119 @@ std::string FirstLine(const char* text) {
   return all.substr(0, all.find('\n'));
 }
 
-c10::intrusive_ptr<c10d::TCPStore> ConnectStore(const std::string& host, int port, bool is_server,
+c10::intrusive_ptr<c10d::TCPStore> ConnectStore(const DistributedConfig& config, bool is_server,
                                                 milliseconds timeout) {
   c10d::TCPStoreOptions store_options;
-  store_options.port = static_cast<std::uint16_t>(port);
+  store_options.port = static_cast<std::uint16_t>(config.master_port);
   store_options.isServer = is_server;
   store_options.waitWorkers = false;
-  // LibTorch 1.13 counts the connection deadline in whole seconds: under one second it
-  // gives up before its first try.
-  store_options.timeout = std::max(timeout, milliseconds(1000));
-  return c10::make_intrusive<c10d::TCPStore>(host, store_options);
+  store_options.timeout = timeout;
+  return c10::make_intrusive<c10d::TCPStore>(config.master_addr, store_options);
 }
 
-// The address of this machine that faces the rendezvous host (the source address a
-// datagram to it would carry; nothing is sent). IPv4 first: a store listening on
-// 0.0.0.0 accepts it, and so does one listening on a dual-stack "::".
-std::string AddressTowards(const std::string& host, int port) {
-  for (const int family : {AF_INET, AF_UNSPEC}) {
-    addrinfo hints{};
-    hints.ai_family = family;
-    hints.ai_socktype = SOCK_DGRAM;
-    addrinfo* found = nullptr;
-    if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) continue;
-    std::string address;
-    for (addrinfo* a = found; a != nullptr && address.empty(); a = a->ai_next) {
-      const int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
-      if (fd < 0) continue;
-      sockaddr_storage local{};
-      socklen_t length = sizeof(local);
-      char text[INET6_ADDRSTRLEN] = {};
-      if (connect(fd, a->ai_addr, a->ai_addrlen) == 0 &&
-          getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) == 0) {
-        const void* raw =
-            local.ss_family == AF_INET
-                ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(&local)->sin_addr)
-                : static_cast<const void*>(
-                      &reinterpret_cast<const sockaddr_in6*>(&local)->sin6_addr);
-        if (inet_ntop(local.ss_family, raw, text, sizeof(text)) != nullptr) address = text;
-      }
-      close(fd);
-    }
-    freeaddrinfo(found);
-    if (!address.empty()) return address;
-  }
-  return host;  // unresolvable here: the rendezvous itself will say so
-}
-
-// Answers whether a rank is alive without going through rank 0: each process serves a
-// small TCPStore of its own. The shared rendezvous store cannot tell: LibTorch 1.13's
-// server reads each request to its end before serving the next, so a rank stopped in
-// the middle of one (SIGSTOP, a frozen machine) freezes it for everyone, and a reader
-// without a deadline would wait forever.
-class LivenessProbe {
+// Bumps this rank's counter in the store every interval, over its own connection (a
+// TCPStore client is not shared between threads).
+class Heartbeat {
  public:
-  LivenessProbe(const DistributedConfig& config, milliseconds timeout)
-      : rank_(config.rank), timeout_(timeout) {
-    server_ = ConnectStore("127.0.0.1", /*port=*/0, /*is_server=*/true, timeout);
-    const std::string yes = "1";
-    server_->set(kAliveKey, std::vector<uint8_t>(yes.begin(), yes.end()));
-    own_address_ = absl::StrCat(AddressTowards(config.master_addr, config.master_port), " ",
-                                server_->getPort());
+  Heartbeat(c10::intrusive_ptr<c10d::TCPStore> store, int rank, milliseconds interval)
+      : store_(std::move(store)), key_(HeartbeatKey(rank)), interval_(interval) {
+    thread_ = std::thread([this] { Run(); });
   }
-
-  const std::string& own_address() const { return own_address_; }
-
-  // Reads every rank's liveness address, once all have joined the rendezvous.
-  void LearnAddresses(c10d::Store& store, int world_size) {
-    for (int r = 0; r < world_size; ++r) {
-      const std::vector<uint8_t> value = store.get(LivenessKey(r));
-      const std::string text(value.begin(), value.end());
-      const size_t space = text.rfind(' ');
-      addresses_.push_back({text.substr(0, space), std::stoi(text.substr(space + 1))});
+  ~Heartbeat() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
     }
-  }
-
-  // The ranks other than this one that do not answer within the timeout: a dead one
-  // refuses the connection, a stopped one accepts (its kernel does) but never replies.
-  // All are asked at once, so this takes at most one connection deadline (a second or
-  // more) plus one timeout.
-  std::vector<int> Unresponsive() const {
-    std::vector<std::future<bool>> answers;
-    for (int r = 0; r < static_cast<int>(addresses_.size()); ++r) {
-      answers.push_back(std::async(std::launch::async, [this, r] {
-        if (r == rank_) return true;
-        try {
-          auto store = ConnectStore(addresses_[r].first, addresses_[r].second, false, timeout_);
-          store->wait({kAliveKey}, timeout_);  // also bounds the socket's reads
-          return true;
-        } catch (const std::exception&) {
-          return false;
-        }
-      }));
-    }
-    std::vector<int> silent;
-    for (int r = 0; r < static_cast<int>(answers.size()); ++r) {
-      if (!answers[r].get()) silent.push_back(r);
-    }
-    return silent;
+    wake_.notify_all();
+    thread_.join();
   }
 
  private:
-  int rank_;
-  milliseconds timeout_;
-  c10::intrusive_ptr<c10d::TCPStore> server_;
-  std::string own_address_;
-  std::vector<std::pair<std::string, int>> addresses_;
+  void Run() {
+    int64_t beat = 1;
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!stop_) {
+      try {
+        const std::string value = std::to_string(beat++);
+        store_->set(key_, std::vector<uint8_t>(value.begin(), value.end()));
+      } catch (const std::exception&) {
+        return;  // the store is gone; whoever waits on a collective will say so
+      }
+      wake_.wait_for(lock, interval_, [this] { return stop_; });
+    }
+  }
+
+  c10::intrusive_ptr<c10d::TCPStore> store_;
+  std::string key_;
+  milliseconds interval_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::thread thread_;
 };
 
 // Turns a failed or timed-out collective into a sentence that names the missing rank.
 class FailureDiagnosis {
  public:
-  FailureDiagnosis(DistributedConfig config, std::shared_ptr<LivenessProbe> probe,
-                   milliseconds probe_timeout)
-      : config_(std::move(config)), probe_(std::move(probe)), timeout_(probe_timeout) {}
+  FailureDiagnosis(DistributedConfig config, milliseconds heartbeat_interval)
+      : config_(std::move(config)), interval_(heartbeat_interval) {}
 
   std::string Explain(const std::string& collective, const std::string& detail) {
     std::lock_guard<std::mutex> lock(mutex_);
     const std::string what =
         absl::StrCat(collective, " failed on rank ", config_.rank, " of ", config_.world_size);
     const std::string first_line = FirstLine(detail.c_str());
-    const std::vector<int> silent = probe_->Unresponsive();
-    // The other survivors detect the failure at about the same time and probe this
-    // process too: it stays reachable a moment longer so that none takes it for dead.
-    std::this_thread::sleep_for(timeout_);
-    if (silent.empty()) {
-      return absl::StrCat(what,
-                          ": every other rank still answers, so one is stuck outside the "
-                          "collective or the network failed (",
+    try {
+      if (!store_) store_ = ConnectStore(config_, /*is_server=*/false, interval_ * 5);
+      // LibTorch 1.13's store reads each request to its end before it serves the next,
+      // so a rank stopped halfway through one (SIGSTOP, a frozen machine) freezes it
+      // for everyone; its `check` and `get` have no deadline of their own. `wait` on a
+      // key that exists answers at once and leaves this connection's reads bounded.
+      store_->wait({HeartbeatKey(config_.rank)}, interval_ * 5);
+      const std::vector<int64_t> before = Beats();
+      std::this_thread::sleep_for(interval_ * 3);
+      const std::vector<int64_t> after = Beats();
+      std::vector<int> stopped;
+      for (int r = 0; r < config_.world_size; ++r) {
+        if (r != config_.rank && after[r] == before[r]) stopped.push_back(r);
+      }
+      // Rank 0 hosts the store: it stays a moment longer so that the other survivors,
+      // which detect the failure at about the same time, can finish reading it.
+      if (config_.rank == 0) std::this_thread::sleep_for(interval_ * 5);
+      if (stopped.empty()) {
+        return absl::StrCat(what,
+                            ": every other rank still has a heartbeat, so one is stuck "
+                            "outside the collective or the network failed (",
+                            first_line, ")");
+      }
+      return absl::StrCat(what, ": rank", stopped.size() > 1 ? "s " : " ",
+                          absl::StrJoin(stopped, ", "), stopped.size() > 1 ? " have" : " has",
+                          " stopped responding (no heartbeat for ", Seconds(interval_ * 3),
+                          " s): it died or hangs (", first_line, ")");
+    } catch (const std::exception&) {
+      return absl::StrCat(what, ": the rendezvous store hosted by rank 0 at ", config_.master_addr,
+                          ":", config_.master_port,
+                          " does not answer: rank 0 died or hangs, or a rank stopped in the "
+                          "middle of a request to the store (",
                           first_line, ")");
     }
-    return absl::StrCat(what, ": rank", silent.size() > 1 ? "s " : " ", absl::StrJoin(silent, ", "),
-                        silent.size() > 1 ? " have" : " has",
-                        " stopped responding (no answer within ", Seconds(timeout_),
-                        " s): it died or hangs (", first_line, ")");
   }
 
  private:
+  std::vector<int64_t> Beats() {
+    std::vector<int64_t> beats(config_.world_size, -1);
+    for (int r = 0; r < config_.world_size; ++r) {
+      if (!store_->check({HeartbeatKey(r)})) continue;
+      const std::vector<uint8_t> value = store_->get(HeartbeatKey(r));
+      beats[r] = std::stoll(std::string(value.begin(), value.end()));
+    }
+    return beats;
+  }
+
   DistributedConfig config_;
-  std::shared_ptr<LivenessProbe> probe_;
-  milliseconds timeout_;
+  milliseconds interval_;
   std::mutex mutex_;
+  c10::intrusive_ptr<c10d::TCPStore> store_;
 };
 
 void WaitFor(const c10::intrusive_ptr<c10d::Work>& work, const char* collective,
@@ -231,12 +193,14 @@ class ProcessGroupCommunicator : public Communicator {
   ProcessGroupCommunicator(const ProcessGroupOptions& options,
                            c10::intrusive_ptr<c10d::Store> store,
                            c10::intrusive_ptr<CollectiveGroup> group, int rank, int size,
+                           std::shared_ptr<Heartbeat> heartbeat,
                            std::shared_ptr<FailureDiagnosis> diagnosis)
       : options_(options),
         store_(std::move(store)),
         group_(std::move(group)),
         rank_(rank),
         size_(size),
+        heartbeat_(std::move(heartbeat)),
         diagnosis_(std::move(diagnosis)) {}
 
   ~ProcessGroupCommunicator() override {
@@ -307,7 +271,7 @@ class ProcessGroupCommunicator : public Communicator {
       auto group = MakeGroup(options_, prefixed, rank_ % group_size, group_size);
       if (!group.ok()) return group.status();
       auto subgroup = std::make_shared<ProcessGroupCommunicator>(
-          options_, store_, *group, rank_ % group_size, group_size, diagnosis_);
+          options_, store_, *group, rank_ % group_size, group_size, heartbeat_, diagnosis_);
       subgroup->shared_from_this_ = subgroup;
       subgroups_[group_size] = subgroup;
       return std::shared_ptr<Communicator>(subgroup);
@@ -375,6 +339,7 @@ class ProcessGroupCommunicator : public Communicator {
   c10::intrusive_ptr<CollectiveGroup> group_;
   int rank_;
   int size_;
+  std::shared_ptr<Heartbeat> heartbeat_;
   std::shared_ptr<FailureDiagnosis> diagnosis_;
   std::map<int, std::shared_ptr<ProcessGroupCommunicator>> subgroups_;
   std::atomic<bool> failed_{false};
@@ -401,7 +366,7 @@ absl::StatusOr<std::shared_ptr<Communicator>> CreateCommunicator(
   const bool is_server = config.rank == 0;
   c10::intrusive_ptr<c10d::TCPStore> store;
   try {
-    store = ConnectStore(config.master_addr, config.master_port, is_server, options.timeout);
+    store = ConnectStore(config, is_server, options.timeout);
   } catch (const std::exception& e) {
     const std::string detail = FirstLine(e.what());
     return absl::UnavailableError(
@@ -411,17 +376,18 @@ absl::StatusOr<std::shared_ptr<Communicator>> CreateCommunicator(
             : absl::StrCat("rank ", config.rank, " cannot reach the rendezvous store at ", where,
                            " hosted by rank 0 within ", Seconds(options.timeout), " s: ", detail));
   }
-  std::shared_ptr<LivenessProbe> probe;
+  std::shared_ptr<Heartbeat> heartbeat;
   try {
-    probe = std::make_shared<LivenessProbe>(config, options.probe_timeout);
-    const std::string address = probe->own_address();
-    store->set(LivenessKey(config.rank), std::vector<uint8_t>(address.begin(), address.end()));
+    const std::string zero = "0";
+    store->set(HeartbeatKey(config.rank), std::vector<uint8_t>(zero.begin(), zero.end()));
+    heartbeat = std::make_shared<Heartbeat>(ConnectStore(config, false, options.timeout),
+                                            config.rank, options.heartbeat_interval);
     // Our own roll call, so that a rank that never starts is named.
     const auto deadline = std::chrono::steady_clock::now() + options.timeout;
     while (true) {
       std::vector<int> missing;
       for (int r = 0; r < config.world_size; ++r) {
-        if (!store->check({LivenessKey(r)})) missing.push_back(r);
+        if (!store->check({HeartbeatKey(r)})) missing.push_back(r);
       }
       if (missing.empty()) break;
       if (std::chrono::steady_clock::now() > deadline) {
@@ -432,18 +398,17 @@ absl::StatusOr<std::shared_ptr<Communicator>> CreateCommunicator(
       }
       std::this_thread::sleep_for(milliseconds(50));
     }
-    probe->LearnAddresses(*store, config.world_size);
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat("the rendezvous at ", where, " failed on rank ",
                                                config.rank, ": ", FirstLine(e.what())));
   }
-  auto diagnosis = std::make_shared<FailureDiagnosis>(config, probe, options.probe_timeout);
+  auto diagnosis = std::make_shared<FailureDiagnosis>(config, options.heartbeat_interval);
   try {
     auto group =
         ProcessGroupCommunicator::MakeGroup(options, store, config.rank, config.world_size);
     if (!group.ok()) return group.status();
     auto communicator = std::make_shared<ProcessGroupCommunicator>(
-        options, store, *group, config.rank, config.world_size, diagnosis);
+        options, store, *group, config.rank, config.world_size, heartbeat, diagnosis);
     communicator->shared_from_this_ = communicator;
     return std::shared_ptr<Communicator>(communicator);
   } catch (const std::exception& e) {

@@ -1,11 +1,10 @@
 // The c10d communicator: a TCPStore rendezvous (hosted by rank 0) and PyTorch's own
 // ProcessGroupGloo (CPU) or ProcessGroupNCCL (only in builds against a CUDA LibTorch).
 //
-// Every process answers liveness probes on a small store of its own. When a collective
-// fails (a peer closed its connection) or times out (a peer hangs), the survivor probes
-// the others, each within probe_timeout, to name the rank that stopped, and throws
-// CollectiveError with that name, so a job never hangs forever and the log says which
-// process to look at.
+// Every process publishes a heartbeat counter in the store. When a collective fails (a
+// peer closed its connection) or times out (a peer hangs), the survivor reads the
+// counters to name the rank that stopped, and throws CollectiveError with that name,
+// so a job never hangs forever and the log says which process to look at.
 #ifndef SSL_DISTRIBUTED_PROCESS_GROUP_H_
 #define SSL_DISTRIBUTED_PROCESS_GROUP_H_
 
@@ -24,8 +23,7 @@ struct ProcessGroupOptions {
   std::string backend = "gloo";  ///< gloo | nccl
   /// How long a collective (and the rendezvous) may wait for a peer: PyTorch's default.
   std::chrono::milliseconds timeout = std::chrono::minutes(30);
-  /// How long a rank may take to answer a liveness probe after a failed collective.
-  std::chrono::milliseconds probe_timeout = std::chrono::seconds(3);
+  std::chrono::milliseconds heartbeat_interval = std::chrono::seconds(1);
 };
 
 /// The local communicator for a single process; otherwise joins (rank 0: hosts) the
