@@ -49,10 +49,11 @@ int WaitStatus(pid_t pid) {
   return status;
 }
 
-int ExitCode(pid_t pid) {
-  const int status = WaitStatus(pid);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
+namespace {
+int CodeOf(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
+}  // namespace
+
+int ExitCode(pid_t pid) { return CodeOf(WaitStatus(pid)); }
 
 int ExitCodeWithin(pid_t pid, double seconds) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
@@ -65,7 +66,7 @@ int ExitCodeWithin(pid_t pid, double seconds) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return CodeOf(status);
 }
 
 bool KillWhenFileAppears(pid_t pid, const std::string& path, int settle_ms) {

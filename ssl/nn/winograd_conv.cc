@@ -401,10 +401,13 @@ class TapConvolutionFunction : public torch::autograd::Function<TapConvolutionFu
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input,
                             const at::Tensor& weight, int64_t stride) {
     const at::Tensor taps = TapWeights(weight);
-    ctx->save_for_backward({input, weight});
+    const at::Tensor nhwc_input = Nhwc(input);
+    // The NHWC input is kept for the weight gradient rather than rebuilt there (a copy
+    // for NCHW inputs); `input` itself gives the gradient's sizes and layout.
+    ctx->save_for_backward({input, weight, nhwc_input});
     ctx->saved_data["taps"] = taps;
     ctx->saved_data["stride"] = stride;
-    return InLayoutOf(TapForward(Nhwc(input), taps, stride), input);
+    return InLayoutOf(TapForward(nhwc_input, taps, stride), input);
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
@@ -419,7 +422,7 @@ class TapConvolutionFunction : public torch::autograd::Function<TapConvolutionFu
                               input);
     }
     if (ctx->needs_input_grad(1)) {
-      grad_weight = TapWeightGradient(Nhwc(input), g, stride, ChannelsLast(weight));
+      grad_weight = TapWeightGradient(saved[2], g, stride, ChannelsLast(weight));
     }
     return {grad_input, grad_weight, at::Tensor()};
   }
