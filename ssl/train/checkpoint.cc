@@ -2,7 +2,9 @@
 
 #include <ATen/core/Dict.h>
 #include <c10/core/GradMode.h>
+#include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/jit/serialization/pickle.h>
+#include <torch/csrc/jit/serialization/pickler.h>
 
 #include <filesystem>
 #include <regex>
@@ -17,10 +19,73 @@
 namespace ssl::train {
 namespace fs = std::filesystem;
 
+namespace {
+
+// Typed lists (List[int], List[float], ...) as plain lists: LibTorch pickles those as
+// torch.jit._pickle.build_intlist(...) calls, which torch.load(weights_only=True) (the
+// default from PyTorch 2.6) refuses.
+c10::IValue WithPlainLists(const c10::IValue& value) {
+  if (value.isList()) {
+    c10::impl::GenericList plain(c10::AnyType::get());
+    for (const c10::IValue& element : value.toListRef()) plain.push_back(WithPlainLists(element));
+    return plain;
+  }
+  if (value.isGenericDict()) {
+    const c10::impl::GenericDict dict = value.toGenericDict();
+    c10::impl::GenericDict plain(dict.keyType(), c10::AnyType::get());
+    for (const auto& item : dict) plain.insert(item.key(), WithPlainLists(item.value()));
+    return plain;
+  }
+  if (value.isTuple()) {
+    std::vector<c10::IValue> elements;
+    for (const c10::IValue& element : value.toTupleRef().elements()) {
+      elements.push_back(WithPlainLists(element));
+    }
+    return c10::ivalue::Tuple::create(std::move(elements));
+  }
+  return value;
+}
+
+// torch::jit::pickle_save's zip archive, but with the pickler's type tags off: tagged
+// dicts and lists call torch.jit._pickle.restore_type_tag, which PyTorch >= 2.6's
+// default torch.load (weights_only=True) refuses. Untagged, the pickle holds only what
+// Python's own torch.save of the same dict would: dicts, lists, tuples, numbers,
+// strings and torch._utils._rebuild_tensor_v2 tensors.
+std::vector<char> PickleForPython(const c10::IValue& value) {
+  std::vector<char> pickle;
+  torch::jit::Pickler pickler(
+      [&pickle](const char* bytes, size_t size) {
+        pickle.insert(pickle.end(), bytes, bytes + size);
+      },
+      /*tensor_table=*/nullptr, /*type_renamer=*/nullptr, /*memoized_class_types=*/nullptr,
+      /*get_tensor_id=*/nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(WithPlainLists(value));
+  pickler.stop();
+  std::vector<char> archive;
+  caffe2::serialize::PyTorchStreamWriter writer([&archive](const void* bytes, size_t size) {
+    const char* begin = static_cast<const char*>(bytes);
+    archive.insert(archive.end(), begin, begin + size);
+    return size;
+  });
+  // The layout torch.save writes: the tensors' bytes at data/<persistent id>, the
+  // pickle at data.pkl.
+  const std::vector<at::Tensor>& tensors = pickler.tensorData();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const torch::jit::WriteableTensorData bytes = torch::jit::getWriteableTensorData(tensors[i]);
+    writer.writeRecord(absl::StrCat("data/", i), bytes.data(), bytes.sizeInBytes());
+  }
+  writer.writeRecord("data.pkl", pickle.data(), pickle.size());
+  writer.writeEndOfFile();
+  return archive;
+}
+
+}  // namespace
+
 absl::Status SaveIValue(const c10::IValue& value, const std::string& path) {
   std::vector<char> bytes;
   try {
-    bytes = torch::jit::pickle_save(value);
+    bytes = PickleForPython(value);
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("cannot serialize ", path, ": ", e.what()));
   }

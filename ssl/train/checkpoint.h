@@ -13,7 +13,8 @@
 
 namespace ssl::train {
 
-/// torch::pickle_save to a temporary file, fsync, rename.
+/// torch::pickle_save's format without TorchScript type tags (so that PyTorch >= 2.6's
+/// default torch.load, weights_only=True, reads it) to a temporary file, fsync, rename.
 absl::Status SaveIValue(const c10::IValue& value, const std::string& path);
 /// Reads a file written by SaveIValue (or by Python's torch.save of plain dicts).
 absl::StatusOr<c10::IValue> LoadIValue(const std::string& path);
