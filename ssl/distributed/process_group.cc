@@ -16,6 +16,8 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -50,6 +52,20 @@ std::string FirstLine(const char* text) {
   return all.substr(0, all.find('\n'));
 }
 
+template <typename Options, typename = void>
+struct HasUseLibUV : std::false_type {};
+template <typename Options>
+struct HasUseLibUV<Options, std::void_t<decltype(std::declval<Options&>().useLibUV)>>
+    : std::true_type {};
+
+// PyTorch >= 2.4 serves the store with libuv by default, which builds without libuv
+// (Debian's) refuse; the classic server exists in every version and is the one whose
+// behaviour under a stopped rank the dead-rank diagnosis is tested against.
+template <typename Options>
+void UseClassicStoreServer(Options& options) {
+  if constexpr (HasUseLibUV<Options>::value) options.useLibUV = false;
+}
+
 c10::intrusive_ptr<c10d::TCPStore> ConnectStore(const DistributedConfig& config, bool is_server,
                                                 milliseconds timeout) {
   c10d::TCPStoreOptions store_options;
@@ -57,6 +73,7 @@ c10::intrusive_ptr<c10d::TCPStore> ConnectStore(const DistributedConfig& config,
   store_options.isServer = is_server;
   store_options.waitWorkers = false;
   store_options.timeout = timeout;
+  UseClassicStoreServer(store_options);
   return c10::make_intrusive<c10d::TCPStore>(config.master_addr, store_options);
 }
 
@@ -112,48 +129,75 @@ class FailureDiagnosis {
     const std::string what =
         absl::StrCat(collective, " failed on rank ", config_.rank, " of ", config_.world_size);
     const std::string first_line = FirstLine(detail.c_str());
-    try {
-      if (!store_) store_ = ConnectStore(config_, /*is_server=*/false, interval_ * 5);
-      // LibTorch 1.13's store reads each request to its end before it serves the next,
-      // so a rank stopped halfway through one (SIGSTOP, a frozen machine) freezes it
-      // for everyone; its `check` and `get` have no deadline of their own. `wait` on a
-      // key that exists answers at once and leaves this connection's reads bounded.
-      store_->wait({HeartbeatKey(config_.rank)}, interval_ * 5);
-      const std::vector<int64_t> before = Beats();
-      std::this_thread::sleep_for(interval_ * 3);
-      const std::vector<int64_t> after = Beats();
+    // The store is read on a thread of its own against a deadline: a rank stopped
+    // halfway through a request (SIGSTOP, a frozen machine) freezes the classic store
+    // server for everyone, and not every store read of every LibTorch version has a
+    // deadline (1.13's `check` and `get`; 2.x's connection handshake and cancelled
+    // `wait`). A probe still blocked when the process exits goes with it.
+    auto probe = std::make_shared<StoreProbe>();
+    std::thread([probe, config = config_, interval = interval_] {
       std::vector<int> stopped;
-      for (int r = 0; r < config_.world_size; ++r) {
-        if (r != config_.rank && after[r] == before[r]) stopped.push_back(r);
+      bool answered = false;
+      try {
+        const c10::intrusive_ptr<c10d::TCPStore> store =
+            ConnectStore(config, /*is_server=*/false, interval * 5);
+        const std::vector<int64_t> before = Beats(*store, config.world_size);
+        std::this_thread::sleep_for(interval * 3);
+        const std::vector<int64_t> after = Beats(*store, config.world_size);
+        for (int r = 0; r < config.world_size; ++r) {
+          if (r != config.rank && after[r] == before[r]) stopped.push_back(r);
+        }
+        answered = true;
+      } catch (const std::exception&) {
       }
-      // Rank 0 hosts the store: it stays a moment longer so that the other survivors,
-      // which detect the failure at about the same time, can finish reading it.
-      if (config_.rank == 0) std::this_thread::sleep_for(interval_ * 5);
-      if (stopped.empty()) {
-        return absl::StrCat(what,
-                            ": every other rank still has a heartbeat, so one is stuck "
-                            "outside the collective or the network failed (",
+      std::lock_guard<std::mutex> probe_lock(probe->mutex);
+      probe->done = true;
+      probe->answered = answered;
+      probe->stopped = std::move(stopped);
+      probe->finished.notify_all();
+    }).detach();
+    std::vector<int> stopped;
+    {
+      std::unique_lock<std::mutex> probe_lock(probe->mutex);
+      probe->finished.wait_for(probe_lock, interval_ * 8, [&probe] { return probe->done; });
+      if (!probe->answered) {
+        return absl::StrCat(what, ": the rendezvous store hosted by rank 0 at ",
+                            config_.master_addr, ":", config_.master_port,
+                            " does not answer: rank 0 died or hangs, or a rank stopped in the "
+                            "middle of a request to the store (",
                             first_line, ")");
       }
-      return absl::StrCat(what, ": rank", stopped.size() > 1 ? "s " : " ",
-                          absl::StrJoin(stopped, ", "), stopped.size() > 1 ? " have" : " has",
-                          " stopped responding (no heartbeat for ", Seconds(interval_ * 3),
-                          " s): it died or hangs (", first_line, ")");
-    } catch (const std::exception&) {
-      return absl::StrCat(what, ": the rendezvous store hosted by rank 0 at ", config_.master_addr,
-                          ":", config_.master_port,
-                          " does not answer: rank 0 died or hangs, or a rank stopped in the "
-                          "middle of a request to the store (",
+      stopped = probe->stopped;
+    }
+    // Rank 0 hosts the store: it stays a moment longer so that the other survivors,
+    // which detect the failure at about the same time, can finish reading it.
+    if (config_.rank == 0) std::this_thread::sleep_for(interval_ * 5);
+    if (stopped.empty()) {
+      return absl::StrCat(what,
+                          ": every other rank still has a heartbeat, so one is stuck "
+                          "outside the collective or the network failed (",
                           first_line, ")");
     }
+    return absl::StrCat(what, ": rank", stopped.size() > 1 ? "s " : " ",
+                        absl::StrJoin(stopped, ", "), stopped.size() > 1 ? " have" : " has",
+                        " stopped responding (no heartbeat for ", Seconds(interval_ * 3),
+                        " s): it died or hangs (", first_line, ")");
   }
 
  private:
-  std::vector<int64_t> Beats() {
-    std::vector<int64_t> beats(config_.world_size, -1);
-    for (int r = 0; r < config_.world_size; ++r) {
-      if (!store_->check({HeartbeatKey(r)})) continue;
-      const std::vector<uint8_t> value = store_->get(HeartbeatKey(r));
+  struct StoreProbe {
+    std::mutex mutex;
+    std::condition_variable finished;
+    bool done = false;
+    bool answered = false;
+    std::vector<int> stopped;
+  };
+
+  static std::vector<int64_t> Beats(c10d::TCPStore& store, int world_size) {
+    std::vector<int64_t> beats(world_size, -1);
+    for (int r = 0; r < world_size; ++r) {
+      if (!store.check({HeartbeatKey(r)})) continue;
+      const std::vector<uint8_t> value = store.get(HeartbeatKey(r));
       beats[r] = std::stoll(std::string(value.begin(), value.end()));
     }
     return beats;
@@ -162,7 +206,6 @@ class FailureDiagnosis {
   DistributedConfig config_;
   milliseconds interval_;
   std::mutex mutex_;
-  c10::intrusive_ptr<c10d::TCPStore> store_;
 };
 
 void WaitFor(const c10::intrusive_ptr<c10d::Work>& work, const char* collective,
