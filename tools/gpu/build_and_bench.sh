@@ -7,8 +7,9 @@
 #        run here first), configures tools/gpu/CMakeLists.txt against the PyTorch
 #        package's LibTorch (CUDA, NCCL) and builds the programs and tests of
 #        tools/gpu/BUILD with ninja.
-# test:  runs the tests (ssl/train:gpu_test on the GPU, plus the engine and optimizer
-#        tests), gtest XML into out_dir.
+# test:  runs the tests (ssl/train:gpu_test on the GPU, plus the CPU tests of the
+#        engine, optimizers, layers, backbones, methods, evaluation, checkpoints and c10d
+#        that need neither OpenCV nor oneDNN), gtest XML into out_dir.
 # bench: MoCo v3 ResNet-50 at 224 px on ImageNet-sized synthetic JPEGs with fp16 and bf16
 #        at the largest per-GPU batch that fits, its images/s, GPU memory and the data
 #        pipeline's share of the step; the same for ViT-S/16 with its model FLOP
@@ -125,15 +126,38 @@ do_build() {
   log "built in $((SECONDS - start)) s"
 }
 
+# The tests read their data files and start the programs they test through Bazel's
+# runfiles variables; this tree gives them the same layout: the repository's files, with
+# the built programs at their Bazel paths.
+make_runfiles() {
+  local tree="$build/runfiles/ssl" entry name program
+  rm -rf "$build/runfiles"
+  mkdir -p "$tree"
+  for entry in "$repo"/*; do
+    name="$(basename "$entry")"
+    case "$name" in build | bazel-*) continue ;; esac
+    cp -as "$entry" "$tree/"
+  done
+  while read -r program; do
+    mkdir -p "$tree/$(dirname "$program")"
+    ln -sfn "$build/bin/$program" "$tree/$program"
+  done < <(cd "$build/bin" && find . -type f -perm -u+x | sed 's|^\./||')
+  export TEST_SRCDIR="$build/runfiles" TEST_WORKSPACE=ssl
+}
+
 do_test() {
   local failed=0
   export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  make_runfiles
   while read -r test; do
     [ -n "$test" ] || continue
     local name
     name="$(basename "$test")"
+    export TEST_TMPDIR="$build/test_tmp/$name"
+    rm -rf "$TEST_TMPDIR"
+    mkdir -p "$TEST_TMPDIR"
     log "test $name"
-    if ! "$test" --gtest_output="xml:$out/test_$name.xml" >"$out/test_$name.log" 2>&1; then
+    if ! timeout 300 "$test" --gtest_output="xml:$out/test_$name.xml" >"$out/test_$name.log" 2>&1; then
       failed=1
       tail -40 "$out/test_$name.log"
     else

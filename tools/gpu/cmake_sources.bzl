@@ -43,6 +43,8 @@ def _cmake_aspect_impl(target, ctx):
         ] if external else []),
         defines = tuple(getattr(ctx.rule.attr, "defines", []) if external else []),
         alwayslink = getattr(ctx.rule.attr, "alwayslink", False),
+        # at::parallel_for is OpenMP compiled into the caller, so the flag must follow.
+        openmp = not external and "-fopenmp" in getattr(ctx.rule.attr, "copts", []),
     )
     return [_CmakeInfo(entries = depset([entry], transitive = transitive))]
 
@@ -93,7 +95,11 @@ def _cmake_sources_impl(ctx):
         entry = by_label[label]
         if entry.external or entry.kind != "cc_library" or not entry.srcs:
             continue
-        lines.append("ssl_library({} SRCS {})".format(_cmake_name(label), " ".join(sorted(list(entry.srcs)))))
+        lines.append("ssl_library({}{} SRCS {})".format(
+            _cmake_name(label),
+            " OPENMP" if entry.openmp else "",
+            " ".join(sorted(list(entry.srcs))),
+        ))
     lines.append("")
     for target in ctx.attr.targets:
         label = str(target.label)
@@ -105,9 +111,11 @@ def _cmake_sources_impl(ctx):
             if not by_label[l].external and by_label[l].srcs
         ]
         system = [_cmake_name(l) for l in closure if by_label[l].external]
-        lines.append("ssl_program({} {} PATH {} SRCS {} LIBRARIES {} SYSTEM {})".format(
+        openmp = entry.openmp or [l for l in closure if by_label[l].openmp]
+        lines.append("ssl_program({} {}{} PATH {} SRCS {} LIBRARIES {} SYSTEM {})".format(
             _cmake_name(label),
             "TEST" if entry.kind == "cc_test" else "BINARY",
+            " OPENMP" if openmp else "",
             target.label.package + "/" + target.label.name,
             " ".join(sorted(list(entry.srcs))),
             " ".join(project),

@@ -2,7 +2,9 @@
 # Run here (Debian 12), before the GPU call: downloads the Debian packages the GPU
 # machine lacks into .gpu_carry/debs (ignored by git; carried with the run's `carry`).
 # The GPU machine has CUDA, PyTorch's LibTorch, CMake and ninja, but no Abseil, glog,
-# gflags, yaml-cpp, libjpeg-turbo headers, nlohmann-json, GoogleTest or Google Benchmark.
+# gflags, yaml-cpp, libjpeg-turbo headers, nlohmann-json, GoogleTest or Google Benchmark;
+# and PyTorch's wheel may leave out the Gloo headers that c10d's ProcessGroupGloo.hpp
+# includes (the build prefers the wheel's own when it has them).
 # OpenCV is left out (its ~140 shared libraries exceed the 64 MiB a call can carry); the
 # GPU build reads JPEG files only.
 set -euo pipefail
@@ -14,6 +16,7 @@ packages=(
   libyaml-cpp-dev libyaml-cpp0.7
   libjpeg62-turbo-dev libjpeg62-turbo
   nlohmann-json3-dev
+  libgloo-dev
   libgtest-dev libgmock-dev
   libbenchmark-dev libbenchmark1debian
   zlib1g-dev zlib1g
