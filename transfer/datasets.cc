@@ -453,21 +453,18 @@ absl::Status CheckExists(const std::string& path, const std::string& format) {
   return absl::OkStatus();
 }
 
+#ifdef SSL_NO_OPENCV
 // The CIFAR cache holds PNG files, which the JPEG-only build (SSL_NO_OPENCV: the GPU
 // machine's CMake build) can neither write nor read.
-absl::StatusOr<std::string> EncodeCachedImage(const data::Image& image, const std::string& format) {
-#ifdef SSL_NO_OPENCV
-  return absl::UnimplementedError(absl::StrCat(
-      format, " needs the OpenCV build: this one reads and writes JPEG only (SSL_NO_OPENCV)"));
-#else
-  return data::EncodePng(image);
-#endif
+absl::StatusOr<DatasetSplits> OpenCifar(const DatasetOptions& options, bool hundred) {
+  return absl::UnimplementedError(
+      absl::StrCat(hundred ? "cifar100" : "cifar10",
+                   " needs the OpenCV build: this one reads and writes JPEG only (SSL_NO_OPENCV)"));
 }
-
+#else
 // CIFAR batches -> <cache>/<split>/<index>_<name>/<n>.png, once (a marker file says done).
 absl::StatusOr<DatasetSplits> OpenCifar(const DatasetOptions& options, bool hundred) {
   const std::string format = hundred ? "cifar100" : "cifar10";
-  SSL_RETURN_IF_ERROR(EncodeCachedImage(data::Image(1, 1), format).status());
   const std::string meta = options.root + (hundred ? "/meta" : "/batches.meta");
   SSL_RETURN_IF_ERROR(CheckExists(meta, format));
   SSL_ASSIGN_OR_RETURN(std::string meta_bytes, ReadFile(meta));
@@ -515,9 +512,9 @@ absl::StatusOr<DatasetSplits> OpenCifar(const DatasetOptions& options, bool hund
           for (int p = 0; p < 1024; ++p) {
             for (int c = 0; c < 3; ++c) image.pixels[p * 3 + c] = planes[c * 1024 + p];
           }
-          SSL_ASSIGN_OR_RETURN(std::string png, EncodeCachedImage(image, format));
           SSL_RETURN_IF_ERROR(data::WriteFileAtomically(
-              absl::StrFormat("%s/%s/%06d.png", dir, classes[label], written++), png));
+              absl::StrFormat("%s/%s/%06d.png", dir, classes[label], written++),
+              data::EncodePng(image)));
         }
       }
       SSL_RETURN_IF_ERROR(data::WriteFileAtomically(done, absl::StrCat(written, "\n")));
@@ -538,6 +535,7 @@ absl::StatusOr<DatasetSplits> OpenCifar(const DatasetOptions& options, bool hund
   }
   return DatasetSplits{std::move(folders[0]), std::move(folders[1])};
 }
+#endif  // SSL_NO_OPENCV
 
 absl::StatusOr<DatasetSplits> OpenFlowers(const DatasetOptions& options) {
   const std::string labels_path = options.root + "/imagelabels.mat";
