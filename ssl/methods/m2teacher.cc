@@ -3,7 +3,6 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/full.h>
 #include <c10/core/GradMode.h>
-#include <torch/nn/functional/normalization.h>
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
@@ -19,10 +18,6 @@ namespace ssl::methods {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
-
-at::Tensor L2Normalize(const at::Tensor& x) {
-  return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(1));
-}
 
 torch::nn::Linear Linear(int64_t in, int64_t out) {
   return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(true));
@@ -131,6 +126,7 @@ void M2TeacherImpl::BeforeStep(const StepContext& step) {
 at::Tensor M2TeacherImpl::SymmetricLoss(const at::Tensor& view1, const at::Tensor& view2) {
   const at::Tensor q1 = L2Normalize(student_encoder->forward(view1));
   const at::Tensor q2 = L2Normalize(student_encoder->forward(view2));
+  last_predictions_ = q1.detach();
   at::Tensor k1, k2;
   {
     c10::AutoGradMode no_grad(false);
@@ -149,6 +145,11 @@ at::Tensor M2TeacherImpl::Loss(const std::vector<at::Tensor>& crop_groups, const
   TORCH_CHECK(crop_groups.size() == 2, "Momentum^2 Teacher trains on two views, got ",
               crop_groups.size(), " crop groups");
   return SymmetricLoss(crop_groups[0], crop_groups[1]);
+}
+
+std::vector<Indicator> M2TeacherImpl::Indicators() const {
+  if (!last_predictions_.defined()) return {};
+  return {{"embedding_spread", EmbeddingSpread(last_predictions_), true}};
 }
 
 std::vector<ParameterGroup> M2TeacherImpl::ParameterGroups() {

@@ -76,6 +76,8 @@ class M2TeacherImpl : public Method {
   std::vector<std::pair<std::string, double>> ScheduledValues() const override {
     return {{"momentum", current_momentum_}, {"m_bn", schedule_->m_bn}};
   }
+  /// embedding_spread of the student's first-view predictions.
+  std::vector<Indicator> Indicators() const override;
   nlohmann::json Config() const override;
 
   /// EMA over the parameters the teacher shares with the student (backbone and
@@ -96,6 +98,7 @@ class M2TeacherImpl : public Method {
   std::shared_ptr<nn::MomentumBatchNormSchedule> schedule_;
   std::vector<std::pair<at::Tensor, at::Tensor>> shared_;  ///< (student, teacher) pairs
   double current_momentum_ = 0;
+  at::Tensor last_predictions_;  ///< the last step's first-view predictions, for Indicators()
   int64_t next_step_ = 0;
   int64_t total_steps_ = 0;
 };

@@ -104,6 +104,21 @@ TEST(M2TeacherTest, TheTeacherStartsAsTheStudentFollowsTheEmaAndGetsNoGradient) 
   EXPECT_GT(student["conv1.weight"].grad().abs().sum().item<double>(), 0);
 }
 
+TEST(M2TeacherTest, EmbeddingSpreadIndicatorFollowsTheLastStep) {
+  auto model = Make(Tiny());
+  EXPECT_TRUE(model->Indicators().empty());
+  StepContext step;
+  step.total_steps = 100;
+  model->BeforeStep(step);
+  model->Loss({at::randn({8, 3, 32, 32}), at::randn({8, 3, 32, 32})}, step);
+  ASSERT_EQ(model->Indicators().size(), 1u);
+  EXPECT_EQ(model->Indicators()[0].name, "embedding_spread");
+  EXPECT_GT(model->Indicators()[0].value, 0.1);
+  const at::Tensor same = at::randn({1, 3, 32, 32}).expand({8, 3, 32, 32}).contiguous();
+  model->Loss({same, same}, step);
+  EXPECT_NEAR(model->Indicators()[0].value, 0.0, 1e-4);
+}
+
 TEST(M2TeacherTest, TheTeachersMomentumBnsUpdateOncePerStep) {
   auto model = Make(Tiny());
   StepContext step;

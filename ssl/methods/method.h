@@ -62,6 +62,15 @@ struct BackboneLocation {
   std::vector<std::string> head_prefixes;
 };
 
+/// A number that tells how training is going (collapse, how sharp a method's targets
+/// are), computed from the last step's outputs.
+struct Indicator {
+  std::string name;
+  double value = 0;
+  /// Also shown on the progress line (the others go to metrics.jsonl only).
+  bool on_progress_line = false;
+};
+
 class Method : public torch::nn::Module {
  public:
   /// Registry-style name written into checkpoints ("mocov3", "swav", "m2teacher").
@@ -100,6 +109,12 @@ class Method : public torch::nn::Module {
   /// line and metrics.jsonl.
   virtual std::vector<std::pair<std::string, double>> ScheduledValues() const { return {}; }
 
+  /// Indicators of the last training step (no gradient), e.g. every method's
+  /// embedding spread and SwAV's code perplexity. The engine asks at print intervals
+  /// only (on a GPU every value read is a synchronization), on every process, and logs
+  /// rank 0's.
+  virtual std::vector<Indicator> Indicators() const { return {}; }
+
   /// After a non-finite loss: writes what helps debugging into `dir` (SwAV writes its
   /// scores and assignments as VISSL does) and returns the files written.
   virtual std::vector<std::string> DumpDiagnostics(const std::string& dir) { return {}; }
@@ -111,6 +126,27 @@ class Method : public torch::nn::Module {
 
 /// A new empty string-keyed dict, for ExtraState().
 c10::impl::GenericDict NewStateDict();
+
+/// Rows scaled to unit L2 norm (dim 1), as the methods' losses use them.
+at::Tensor L2Normalize(const at::Tensor& x);
+
+/// The collapse indicator: the standard deviation across the batch of each dimension of
+/// the L2-normalized rows of `embeddings` [n, d], averaged over the d dimensions and
+/// multiplied by sqrt(d). About 1 when the rows spread evenly over the sphere, 0 when
+/// every row is the same (a collapsed representation). Population std (divides by n).
+double EmbeddingSpread(const at::Tensor& embeddings);
+
+/// exp of the mean over rows of each row's entropy (natural log; zeros contribute 0):
+/// how many entries a row of `probabilities` [n, k] effectively spreads over, from 1
+/// (one-hot) to k (uniform).
+double MeanRowPerplexity(const at::Tensor& probabilities);
+
+/// exp of the entropy of the mean row of `probabilities` [n, k]: how many entries the
+/// batch as a whole uses.
+double PerplexityOfMeanRow(const at::Tensor& probabilities);
+
+/// The mean over rows of each row's entropy (natural log) of softmax(logits), [n, k].
+double MeanSoftmaxEntropy(const at::Tensor& logits);
 
 }  // namespace ssl::methods
 

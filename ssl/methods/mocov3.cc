@@ -6,7 +6,6 @@
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/stack.h>
 #include <c10/core/GradMode.h>
-#include <torch/nn/functional/normalization.h>
 #include <torch/nn/modules/container/any.h>
 
 #include "absl/strings/str_cat.h"
@@ -16,13 +15,6 @@
 #include "ssl/optim/schedules.h"
 
 namespace ssl::methods {
-namespace {
-
-at::Tensor L2Normalize(const at::Tensor& x) {
-  return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(1));
-}
-
-}  // namespace
 
 absl::StatusOr<std::shared_ptr<MocoV3Impl>> MocoV3Impl::Create(
     const MocoV3Options& options, std::shared_ptr<distributed::Communicator> communicator) {
@@ -147,11 +139,13 @@ at::Tensor MocoV3Impl::SymmetricLoss(const at::Tensor& view1, const at::Tensor& 
     }
     const at::Tensor q_views = q.view({-1, 2, q.size(1)});
     const at::Tensor k_views = k.view({-1, 2, k.size(1)});
+    last_queries_ = q_views.select(1, 0).detach();
     return ContrastiveLoss(q_views.select(1, 0), k_views.select(1, 1))
         .add(ContrastiveLoss(q_views.select(1, 1), k_views.select(1, 0)));
   }
   const at::Tensor q1 = predictor->forward(base_encoder->forward(view1));
   const at::Tensor q2 = predictor->forward(base_encoder->forward(view2));
+  last_queries_ = q1.detach();
   at::Tensor k1, k2;
   {
     c10::AutoGradMode no_grad(false);
@@ -185,6 +179,11 @@ at::Tensor MocoV3Impl::Loss(const std::vector<at::Tensor>& crop_groups, const St
   TORCH_CHECK(crop_groups.size() == 2, "MoCo v3 trains on two views, got ", crop_groups.size(),
               " crop groups");
   return SymmetricLoss(crop_groups[0], crop_groups[1]);
+}
+
+std::vector<Indicator> MocoV3Impl::Indicators() const {
+  if (!last_queries_.defined()) return {};
+  return {{"embedding_spread", EmbeddingSpread(last_queries_), true}};
 }
 
 std::vector<ParameterGroup> MocoV3Impl::ParameterGroups() {

@@ -73,6 +73,8 @@ class MocoV3Impl : public Method {
   std::vector<std::pair<std::string, double>> ScheduledValues() const override {
     return {{"momentum", current_momentum_}};
   }
+  /// embedding_spread of the first view's predictions.
+  std::vector<Indicator> Indicators() const override;
   nlohmann::json Config() const override;
 
   std::shared_ptr<backbones::Backbone> base_encoder;
@@ -87,6 +89,7 @@ class MocoV3Impl : public Method {
   MocoV3Options options_;
   std::shared_ptr<distributed::Communicator> communicator_;
   double current_momentum_ = 0;
+  at::Tensor last_queries_;  ///< the last step's first-view predictions, for Indicators()
 };
 
 }  // namespace ssl::methods

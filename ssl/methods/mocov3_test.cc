@@ -272,6 +272,19 @@ TEST(MocoV3Test, InitialLossIsAboutFourLogB) {
   EXPECT_NEAR(loss, 4 * std::log(32.0), 0.1 * 4 * std::log(32.0));
 }
 
+TEST(MocoV3Test, EmbeddingSpreadIndicatorFollowsTheLastStep) {
+  auto model = Make(Tiny());
+  EXPECT_TRUE(model->Indicators().empty());
+  model->Loss({at::randn({16, 3, 32, 32}), at::randn({16, 3, 32, 32})}, StepContext());
+  ASSERT_EQ(model->Indicators().size(), 1u);
+  EXPECT_EQ(model->Indicators()[0].name, "embedding_spread");
+  EXPECT_GT(model->Indicators()[0].value, 0.1);
+  // One image repeated: every prediction the same, so no spread.
+  const at::Tensor same = at::randn({1, 3, 32, 32}).expand({16, 3, 32, 32}).contiguous();
+  model->Loss({same, same}, StepContext());
+  EXPECT_NEAR(model->Indicators()[0].value, 0.0, 1e-4);
+}
+
 MocoV3Options TinyVit() {
   MocoV3Options options;
   options.arch = "vit_tiny_patch8";

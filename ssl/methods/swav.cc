@@ -1,6 +1,7 @@
 #include "ssl/methods/swav.h"
 
 #include <ATen/TensorOperators.h>
+#include <ATen/ops/bincount.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/log_softmax.h>
@@ -11,6 +12,7 @@
 #include <torch/nn/modules/conv.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -169,6 +171,7 @@ at::Tensor SwavImpl::Loss(const std::vector<at::Tensor>& crop_groups, const Step
   }
   const bool hard = step.global_step < options_.temp_hard_assignment_iters;
   at::Tensor loss;
+  std::vector<at::Tensor> first_layer_codes;
   for (size_t h = 0; h < out.scores.size(); ++h) {
     std::vector<at::Tensor> queue_scores;
     if (use_queue_) {
@@ -179,10 +182,16 @@ at::Tensor SwavImpl::Loss(const std::vector<at::Tensor>& crop_groups, const Step
       }
     }
     const at::Tensor head_loss = SwappedPredictionLoss(out.scores[h], queue_scores, hard);
-    if (h == 0) last_scores_ = out.scores[0].detach();
+    if (h == 0) {
+      last_scores_ = out.scores[0].detach();
+      first_layer_codes = last_codes_;
+    }
     loss = loss.defined() ? loss + head_loss : head_loss;
   }
   loss = loss / static_cast<double>(out.scores.size());
+  last_codes_ = first_layer_codes;
+  last_embedding_ = out.embedding.detach();
+  last_loss_ = loss.detach();
   if (queue_active_) Enqueue(out.embedding.detach(), b);
   iterations_done_ = step.global_step + 1;
   return loss;
@@ -316,6 +325,23 @@ std::vector<std::pair<std::string, double>> SwavImpl::ScheduledValues() const {
   std::vector<std::pair<std::string, double>> values;
   if (local_queue_length_ > 0) values.emplace_back("queue_used", use_queue_ ? 1.0 : 0.0);
   return values;
+}
+
+std::vector<Indicator> SwavImpl::Indicators() const {
+  if (!last_scores_.defined() || last_codes_.empty()) return {};
+  c10::AutoGradMode no_grad(false);
+  // The trivial loss: uniform predictions over every layer's prototypes.
+  double ln_k = 0;
+  for (int64_t k : options_.head.num_clusters()) ln_k += std::log(static_cast<double>(k));
+  ln_k /= static_cast<double>(options_.head.num_clusters().size());
+  const at::Tensor argmax = last_scores_.argmax(1);
+  const int64_t used = at::bincount(argmax, {}, last_scores_.size(1)).gt(0).sum().item<int64_t>();
+  return {{"codes_perplexity", MeanRowPerplexity(last_codes_[0])},
+          {"codes_batch_perplexity", PerplexityOfMeanRow(last_codes_[0])},
+          {"prediction_entropy", MeanSoftmaxEntropy(last_scores_ / options_.temperature)},
+          {"prototypes_used", static_cast<double>(used)},
+          {"embedding_spread", EmbeddingSpread(last_embedding_), true},
+          {"loss_minus_ln_k", last_loss_.item<double>() - ln_k, true}};
 }
 
 std::vector<std::string> SwavImpl::DumpDiagnostics(const std::string& dir) {

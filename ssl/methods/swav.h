@@ -76,6 +76,16 @@ class SwavImpl : public Method {
   backbones::Backbone& EvalBackbone() override { return *backbone_; }
   std::vector<std::pair<std::string, BackboneLocation>> Backbones() const override;
   std::vector<std::pair<std::string, double>> ScheduledValues() const override;
+  /// From the last step, first prototype layer and first assignment crop:
+  /// codes_perplexity (how many prototypes a sample's code spreads over; K when the
+  /// codes are uniform), codes_batch_perplexity (how many the batch's codes use),
+  /// prediction_entropy (of softmax(scores / temperature), ln K when uniform),
+  /// prototypes_used (distinct argmax prototypes over the batch's crops),
+  /// embedding_spread (EmbeddingSpread of every crop's embedding; 0 at collapse) and
+  /// loss_minus_ln_k (0 is the trivial loss of uniform predictions). The last two are on
+  /// the progress line: near-zero spread is collapse, a healthy spread with the loss
+  /// near ln K is slow learning.
+  std::vector<Indicator> Indicators() const override;
   /// VISSL's rank<r>_scores<i>.pth and rank<r>_assignments<i>.pth of the last step.
   std::vector<std::string> DumpDiagnostics(const std::string& dir) override;
   nlohmann::json Config() const override;
@@ -110,9 +120,12 @@ class SwavImpl : public Method {
   bool queue_active_ = false;    ///< this step enqueues (step >= start_iter)
   bool use_queue_ = false;       ///< this step's codes use the queue (active and full)
   int64_t iterations_done_ = 0;  ///< VISSL's swav_criterion.num_iteration
-  // The last step's head-0 scores and codes, for DumpDiagnostics.
+  // The last step's head-0 scores and codes (DumpDiagnostics, Indicators), embeddings
+  // and loss (Indicators).
   at::Tensor last_scores_;
   std::vector<at::Tensor> last_codes_;
+  at::Tensor last_embedding_;
+  at::Tensor last_loss_;
 };
 
 }  // namespace ssl::methods

@@ -2,7 +2,10 @@
 
 #include <ATen/ops/allclose.h>
 #include <ATen/ops/cat.h>
+#include <ATen/ops/eye.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/randn.h>
+#include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
@@ -197,6 +200,74 @@ TEST(SwavTest, LossAtInitializationIsNearLogK) {
   const double loss = swav->Loss(Crops(16), Step(0)).item<double>();
   EXPECT_GT(loss, std::log(3000.0) - 0.05);
   EXPECT_LT(loss, std::log(3000.0) + 0.5);
+}
+
+// The indicator helpers of method.h, on inputs whose values are known by hand.
+TEST(IndicatorTest, EmbeddingSpreadIsZeroAtCollapseAndOneForAnEvenSpread) {
+  // Every row the same: no spread at all, whatever its length.
+  EXPECT_NEAR(EmbeddingSpread(at::ones({8, 4}).mul(3)), 0.0, 1e-12);
+  // +-e_i for each of d = 4 axes: each dimension holds +1, -1 and six zeros (std
+  // 1/sqrt(4)), so the mean std times sqrt(4) is exactly 1; lengths do not matter.
+  const at::Tensor axes = at::eye(4, at::kDouble);
+  EXPECT_NEAR(EmbeddingSpread(at::cat({axes.mul(2), axes.neg()})), 1.0, 1e-12);
+  // +-e_1 only: dimension 1 has std 1, the other three 0: (1 / 4) * sqrt(4) = 0.5.
+  const at::Tensor e1 = axes.narrow(0, 0, 1);
+  EXPECT_NEAR(EmbeddingSpread(at::cat({e1, e1.neg()})), 0.5, 1e-12);
+}
+
+TEST(IndicatorTest, PerplexitiesAndEntropyOfKnownDistributions) {
+  EXPECT_NEAR(MeanRowPerplexity(at::full({3, 5}, 0.2, at::kDouble)), 5.0, 1e-9);  // uniform: K
+  const at::Tensor one_hot = at::eye(4, at::kDouble);
+  EXPECT_NEAR(MeanRowPerplexity(one_hot), 1.0, 1e-12);
+  EXPECT_NEAR(PerplexityOfMeanRow(one_hot), 4.0, 1e-9);  // four samples, four prototypes
+  // Rows spread over 2 and over 4 entries: entropies ln 2 and ln 4, mean ln sqrt(8).
+  const at::Tensor mixed =
+      at::tensor({0.5, 0.5, 0.0, 0.0, 0.25, 0.25, 0.25, 0.25}, at::kDouble).view({2, 4});
+  EXPECT_NEAR(MeanRowPerplexity(mixed), std::sqrt(8.0), 1e-9);
+  // The mean row (0.375, 0.375, 0.125, 0.125).
+  const double h = -2 * (0.375 * std::log(0.375) + 0.125 * std::log(0.125));
+  EXPECT_NEAR(PerplexityOfMeanRow(mixed), std::exp(h), 1e-9);
+  EXPECT_NEAR(MeanSoftmaxEntropy(at::zeros({2, 7})), std::log(7.0), 1e-9);
+  EXPECT_NEAR(MeanSoftmaxEntropy(at::tensor({0.0, 1000.0}).view({1, 2})), 0.0, 1e-9);
+}
+
+TEST(SwavTest, IndicatorsTellACollapsedBatchFromAHealthyOne) {
+  SwavOptions options = Tiny();
+  options.head = nn::SwavHeadOptions().dims({32, 64, 16}).num_clusters({20});
+  auto swav = Make(options);
+  EXPECT_TRUE(swav->Indicators().empty());  // nothing before the first step
+  auto value = [&swav](const std::string& name) {
+    for (const Indicator& indicator : swav->Indicators()) {
+      if (indicator.name == name) return indicator.value;
+    }
+    ADD_FAILURE() << "no indicator " << name;
+    return 0.0;
+  };
+  at::manual_seed(4);
+  swav->BeforeStep(Step(0));
+  const double healthy_loss = swav->Loss(Crops(8), Step(0)).item<double>();
+  EXPECT_GT(value("embedding_spread"), 0.3);
+  EXPECT_GT(value("prototypes_used"), 1);
+  EXPECT_NEAR(value("loss_minus_ln_k"), healthy_loss - std::log(20.0), 1e-6);
+  // Every crop the same image (one resolution): identical embeddings (spread 0), one
+  // argmax prototype, and Sinkhorn's equipartition makes every code uniform (perplexity
+  // K); uniform codes against any prediction cost at least ln K.
+  options.crops.counts = {4};
+  options.crops.sizes = {16};
+  options.crops.scale_mins = {0.14};
+  options.crops.scale_maxs = {1.0};
+  swav = Make(options);
+  swav->BeforeStep(Step(0));
+  swav->Loss({at::randn({1, 3, 16, 16}).expand({32, 3, 16, 16}).contiguous()}, Step(0));
+  EXPECT_NEAR(value("embedding_spread"), 0.0, 1e-4);
+  EXPECT_EQ(value("prototypes_used"), 1);
+  EXPECT_NEAR(value("codes_perplexity"), 20.0, 1e-3);
+  EXPECT_NEAR(value("codes_batch_perplexity"), 20.0, 1e-3);
+  EXPECT_GE(value("loss_minus_ln_k"), -1e-6);
+  EXPECT_LE(value("prediction_entropy"), std::log(20.0) + 1e-9);
+  int shown = 0;
+  for (const Indicator& indicator : swav->Indicators()) shown += indicator.on_progress_line;
+  EXPECT_EQ(shown, 2);
 }
 
 TEST(SwavTest, PrototypesAreNormalizedBeforeEachStepUnlessAskedNot) {

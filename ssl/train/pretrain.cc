@@ -325,8 +325,9 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
       ++iterations_done;
       const double logged_loss =
           log.Due(step) ? MeanOverProcesses(*communicator, loss_value, o.device) : loss_value;
-      log.Iteration(step, logged_loss, method.ScheduledValues(), batch.labels.size(0) * world,
-                    loader->stats().wait_seconds);
+      log.Iteration(step, logged_loss, method.ScheduledValues(),
+                    log.Due(step) ? method.Indicators() : std::vector<methods::Indicator>(),
+                    batch.labels.size(0) * world, loader->stats().wait_seconds);
     }
     if (profile != nullptr) finish_profile(iters);  // an epoch shorter than the span
     const double epoch_loss_sum = loss_sum.item<double>();

@@ -31,7 +31,8 @@ bool TrainingLog::Due(const methods::StepContext& step) const {
 
 void TrainingLog::Iteration(const methods::StepContext& step, double loss,
                             const std::vector<std::pair<std::string, double>>& scheduled,
-                            int64_t images, double loader_wait_seconds) {
+                            const std::vector<methods::Indicator>& indicators, int64_t images,
+                            double loader_wait_seconds) {
   ++iterations_done_;
   window_images_ += images;
   if (!is_main_ || !Due(step)) return;
@@ -49,6 +50,12 @@ void TrainingLog::Iteration(const methods::StepContext& step, double loss,
   for (const auto& [name, value] : scheduled) {
     absl::StrAppendFormat(&values, "  %s %.5g", name, value);
     record[name] = value;
+  }
+  for (const methods::Indicator& indicator : indicators) {
+    if (indicator.on_progress_line) {
+      absl::StrAppendFormat(&values, "  %s %.4g", indicator.name, indicator.value);
+    }
+    record[indicator.name] = indicator.value;
   }
   record["images_per_second"] = images_per_second;
   record["data_wait_share"] = data_share;

@@ -32,9 +32,11 @@ class TrainingLog {
   /// Whether iteration `step.iteration` ends a logging window.
   bool Due(const methods::StepContext& step) const;
   /// Records one iteration of `images` images (over all processes); prints and writes
-  /// when Due(step), with `loss` the mean over processes.
+  /// when Due(step), with `loss` the mean over processes. `indicators` (the method's, asked
+  /// for only when Due) all go to metrics.jsonl; those marked go on the progress line.
   void Iteration(const methods::StepContext& step, double loss,
-                 const std::vector<std::pair<std::string, double>>& scheduled, int64_t images,
+                 const std::vector<std::pair<std::string, double>>& scheduled,
+                 const std::vector<methods::Indicator>& indicators, int64_t images,
                  double loader_wait_seconds);
   /// Prints and writes an epoch record.
   void Epoch(const nlohmann::json& record);
