@@ -1,5 +1,5 @@
 // Compares a results JSON with references:
-//   check_result --result=results.json --check=linear_top1:68.9:0.5 [--check=...]
+//   check_result --result=results.json --check=linear_top1:68.9:0.5 [--check=gain.knn_top1_k20:>=:8 ...]
 // Prints one line per metric and "N passed, M failed"; exits 1 on any failure.
 #include <cmath>
 #include <cstdio>
@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
     } else if (std::strncmp(argv[i], "--check=", 8) == 0) {
       const auto check = ssl::experiments::ParseCheck(argv[i] + 8);
       if (!check) {
-        std::cerr << "check_result: --check must be metric:reference:tolerance, got " << argv[i] + 8
+        std::cerr << "check_result: --check must be metric:reference:tolerance or metric:>=:floor, got "
+                  << argv[i] + 8
                   << "\n";
         return 2;
       }
@@ -42,10 +43,10 @@ int main(int argc, char** argv) {
   int passed = 0, failed = 0;
   for (const auto& check : checks) {
     const std::optional<double> value = ssl::experiments::FindMetric(results, check.metric);
-    const bool ok = value && std::abs(*value - check.reference) <= check.tolerance;
-    std::printf("%-28s recorded %8s  reference %.2f +- %.2f  %s\n", check.metric.c_str(),
-                value ? std::to_string(*value).substr(0, 7).c_str() : "missing", check.reference,
-                check.tolerance, ok ? "ok" : "FAIL");
+    const bool ok = value && check.Passes(*value);
+    std::printf("%-28s recorded %8s  reference %s  %s\n", check.metric.c_str(),
+                value ? std::to_string(*value).substr(0, 7).c_str() : "missing",
+                check.Describe().c_str(), ok ? "ok" : "FAIL");
     (ok ? passed : failed)++;
   }
   std::printf("%d passed, %d failed\n", passed, failed);

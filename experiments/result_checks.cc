@@ -1,5 +1,8 @@
 #include "experiments/result_checks.h"
 
+#include <cmath>
+#include <cstdio>
+
 namespace ssl::experiments {
 
 std::optional<double> FindMetric(const nlohmann::json& results, const std::string& metric) {
@@ -22,13 +25,34 @@ std::optional<double> FindMetric(const nlohmann::json& results, const std::strin
   return lookup(section, key);
 }
 
+bool Check::Passes(double value) const {
+  return at_least ? value >= reference : std::abs(value - reference) <= tolerance;
+}
+
+std::string Check::Describe() const {
+  char text[64];
+  if (at_least) {
+    std::snprintf(text, sizeof(text), ">= %.2f", reference);
+  } else {
+    std::snprintf(text, sizeof(text), "%.2f +- %.2f", reference, tolerance);
+  }
+  return text;
+}
+
 std::optional<Check> ParseCheck(const std::string& text) {
   const size_t first = text.find(':');
   const size_t second = text.find(':', first + 1);
   if (first == std::string::npos || second == std::string::npos) return std::nullopt;
+  const std::string middle = text.substr(first + 1, second - first - 1);
   try {
-    return Check{text.substr(0, first), std::stod(text.substr(first + 1, second - first - 1)),
-                 std::stod(text.substr(second + 1))};
+    size_t used = 0;
+    const std::string last = text.substr(second + 1);
+    const double bound = std::stod(last, &used);
+    if (used != last.size()) return std::nullopt;
+    if (middle == ">=") return Check{text.substr(0, first), bound, 0, /*at_least=*/true};
+    const double reference = std::stod(middle, &used);
+    if (used != middle.size()) return std::nullopt;
+    return Check{text.substr(0, first), reference, bound};
   } catch (const std::exception&) {
     return std::nullopt;
   }

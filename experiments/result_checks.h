@@ -17,9 +17,16 @@ struct Check {
   std::string metric;
   double reference = 0;
   double tolerance = 0;
+  /// A floor instead of reference +- tolerance: the value must be >= reference (an
+  /// entry's `minimum`, e.g. the least gain over random init that shows learning).
+  bool at_least = false;
+
+  bool Passes(double value) const;
+  /// "68.90 +- 0.50" or ">= 8.00".
+  std::string Describe() const;
 };
 
-/// Parses "metric:reference:tolerance"; nullopt when malformed.
+/// Parses "metric:reference:tolerance" or "metric:>=:floor"; nullopt when malformed.
 std::optional<Check> ParseCheck(const std::string& text);
 
 }  // namespace ssl::experiments

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -264,15 +265,21 @@ absl::StatusOr<ssl::train::PretrainResult> PretrainM2Teacher(const std::string& 
   return PretrainInSubprocess(args, output_dir);
 }
 
-// The mean L2 norm of the prototype rows in a checkpoint's heads (SwAV's), NotFound where
-// there are none. SwAV renormalizes them before every step, so it ends near 1; the
-// 4-epoch entry checks it because training this short cannot show a missing
-// normalization in its loss or accuracy.
-absl::StatusOr<double> MeanPrototypeNorm(const std::string& checkpoint) {
+// SwAV's prototypes in a checkpoint: the mean L2 norm of their rows (renormalized before
+// every step, so near 1; the 4-epoch entry checks it because training this short cannot
+// show a missing normalization in its loss or accuracy) and the trivial loss of uniform
+// predictions (ln K, averaged over the prototype layers as the loss averages them).
+// NotFound where the checkpoint has no prototypes.
+struct PrototypeSummary {
+  double mean_row_norm = 0;
+  double ln_num_prototypes = 0;
+};
+
+absl::StatusOr<PrototypeSummary> SummarizePrototypes(const std::string& checkpoint) {
   absl::StatusOr<ssl::train::TrainingSnapshot> snapshot = ssl::train::ReadSnapshot(checkpoint);
   if (!snapshot.ok()) return snapshot.status();
-  double sum = 0;
-  int64_t rows = 0;
+  double norm_sum = 0, ln_k_sum = 0;
+  int64_t rows = 0, layers = 0;
   for (const auto& item : snapshot->model) {
     const std::string& key = item.key().toStringRef();
     if (key.find(".prototypes") == std::string::npos || !absl::EndsWith(key, ".weight") ||
@@ -280,11 +287,13 @@ absl::StatusOr<double> MeanPrototypeNorm(const std::string& checkpoint) {
       continue;
     }
     const at::Tensor weight = item.value().toTensor().to(at::kDouble);
-    sum += weight.norm(2, {1}).sum().item<double>();
+    norm_sum += weight.norm(2, {1}).sum().item<double>();
     rows += weight.size(0);
+    ln_k_sum += std::log(static_cast<double>(weight.size(0)));
+    ++layers;
   }
   if (rows == 0) return absl::NotFoundError("no prototypes");
-  return sum / rows;
+  return PrototypeSummary{norm_sum / rows, ln_k_sum / layers};
 }
 
 // A freshly initialized method (seeded) and the engine's options for this entry.
@@ -452,8 +461,13 @@ int main(int argc, char** argv) {
   if (!FLAGS_pretrained_checkpoint.empty()) {
     results["pretrain"]["checkpoint"] = FLAGS_pretrained_checkpoint;
   }
-  if (absl::StatusOr<double> norm = MeanPrototypeNorm(pretrained->last_checkpoint); norm.ok()) {
-    results["pretrain"]["prototype_norm"] = *norm;
+  if (absl::StatusOr<PrototypeSummary> prototypes = SummarizePrototypes(pretrained->last_checkpoint);
+      prototypes.ok()) {
+    results["pretrain"]["prototype_norm"] = prototypes->mean_row_norm;
+    results["pretrain"]["ln_num_prototypes"] = prototypes->ln_num_prototypes;
+    // How far below the trivial loss training got (0 or less: nothing learned).
+    results["pretrain"]["loss_below_ln_k"] =
+        prototypes->ln_num_prototypes - pretrained->final_loss;
   }
   auto backbone = ssl::train::LoadPretrainedBackbone(pretrained->last_checkpoint);
   if (!backbone.ok()) return Fail(backbone.status());
