@@ -606,6 +606,16 @@ absl::StatusOr<SwavRecipe> ReadSwavRecipe(const YAML::Node& config,
   }
   SSL_ASSIGN_OR_RETURN(int64_t queue_length, reader.Int(l + "queue.queue_length", 0));
   SSL_ASSIGN_OR_RETURN(swav.queue_start_iter, reader.Int(l + "queue.start_iter", 0));
+  // This framework's key (VISSL has only its own rule): which original starts the queue.
+  SSL_ASSIGN_OR_RETURN(std::string queue_rule, reader.String(l + "queue.rule", "vissl"));
+  if (queue_rule != "vissl" && queue_rule != "swav_repo") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.", l, "queue.rule must be vissl (random rows, used from start_iter, "
+                     "as VISSL) or swav_repo (zeros, used once full, as main_swav.py), got \"",
+                     queue_rule, "\""));
+  }
+  swav.queue_rule = queue_rule == "vissl" ? methods::SwavOptions::QueueRule::kVissl
+                                          : methods::SwavOptions::QueueRule::kSwavRepo;
   // VISSL's rule: a whole number of global batches, split evenly over the processes.
   swav.queue_length = queue_length - queue_length % train.batch_size;
   if (queue_length > 0 && swav.queue_length == 0) {
@@ -638,6 +648,8 @@ absl::StatusOr<SwavRecipe> ReadSwavRecipe(const YAML::Node& config,
   train.epochs = static_cast<int>(epochs);
   SSL_ASSIGN_OR_RETURN(swav.regularize_bn, reader.Bool(o + "regularize_bn", false));
   SSL_ASSIGN_OR_RETURN(swav.regularize_bias, reader.Bool(o + "regularize_bias", true));
+  SSL_ASSIGN_OR_RETURN(swav.non_regularized_parameters,
+                       reader.StringList(o + "non_regularized_parameters", {}));
   SSL_ASSIGN_OR_RETURN(bool single_group,
                        reader.Bool(o + "construct_single_param_group_only", false));
   SSL_ASSIGN_OR_RETURN(std::string constructor,
@@ -649,7 +661,6 @@ absl::StatusOr<SwavRecipe> ReadSwavRecipe(const YAML::Node& config,
   reader.Ignore(o + "head_optimizer_params.weight_decay");
   reader.Ignore(o + "param_schedulers.lr_head");
   reader.Ignore(o + "betas");
-  reader.Ignore(o + "non_regularized_parameters");
   reader.Ignore(o + "layer_wise_lr_decay");
   if (single_group || constructor != "default" || head_lr || head_wd) {
     return absl::InvalidArgumentError(

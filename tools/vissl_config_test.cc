@@ -240,8 +240,12 @@ TEST_F(VisslConfigTest, GroupsMergeAndOverridesWinAndTheQueueRoundsToTheGlobalBa
       {"config=pretrain/swav/swav_test", "+config/pretrain/swav/transforms=two_crops",
        "config.DISTRIBUTED.NUM_NODES=1", "config.DISTRIBUTED.NUM_PROC_PER_NODE=2",
        "config.MODEL.SYNC_BN_CONFIG.GROUP_SIZE=2", "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=32",
-       "config.LOSS.swav_loss.queue.queue_length=3900", "config.LOSS.swav_loss.temperature=0.2"});
+       "config.LOSS.swav_loss.queue.queue_length=3900", "config.LOSS.swav_loss.temperature=0.2",
+       "config.OPTIMIZER.non_regularized_parameters=[prototypes,bn1]"});
   ASSERT_TRUE(recipe.ok()) << recipe.status();
+  EXPECT_EQ(recipe->swav.non_regularized_parameters,
+            (std::vector<std::string>{"prototypes", "bn1"}));
+  EXPECT_EQ(recipe->swav.queue_rule, methods::SwavOptions::QueueRule::kVissl);
   EXPECT_EQ(recipe->swav.crops.counts, (std::vector<int>{2}));   // the group's transforms
   EXPECT_DOUBLE_EQ(recipe->swav.crops.jitter_probability, 0.0);  // no colour distortion there
   EXPECT_DOUBLE_EQ(recipe->swav.temperature, 0.2);
@@ -290,6 +294,12 @@ TEST_F(VisslConfigTest, UnimplementedKeysAndBadValuesAreOneSentenceNamingTheKey)
   EXPECT_EQ(error({"config.LOSS.swav_loss.queue.queue_length=10"}),
             "config.LOSS.swav_loss.queue.queue_length 10 is shorter than one global batch of 64; "
             "the queue would be empty");
+  EXPECT_EQ(error({"config.LOSS.swav_loss.queue.rule=fifo"}),
+            "config.LOSS.swav_loss.queue.rule must be vissl (random rows, used from start_iter, as "
+            "VISSL) or swav_repo (zeros, used once full, as main_swav.py), got \"fifo\"");
+  EXPECT_EQ(error({"config.OPTIMIZER.non_regularized_parameters=prototypes"}),
+            "config.OPTIMIZER.non_regularized_parameters must be a list of strings, got "
+            "\"prototypes\"");
 }
 
 TEST_F(VisslConfigTest, MissingFilesNameWhereTheyWereLookedFor) {

@@ -5,6 +5,7 @@
 #include <ATen/ops/cat.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/log_softmax.h>
+#include <ATen/ops/rand.h>
 #include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/jit/serialization/pickle.h>
@@ -89,8 +90,17 @@ SwavImpl::SwavImpl(const SwavOptions& options,
   register_module("heads", torch::nn::ModuleList(head));
   local_queue_length_ = options.queue_length / communicator_->world_size();
   if (local_queue_length_ > 0) {
-    queue_ = at::zeros({static_cast<int64_t>(options.crops_for_assign.size()), local_queue_length_,
-                        options.head.dims().back()});
+    const int64_t dim = options.head.dims().back();
+    const std::vector<int64_t> shape = {static_cast<int64_t>(options.crops_for_assign.size()),
+                                        local_queue_length_, dim};
+    if (options.queue_rule == SwavOptions::QueueRule::kVissl) {
+      // VISSL's initialize_queue: uniform in +-stdv, stdv = 1 / sqrt(dim / 3).
+      const double stdv = 1.0 / std::sqrt(dim / 3.0);
+      queue_ = at::rand(shape).mul_(2 * stdv).add_(-stdv);
+      queue_filled_ = local_queue_length_;
+    } else {
+      queue_ = at::zeros(shape);
+    }
   }
 }
 
@@ -105,6 +115,7 @@ data::ViewRecipe SwavImpl::Views() const { return data::MultiCropViews(options_.
 void SwavImpl::BeforeStep(const StepContext& step) {
   if (options_.normalize_last_layer) head->NormalizePrototypes();
   queue_active_ = local_queue_length_ > 0 && step.global_step >= options_.queue_start_iter;
+  // VISSL's queue counts as full from the start (random rows).
   use_queue_ = queue_active_ && queue_filled_ >= local_queue_length_;
 }
 
@@ -224,29 +235,38 @@ std::vector<ParameterGroup> SwavImpl::ParameterGroups() {
   head_unregularized.no_weight_decay = true;
   ParameterGroup prototypes{"prototypes"};
   prototypes.frozen_iterations = options_.prototypes_frozen_iters;
+  // non_regularized_parameters: VISSL matches substrings of the parameter names.
+  const auto named_unregularized = [this](const std::string& name) {
+    for (const std::string& part : options_.non_regularized_parameters) {
+      if (name.find(part) != std::string::npos) return true;
+    }
+    return false;
+  };
   for (const auto& item : named_modules("", /*include_self=*/false)) {
     const bool in_head = item.key().rfind("heads", 0) == 0;
     ParameterGroup& regularized = in_head ? head_regularized : trunk_regularized;
     ParameterGroup& unregularized = in_head ? head_unregularized : trunk_unregularized;
+    // Where a parameter goes by its kind, unless its name opts it out of weight decay.
+    const auto add = [&](const at::Tensor& parameter, const char* suffix, bool decayed) {
+      const bool by_name = named_unregularized(item.key() + "." + suffix);
+      (decayed && !by_name ? regularized : unregularized).parameters.push_back(parameter);
+    };
     const std::shared_ptr<torch::nn::Module>& module = item.value();
     if (auto* linear = module->as<torch::nn::Linear>()) {
-      const bool is_prototype = item.key().find("prototypes") != std::string::npos;
-      (is_prototype ? prototypes : regularized).parameters.push_back(linear->weight);
-      if (linear->bias.defined()) {
-        (options_.regularize_bias ? regularized : unregularized).parameters.push_back(linear->bias);
+      if (item.key().find("prototypes") != std::string::npos) {
+        prototypes.parameters.push_back(linear->weight);
+        if (named_unregularized(item.key() + ".weight")) prototypes.no_weight_decay = true;
+      } else {
+        add(linear->weight, "weight", true);
       }
+      if (linear->bias.defined()) add(linear->bias, "bias", options_.regularize_bias);
     } else if (auto* conv = module->as<torch::nn::Conv2d>()) {
-      regularized.parameters.push_back(conv->weight);
-      if (conv->bias.defined()) {
-        (options_.regularize_bias ? regularized : unregularized).parameters.push_back(conv->bias);
-      }
+      add(conv->weight, "weight", true);
+      if (conv->bias.defined()) add(conv->bias, "bias", options_.regularize_bias);
     } else if (auto* bn = module->as<nn::BatchNorm>()) {
-      if (bn->weight.defined()) {
-        (options_.regularize_bn ? regularized : unregularized).parameters.push_back(bn->weight);
-      }
+      if (bn->weight.defined()) add(bn->weight, "weight", options_.regularize_bn);
       if (bn->bias.defined()) {
-        (options_.regularize_bn && options_.regularize_bias ? regularized : unregularized)
-            .parameters.push_back(bn->bias);
+        add(bn->bias, "bias", options_.regularize_bn && options_.regularize_bias);
       }
     }
   }
@@ -282,10 +302,8 @@ c10::impl::GenericDict SwavImpl::ExtraState() {
 absl::Status SwavImpl::LoadExtraState(const c10::impl::GenericDict& state) {
   if (local_queue_length_ == 0) return absl::OkStatus();
   if (!state.contains("ssl_queue_by_rank") || !state.contains("ssl_queue_filled")) {
-    queue_.zero_();
-    queue_filled_ = 0;
-    // VISSL's own files keep one process's queue, newest rows first, zeros where it has
-    // not been filled yet: restorable exactly for a single process.
+    // VISSL's own files keep one process's queue, newest rows first: restorable exactly
+    // for a single process.
     if (state.contains("swav_criterion.local_emb_queue") && communicator_->world_size() == 1) {
       const at::Tensor saved = state.at("swav_criterion.local_emb_queue").toTensor();
       if (saved.sizes() != queue_.sizes()) {
@@ -295,12 +313,20 @@ absl::Status SwavImpl::LoadExtraState(const c10::impl::GenericDict& state) {
                          " (crops_for_assign, queue_length, head)"));
       }
       queue_.copy_(saved);
-      const at::Tensor filled_rows = saved[0].ne(0).any(1);
-      while (queue_filled_ < local_queue_length_ && filled_rows[queue_filled_].item<bool>()) {
-        ++queue_filled_;
+      queue_filled_ = 0;
+      if (options_.queue_rule == SwavOptions::QueueRule::kVissl) {
+        queue_filled_ = local_queue_length_;  // random rows count as full
+      } else {
+        // The SwAV repo's rule: zeros where it has not been filled yet.
+        const at::Tensor filled_rows = saved[0].ne(0).any(1);
+        while (queue_filled_ < local_queue_length_ && filled_rows[queue_filled_].item<bool>()) {
+          ++queue_filled_;
+        }
       }
+      return absl::OkStatus();
     }
-    // Otherwise (written before the queue started, or without one): it starts empty.
+    // Otherwise (written before the queue started, or without one): the queue as this run
+    // built it (random rows, or empty under the SwAV repo's rule).
     return absl::OkStatus();
   }
   const at::Tensor by_rank = state.at("ssl_queue_by_rank").toTensor();
@@ -379,6 +405,8 @@ nlohmann::json SwavImpl::Config() const {
           {"size_crops", options_.crops.sizes},
           {"queue_length", options_.queue_length},
           {"queue_start_iter", options_.queue_start_iter},
+          {"queue_rule", options_.queue_rule == SwavOptions::QueueRule::kVissl ? "vissl" : "swav_repo"},
+          {"non_regularized_parameters", options_.non_regularized_parameters},
           {"prototypes_frozen_iters", options_.prototypes_frozen_iters}};
 }
 

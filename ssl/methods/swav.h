@@ -44,13 +44,24 @@ struct SwavOptions {
   /// global batch (VISSL's rule); 0 disables the queue. Each process keeps
   /// queue_length / world_size embeddings per assignment crop.
   int64_t queue_length = 0;
-  /// queue.start_iter: the queue fills from this iteration and is used once full.
+  /// queue.start_iter: the queue is used and filled from this iteration on.
   int64_t queue_start_iter = 0;
+  /// The two originals start the queue differently. kVissl (VISSL's SwAVCriterion, the
+  /// default for VISSL configs): it holds random rows (uniform in +-sqrt(3 / dim), about
+  /// unit norm) from the start and is used at once from start_iter. kSwavRepo (the SwAV
+  /// repository's main_swav.py; queue.rule: swav_repo): it starts zero-filled and is used
+  /// once every row holds a real embedding.
+  enum class QueueRule { kVissl, kSwavRepo };
+  QueueRule queue_rule = QueueRule::kVissl;
   // MODEL.TEMP_FROZEN_PARAMS_ITER_MAP for the prototypes.
   int64_t prototypes_frozen_iters = 0;
   // OPTIMIZER.regularize_bn / regularize_bias: false puts those in a decay-free group.
   bool regularize_bn = true;
   bool regularize_bias = true;
+  /// OPTIMIZER.non_regularized_parameters: parameters whose name (VISSL's, e.g.
+  /// "trunk._feature_blocks.bn1.weight", "heads.0.prototypes0.weight") contains one of
+  /// these strings get no weight decay either.
+  std::vector<std::string> non_regularized_parameters;
   // DATA.TRAIN.TRANSFORMS: the multi-crop recipe.
   data::MultiCropOptions crops;
 };

@@ -286,6 +286,7 @@ TEST(SwavTest, QueueFillsFromItsStartIsUsedOnceFullAndResumes) {
   options.head = nn::SwavHeadOptions().dims({32, 8}).use_bn(false).num_clusters({10});
   options.queue_length = 8;  // two batches of 4
   options.queue_start_iter = 1;
+  options.queue_rule = SwavOptions::QueueRule::kSwavRepo;
   auto swav = Make(options);
   ASSERT_EQ(swav->local_queue_length(), 8);
   at::manual_seed(4);
@@ -341,6 +342,32 @@ TEST(SwavTest, QueueFillsFromItsStartIsUsedOnceFullAndResumes) {
   EXPECT_FALSE(Make(longer)->LoadExtraState(state).ok());
 }
 
+TEST(SwavTest, VisslsQueueStartsWithRandomRowsAndIsUsedFromItsStartIteration) {
+  SwavOptions options = Tiny();
+  options.head = nn::SwavHeadOptions().dims({32, 8}).use_bn(false).num_clusters({10});
+  options.queue_length = 8;
+  options.queue_start_iter = 2;
+  ASSERT_EQ(options.queue_rule, SwavOptions::QueueRule::kVissl);  // the default
+  at::manual_seed(5);
+  auto swav = Make(options);
+  // Uniform in +-sqrt(3 / 8): every coordinate inside, squared norms about 1 on average.
+  const at::Tensor initial = swav->embedding_queue().clone();
+  EXPECT_LE(initial.abs().max().item<double>(), std::sqrt(3.0 / 8));
+  EXPECT_GT(initial.abs().min().item<double>(), 0);
+  EXPECT_NEAR(initial.pow(2).sum(2).mean().item<double>(), 1.0, 0.25);
+  EXPECT_EQ(swav->queue_filled(), 8);
+  std::vector<bool> used;
+  for (int64_t step = 0; step < 3; ++step) {
+    swav->BeforeStep(Step(step));
+    used.push_back(swav->using_queue());
+    swav->Loss(Crops(4), Step(step));
+  }
+  EXPECT_EQ(used, (std::vector<bool>{false, false, true}));
+  // Only the step that used the queue enqueued: one batch in front, the rest shifted back.
+  EXPECT_TRUE(swav->embedding_queue()[0].narrow(0, 4, 4).equal(initial[0].narrow(0, 0, 4)));
+  EXPECT_FALSE(swav->embedding_queue()[0].narrow(0, 0, 4).equal(initial[0].narrow(0, 0, 4)));
+}
+
 TEST(SwavTest, ParameterGroupsFollowVisslsRegularizationAndFreezing) {
   SwavOptions options = Tiny();
   options.regularize_bn = false;
@@ -362,6 +389,30 @@ TEST(SwavTest, ParameterGroupsFollowVisslsRegularizationAndFreezing) {
   // and the head's Linear biases (regularize_bias on) are decayed.
   for (const at::Tensor& p : groups["trunk_unregularized"].parameters) EXPECT_EQ(p.dim(), 1);
   for (const at::Tensor& p : groups["trunk_regularized"].parameters) EXPECT_EQ(p.dim(), 4);
+  EXPECT_FALSE(groups["prototypes"].no_weight_decay);
+}
+
+TEST(SwavTest, NonRegularizedParametersAreMatchedByNameAsVisslDoes) {
+  SwavOptions options = Tiny();
+  // Substrings of VISSL's names: the stem convolution, and the prototypes.
+  options.non_regularized_parameters = {"_feature_blocks.conv1.", "prototypes0"};
+  auto swav = Make(options);
+  std::map<std::string, methods::ParameterGroup> groups;
+  for (methods::ParameterGroup& group : swav->ParameterGroups()) groups[group.name] = group;
+  auto holds = [](const methods::ParameterGroup& group, const at::Tensor& tensor) {
+    for (const at::Tensor& p : group.parameters) {
+      if (p.is_same(tensor)) return true;
+    }
+    return false;
+  };
+  const auto named = swav->named_parameters();
+  const at::Tensor stem = named["trunk._feature_blocks.conv1.weight"];
+  EXPECT_TRUE(holds(groups["trunk_unregularized"], stem));
+  EXPECT_FALSE(holds(groups["trunk_regularized"], stem));
+  // Other convolutions keep their weight decay.
+  EXPECT_TRUE(holds(groups["trunk_regularized"], named["trunk._feature_blocks.layer1.0.conv1.weight"]));
+  EXPECT_TRUE(groups["prototypes"].no_weight_decay);
+  EXPECT_TRUE(holds(groups["prototypes"], swav->head->prototypes[0]->weight));
 }
 
 TEST(SwavTest, StateDictUsesVisslNames) {
