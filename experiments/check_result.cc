@@ -1,5 +1,6 @@
 // Compares a results JSON with references:
-//   check_result --result=results.json --check=linear_top1:68.9:0.5 [--check=gain.knn_top1_k20:>=:8 ...]
+//   check_result --result=results.json --check=linear_top1:68.9:0.5 \
+//       [--check=gain.knn_top1_k20:>=:8 ...]
 // Prints one line per metric and "N passed, M failed"; exits 1 on any failure.
 #include <cmath>
 #include <cstdio>
@@ -19,9 +20,9 @@ int main(int argc, char** argv) {
     } else if (std::strncmp(argv[i], "--check=", 8) == 0) {
       const auto check = ssl::experiments::ParseCheck(argv[i] + 8);
       if (!check) {
-        std::cerr << "check_result: --check must be metric:reference:tolerance or metric:>=:floor, got "
-                  << argv[i] + 8
-                  << "\n";
+        std::cerr
+            << "check_result: --check must be metric:reference:tolerance or metric:>=:floor, got "
+            << argv[i] + 8 << "\n";
         return 2;
       }
       checks.push_back(*check);

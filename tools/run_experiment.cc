@@ -23,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "eval/features.h"
+#include "eval/finetune.h"
 #include "eval/knn.h"
 #include "eval/linear.h"
 #include "ssl/backbones/backbone.h"
@@ -38,14 +39,13 @@
 #include "ssl/train/checkpointer.h"
 #include "ssl/train/pretrain.h"
 #include "ssl/train/pretrained.h"
-#include "transfer/datasets.h"
-#include "eval/finetune.h"
 #include "tools/cli_util.h"
 #include "tools/device_flags.h"
 #include "tools/m2teacher_recipes.h"
 #include "tools/moco_flags.h"
 #include "tools/swav_recipe.h"
 #include "tools/vissl_config.h"
+#include "transfer/datasets.h"
 
 DEFINE_string(name, "experiment", "Entry name (results file name).");
 DEFINE_string(method, "mocov3",
@@ -461,13 +461,13 @@ int main(int argc, char** argv) {
   if (!FLAGS_pretrained_checkpoint.empty()) {
     results["pretrain"]["checkpoint"] = FLAGS_pretrained_checkpoint;
   }
-  if (absl::StatusOr<PrototypeSummary> prototypes = SummarizePrototypes(pretrained->last_checkpoint);
+  if (absl::StatusOr<PrototypeSummary> prototypes =
+          SummarizePrototypes(pretrained->last_checkpoint);
       prototypes.ok()) {
     results["pretrain"]["prototype_norm"] = prototypes->mean_row_norm;
     results["pretrain"]["ln_num_prototypes"] = prototypes->ln_num_prototypes;
     // How far below the trivial loss training got (0 or less: nothing learned).
-    results["pretrain"]["loss_below_ln_k"] =
-        prototypes->ln_num_prototypes - pretrained->final_loss;
+    results["pretrain"]["loss_below_ln_k"] = prototypes->ln_num_prototypes - pretrained->final_loss;
   }
   auto backbone = ssl::train::LoadPretrainedBackbone(pretrained->last_checkpoint);
   if (!backbone.ok()) return Fail(backbone.status());
@@ -563,10 +563,9 @@ int main(int argc, char** argv) {
   for (const char* which : {"pretrained", "random_init"}) {
     if (!results.contains(which)) continue;
     const json& r = results[which];
-    std::cout << absl::StrFormat("%-14s %10s %10s %10s %10s %10s\n", which,
-                                 Cell(r, "knn_top1_k20"), Cell(r, "knn_top1_k200"),
-                                 Cell(r, "linear_top1"), Cell(r, "linear_top5"),
-                                 Cell(r, "finetune_top1"));
+    std::cout << absl::StrFormat("%-14s %10s %10s %10s %10s %10s\n", which, Cell(r, "knn_top1_k20"),
+                                 Cell(r, "knn_top1_k200"), Cell(r, "linear_top1"),
+                                 Cell(r, "linear_top5"), Cell(r, "finetune_top1"));
   }
   const std::string local = work_dir + "/results.json";
   if (absl::Status s = ssl::data::WriteFileAtomically(local, results.dump(2) + "\n"); !s.ok())

@@ -610,7 +610,8 @@ absl::StatusOr<SwavRecipe> ReadSwavRecipe(const YAML::Node& config,
   SSL_ASSIGN_OR_RETURN(std::string queue_rule, reader.String(l + "queue.rule", "vissl"));
   if (queue_rule != "vissl" && queue_rule != "swav_repo") {
     return absl::InvalidArgumentError(
-        absl::StrCat("config.", l, "queue.rule must be vissl (random rows, used from start_iter, "
+        absl::StrCat("config.", l,
+                     "queue.rule must be vissl (random rows, used from start_iter, "
                      "as VISSL) or swav_repo (zeros, used once full, as main_swav.py), got \"",
                      queue_rule, "\""));
   }

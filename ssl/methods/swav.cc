@@ -173,9 +173,8 @@ at::Tensor SwavImpl::Loss(const std::vector<at::Tensor>& crop_groups, const Step
   // The queue is not a module buffer (VISSL keeps it in the loss): follow the model's
   // device, and its precision when that changed (fp32 under mixed precision, as VISSL's
   // float buffer stays).
-  const at::ScalarType queue_type = IsHalfPrecision(out.embedding.scalar_type())
-                                        ? at::kFloat
-                                        : out.embedding.scalar_type();
+  const at::ScalarType queue_type =
+      IsHalfPrecision(out.embedding.scalar_type()) ? at::kFloat : out.embedding.scalar_type();
   if (queue_.defined() &&
       (queue_.scalar_type() != queue_type || queue_.device() != out.embedding.device())) {
     queue_ = queue_.to(out.embedding.device(), queue_type);
@@ -307,10 +306,9 @@ absl::Status SwavImpl::LoadExtraState(const c10::impl::GenericDict& state) {
     if (state.contains("swav_criterion.local_emb_queue") && communicator_->world_size() == 1) {
       const at::Tensor saved = state.at("swav_criterion.local_emb_queue").toTensor();
       if (saved.sizes() != queue_.sizes()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("the checkpoint's SwAV queue has shape ", c10::str(saved.sizes()),
-                         "; this run needs ", c10::str(queue_.sizes()),
-                         " (crops_for_assign, queue_length, head)"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the checkpoint's SwAV queue has shape ", c10::str(saved.sizes()), "; this run needs ",
+            c10::str(queue_.sizes()), " (crops_for_assign, queue_length, head)"));
       }
       queue_.copy_(saved);
       queue_filled_ = 0;
@@ -389,25 +387,26 @@ std::vector<std::string> SwavImpl::DumpDiagnostics(const std::string& dir) {
 
 nlohmann::json SwavImpl::Config() const {
   const std::vector<int>& sizes = options_.crops.sizes;
-  return {{"arch", options_.arch},
-          {"cifar_stem", options_.cifar_stem},
-          {"image_size", sizes.empty() ? 224 : *std::max_element(sizes.begin(), sizes.end())},
-          {"head_dims", options_.head.dims()},
-          {"num_prototypes", options_.head.num_clusters()},
-          {"use_bn", options_.head.use_bn()},
-          {"temperature", options_.temperature},
-          {"epsilon", options_.epsilon},
-          {"num_iters", options_.num_iters},
-          {"use_double_precision", options_.use_double_precision},
-          {"normalize_last_layer", options_.normalize_last_layer},
-          {"crops_for_assign", options_.crops_for_assign},
-          {"num_crops", options_.crops.counts},
-          {"size_crops", options_.crops.sizes},
-          {"queue_length", options_.queue_length},
-          {"queue_start_iter", options_.queue_start_iter},
-          {"queue_rule", options_.queue_rule == SwavOptions::QueueRule::kVissl ? "vissl" : "swav_repo"},
-          {"non_regularized_parameters", options_.non_regularized_parameters},
-          {"prototypes_frozen_iters", options_.prototypes_frozen_iters}};
+  return {
+      {"arch", options_.arch},
+      {"cifar_stem", options_.cifar_stem},
+      {"image_size", sizes.empty() ? 224 : *std::max_element(sizes.begin(), sizes.end())},
+      {"head_dims", options_.head.dims()},
+      {"num_prototypes", options_.head.num_clusters()},
+      {"use_bn", options_.head.use_bn()},
+      {"temperature", options_.temperature},
+      {"epsilon", options_.epsilon},
+      {"num_iters", options_.num_iters},
+      {"use_double_precision", options_.use_double_precision},
+      {"normalize_last_layer", options_.normalize_last_layer},
+      {"crops_for_assign", options_.crops_for_assign},
+      {"num_crops", options_.crops.counts},
+      {"size_crops", options_.crops.sizes},
+      {"queue_length", options_.queue_length},
+      {"queue_start_iter", options_.queue_start_iter},
+      {"queue_rule", options_.queue_rule == SwavOptions::QueueRule::kVissl ? "vissl" : "swav_repo"},
+      {"non_regularized_parameters", options_.non_regularized_parameters},
+      {"prototypes_frozen_iters", options_.prototypes_frozen_iters}};
 }
 
 }  // namespace ssl::methods

@@ -410,7 +410,8 @@ TEST(SwavTest, NonRegularizedParametersAreMatchedByNameAsVisslDoes) {
   EXPECT_TRUE(holds(groups["trunk_unregularized"], stem));
   EXPECT_FALSE(holds(groups["trunk_regularized"], stem));
   // Other convolutions keep their weight decay.
-  EXPECT_TRUE(holds(groups["trunk_regularized"], named["trunk._feature_blocks.layer1.0.conv1.weight"]));
+  EXPECT_TRUE(
+      holds(groups["trunk_regularized"], named["trunk._feature_blocks.layer1.0.conv1.weight"]));
   EXPECT_TRUE(groups["prototypes"].no_weight_decay);
   EXPECT_TRUE(holds(groups["prototypes"], swav->head->prototypes[0]->weight));
 }
