@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Parity with the original SwAV code: the same recipe (a config of configs/config/ssl_cpu/,
+# read by both sides) trained by the SwAV repository's own training step
+# (tools/swav_reference.py, from a checkout passed by path, never copied here, on Debian's
+# python3-torch) and by //tools:run_distributed_engines (through //tools:run_experiment),
+# for several seeds, alternating sides. Each run reports kNN k=20 of the trunk after
+# training and at random init (the same architecture, measured in the same run), the last
+# epoch's loss and training images/s; the script prints mean +- std per side and writes
+# swav_parity.json.
+#
+#   tools/swav_parity.sh /path/to/swav ../shared/datasets/imagenette \
+#       [config, default ssl_cpu/swav_imagenette_64px] [seeds, default "0 1 2"] [val split]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+checkout="$(cd "${1:?usage: tools/swav_parity.sh <swav checkout> <dataset root> [config] [seeds] [val split]}" && pwd)"
+data="$(cd "${2:?dataset root with train/ and val/}" && pwd)"
+config="${3:-ssl_cpu/swav_imagenette_64px}"
+seeds="${4:-0 1 2}"
+val="${5:-val}"
+config_file="configs/config/$config.yaml"
+[[ -f "$config_file" ]] || { echo "swav_parity: no config $config_file" >&2; exit 2; }
+[[ -f "$checkout/main_swav.py" ]] || { echo "swav_parity: $checkout has no main_swav.py" >&2; exit 2; }
+bazel build //tools:run_experiment //tools:run_distributed_engines >/dev/null 2>&1 ||
+  bazel build //tools:run_experiment //tools:run_distributed_engines
+if grep -qw avx2 /proc/cpuinfo 2>/dev/null; then export OPENBLAS_CORETYPE=Haswell; fi
+out="$(mktemp -d)"
+runs="$out/runs.jsonl"
+for seed in $seeds; do
+  echo "swav_parity: seed $seed, ours" >&2
+  bazel-bin/tools/run_experiment --method=swav --name="parity_seed$seed" --config="$config" \
+    --overrides="config.SEED_VALUE=$seed" --seed="$seed" --linear=false --threads=2 --workers=2 \
+    --data="$data" --val_split="$val" --work_dir="$out/ours_$seed" --print_freq=50 \
+    >"$out/ours_$seed.log" 2>&1 || { tail -n 5 "$out/ours_$seed.log" >&2; exit 1; }
+  /usr/bin/python3 - "$out/ours_$seed/results.json" "$seed" >>"$runs" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(json.dumps({"side": "ours", "seed": int(sys.argv[2]),
+                  "knn_top1_k20": r["pretrained"]["knn_top1_k20"],
+                  "random_init_knn_top1_k20": r["random_init"]["knn_top1_k20"],
+                  "final_loss": r["pretrain"]["final_loss"],
+                  "images_per_second": r["pretrain"]["images_per_second"]}))
+PY
+  echo "swav_parity: seed $seed, original" >&2
+  /usr/bin/python3 tools/swav_reference.py "$checkout" "$data" --config "$config_file" \
+    --seed "$seed" --val_split "$val" 2>"$out/original_$seed.log" |
+    /usr/bin/python3 -c 'import json, sys
+r = json.loads(sys.stdin.read()); r["side"] = "original"; print(json.dumps(r))' >>"$runs"
+done
+/usr/bin/python3 - "$runs" "$config" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+summary = {"config": sys.argv[2], "runs": runs}
+def spread(values):
+    return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+print(f"SwAV parity, {sys.argv[2]}, {len(runs) // 2} seeds a side (mean +- std):")
+for side in ("ours", "original"):
+    rows = [r for r in runs if r["side"] == side]
+    stats = {key: spread([r[key] for r in rows]) for key in
+             ("knn_top1_k20", "random_init_knn_top1_k20", "final_loss", "images_per_second")}
+    stats["gain"] = spread([r["knn_top1_k20"] - r["random_init_knn_top1_k20"] for r in rows])
+    summary[side] = {k: {"mean": m, "std": s} for k, (m, s) in stats.items()}
+    print(f"  {side:9s} kNN {stats['knn_top1_k20'][0]:.2f} +- {stats['knn_top1_k20'][1]:.2f} "
+          f"(random init {stats['random_init_knn_top1_k20'][0]:.2f}, gain "
+          f"{stats['gain'][0]:.2f} +- {stats['gain'][1]:.2f}), final loss "
+          f"{stats['final_loss'][0]:.3f} +- {stats['final_loss'][1]:.3f}, "
+          f"{stats['images_per_second'][0]:.1f} +- {stats['images_per_second'][1]:.1f} images/s")
+ratio = summary["ours"]["images_per_second"]["mean"] / summary["original"]["images_per_second"]["mean"]
+summary["images_per_second_ratio"] = ratio
+print(f"  training images/s, ours over the original's: {ratio:.2f}x")
+json.dump(summary, open("swav_parity.json", "w"), indent=1)
+PY
+echo "swav_parity: runs and logs in $out; summary in swav_parity.json"
