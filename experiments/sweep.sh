@@ -28,6 +28,30 @@ work="${SWEEP_WORK:-/tmp/ssl_sweep}/$(basename "$out")"
 mkdir -p "$work" "$(dirname "$out")"
 touch "$out.jsonl"
 
+# The Markdown table of every recorded row.
+write_table() {
+  /usr/bin/python3 - "$out" "$rows" "$data" <<'PY'
+import json, sys
+out, rows, data = sys.argv[1:4]
+records = [json.loads(l) for l in open(out + ".jsonl") if l.strip()]
+lines = [f"# Sweep: {rows}", "",
+         f"Written by `experiments/sweep.sh {rows} <dataset root> {out}` (dataset: "
+         f"`{data.split('/')[-1]}`); one run per row, kNN k=20 of the pretrained trunk and of "
+         "the same architecture at random init, measured in the same run. Do not edit by hand.",
+         "",
+         "| row | flags | epochs | pretraining s | images/s | final loss | loss below ln K | kNN | random init | gain |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
+def cell(value, fmt="%.2f"):
+    return "-" if value is None else fmt % value
+for r in records:
+    lines.append(f"| {r['label']} | `{r['flags']}` | {r['epochs']} | {cell(r['pretrain_seconds'], '%.0f')} | "
+                 f"{cell(r['images_per_second'], '%.0f')} | {cell(r['final_loss'], '%.3f')} | "
+                 f"{cell(r.get('loss_below_ln_k'), '%.3f')} | {cell(r['knn_top1_k20'])} | "
+                 f"{cell(r.get('random_init_knn_top1_k20'))} | {cell(r.get('gain_knn_top1_k20'))} |")
+open(out + ".md", "w").write("\n".join(lines) + "\n")
+PY
+}
+
 while IFS= read -r line || [[ -n "$line" ]]; do
   line="${line%%#*}"
   [[ -z "${line// }" ]] && continue
@@ -71,25 +95,7 @@ open(out, "a").write(json.dumps(row) + "\n")
 print(f"sweep: {label}: loss {row['final_loss']:.3f}, kNN {row['knn_top1_k20']:.2f} "
       f"(random init {row['random_init_knn_top1_k20']}), {row['pretrain_seconds']:.0f} s pretraining")
 PY
-  /usr/bin/python3 - "$out" "$rows" "$data" <<'PY'
-import json, sys
-out, rows, data = sys.argv[1:4]
-records = [json.loads(l) for l in open(out + ".jsonl") if l.strip()]
-lines = [f"# Sweep: {rows}", "",
-         f"Written by `experiments/sweep.sh {rows} <dataset root> {out}` (dataset: "
-         f"`{data.split('/')[-1]}`); one run per row, kNN k=20 of the pretrained trunk and of "
-         "the same architecture at random init, measured in the same run. Do not edit by hand.",
-         "",
-         "| row | flags | epochs | pretraining s | images/s | final loss | loss below ln K | kNN | random init | gain |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
-def cell(value, fmt="%.2f"):
-    return "-" if value is None else fmt % value
-for r in records:
-    lines.append(f"| {r['label']} | `{r['flags']}` | {r['epochs']} | {cell(r['pretrain_seconds'], '%.0f')} | "
-                 f"{cell(r['images_per_second'], '%.0f')} | {cell(r['final_loss'], '%.3f')} | "
-                 f"{cell(r.get('loss_below_ln_k'), '%.3f')} | {cell(r['knn_top1_k20'])} | "
-                 f"{cell(r.get('random_init_knn_top1_k20'))} | {cell(r.get('gain_knn_top1_k20'))} |")
-open(out + ".md", "w").write("\n".join(lines) + "\n")
-PY
+  write_table
 done <"$rows"
+write_table
 echo "sweep: table in $out.md"
