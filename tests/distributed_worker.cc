@@ -178,7 +178,9 @@ void MocoStep(const std::shared_ptr<Communicator>& comm) {
 
 // SwAV steps driven as the engine drives them, in float64: 2 crops of 16 px and 2 of
 // 8 px per sample, a queue of two global batches (in use from the third step), the
-// prototypes frozen for the first step.
+// prototypes frozen for the first step. The queue follows the SwAV repository's rule
+// (zero-filled, used once full): VISSL's random initial rows are drawn per process, so
+// 2 processes could not equal 1 process with them.
 void SwavStep(const std::shared_ptr<Communicator>& comm) {
   methods::SwavOptions options;
   options.arch = "resnet18w0.125";
@@ -189,6 +191,7 @@ void SwavStep(const std::shared_ptr<Communicator>& comm) {
   options.crops.scale_mins = {0.14, 0.05};
   options.crops.scale_maxs = {1.0, 0.14};
   options.queue_length = 2 * FLAGS_global_batch;
+  options.queue_rule = methods::SwavOptions::QueueRule::kSwavRepo;
   options.prototypes_frozen_iters = 1;
   options.use_double_precision = true;
   at::manual_seed(0);
