@@ -107,7 +107,9 @@ _SMALL = [
         # kNN (experiments/bug_demos), so the prototypes' row norms are checked directly.
         reference = {"knn_top1_k20": 32.03, "pretrain.prototype_norm": 1.0},
         tolerance = {"knn_top1_k20": 3.0, "pretrain.prototype_norm": 0.01},
-        minimum = {"gain.knn_top1_k20": 3.0, "pretrain.loss_below_ln_k": 0.2},
+        # The loss floor sits 0.09 under the record (0.443): every crop assigning a code,
+        # crops_for_assign ignored, ends 0.30 below ln K with a kNN gain still above 3.
+        minimum = {"gain.knn_top1_k20": 3.0, "pretrain.loss_below_ln_k": 0.35},
         source = "recorded",
         ci_test = True,
         description = "A few minutes; runs in bazel test on ../shared/datasets/imagenette.",
