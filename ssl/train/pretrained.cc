@@ -60,7 +60,8 @@ struct InferredVit {
   int image_size = 224;
 };
 
-std::optional<InferredVit> InferVit(const c10::impl::GenericDict& model, const std::string& prefix) {
+std::optional<InferredVit> InferVit(const c10::impl::GenericDict& model,
+                                    const std::string& prefix) {
   const auto tensor = [&](const std::string& key) -> std::optional<at::Tensor> {
     if (!model.contains(prefix + key) || !model.at(prefix + key).isTensor()) return std::nullopt;
     return model.at(prefix + key).toTensor();
@@ -72,9 +73,10 @@ std::optional<InferredVit> InferVit(const c10::impl::GenericDict& model, const s
   }
   int depth = 0;
   while (tensor(absl::StrCat("blocks.", depth, ".attn.qkv.weight"))) ++depth;
-  static const std::map<std::pair<int64_t, int>, std::string> kSizes = {
-      {{192, 12}, "vit_tiny"}, {{384, 12}, "vit_small"}, {{768, 12}, "vit_base"},
-      {{1024, 24}, "vit_large"}};
+  static const std::map<std::pair<int64_t, int>, std::string> kSizes = {{{192, 12}, "vit_tiny"},
+                                                                        {{384, 12}, "vit_small"},
+                                                                        {{768, 12}, "vit_base"},
+                                                                        {{1024, 24}, "vit_large"}};
   auto size = kSizes.find({patch->size(0), depth});
   if (size == kSizes.end()) return std::nullopt;
   InferredVit vit;
@@ -136,12 +138,12 @@ absl::StatusOr<CheckpointConfig> ForeignConfig(const TrainingSnapshot& snapshot,
     }
     const std::string first =
         snapshot.model.empty() ? "(none)" : snapshot.model.begin()->key().toStringRef();
-    return absl::InvalidArgumentError(absl::StrCat(
-        path,
-        " holds no backbone this framework can rebuild: no ResNet with torchvision's "
-        "names or ViT with timm's under base_encoder., teacher_encoder., "
-        "trunk._feature_blocks. or the top level (first key: ",
-        first, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path,
+                     " holds no backbone this framework can rebuild: no ResNet with torchvision's "
+                     "names or ViT with timm's under base_encoder., teacher_encoder., "
+                     "trunk._feature_blocks. or the top level (first key: ",
+                     first, ")"));
   }
   const Found* chosen = &found.front();
   if (!backbone.empty()) {
@@ -161,6 +163,11 @@ absl::StatusOr<CheckpointConfig> ForeignConfig(const TrainingSnapshot& snapshot,
   config.cifar_stem = chosen->cifar_stem;
   config.image_size = chosen->image_size;
   config.head_prefixes = {backbones::HeadName(chosen->arch) + "."};
+  if (config.prefix.empty()) {
+    // main_swav.py's ResNet holds its projection head and prototypes beside the trunk.
+    config.head_prefixes.push_back("projection_head.");
+    config.head_prefixes.push_back("prototypes.");
+  }
   return config;
 }
 
@@ -230,9 +237,9 @@ absl::StatusOr<std::shared_ptr<backbones::Backbone>> LoadPretrainedBackbone(
 }
 
 absl::StatusOr<std::pair<CheckpointConfig, int64_t>> ExportBackbone(const std::string& path,
-                                                                  const std::string& backbone,
-                                                                  const std::string& format,
-                                                                  const std::string& output) {
+                                                                    const std::string& backbone,
+                                                                    const std::string& format,
+                                                                    const std::string& output) {
   if (format != "torchvision" && format != "deit") {
     return absl::InvalidArgumentError("--format=" + format + " is not one of torchvision, deit");
   }

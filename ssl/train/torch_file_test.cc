@@ -121,6 +121,7 @@ TEST_F(TorchFileTest, TheOriginalsBackbonesGiveTheFeaturesPythonComputes) {
   ExpectFeatures("model_final_checkpoint_phase4.torch", "resnet18", "base");  // VISSL trunk
   ExpectFeatures("last_epoch_ckpt.pth.tar", "resnet18", "other");             // M2T teacher
   ExpectFeatures("last_epoch_ckpt.pth.tar", "resnet18", "base", "student");
+  ExpectFeatures("swav_checkpoint.pth.tar", "resnet18", "base");  // SwAV repo, head beside
   absl::StatusOr<CheckpointConfig> m2t = ReadCheckpointConfig(File("last_epoch_ckpt.pth.tar"));
   ASSERT_TRUE(m2t.ok());
   EXPECT_EQ(m2t->epoch, 7);

@@ -75,6 +75,15 @@ def main(out):
     state.update(prefixed("module.teacher_encoder.", other.state_dict()))
     torch.save({"start_epoch": 7, "model": state, "optimizer": sgd.state_dict()},
                f"{out}/last_epoch_ckpt.pth.tar")
+    # The SwAV repository's main_swav.py: its ResNet under DDP, the projection head and
+    # prototypes beside the trunk, no fc.
+    state = prefixed("module.", collections.OrderedDict(
+        (k, v) for k, v in base.state_dict().items() if not k.startswith("fc.")))
+    state["module.projection_head.0.weight"] = torch.randn(16, 512)
+    state["module.projection_head.1.running_mean"] = torch.randn(16)
+    state["module.prototypes.weight"] = torch.randn(10, 16)
+    torch.save({"epoch": 5, "state_dict": state, "optimizer": sgd.state_dict()},
+               f"{out}/swav_checkpoint.pth.tar")
     # Tensors sharing one storage (views), in both formats.
     whole = torch.arange(24, dtype=torch.float64).reshape(4, 6)
     shared = {"whole": whole, "row": whole[1], "column": whole[:, 2], "flat": whole.view(-1)[5:9],
