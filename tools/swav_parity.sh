@@ -5,8 +5,9 @@
 # python3-torch) and by //tools:run_distributed_engines (through //tools:run_experiment),
 # for several seeds, alternating sides. Each run reports kNN k=20 of the trunk after
 # training and at random init (the same architecture, measured in the same run), the last
-# epoch's loss and training images/s; the script prints mean +- std per side and writes
-# swav_parity.json.
+# epoch's loss and training images/s; the original's trained trunk is also evaluated by
+# //tools:knn_eval (telling an evaluation difference from a training one); the script
+# prints mean +- std per side and writes swav_parity.json.
 #
 #   tools/swav_parity.sh /path/to/swav ../shared/datasets/imagenette \
 #       [config, default ssl_cpu/swav_imagenette_64px] [seeds, default "0 1 2"] [val split]
@@ -20,8 +21,8 @@ val="${5:-val}"
 config_file="configs/config/$config.yaml"
 [[ -f "$config_file" ]] || { echo "swav_parity: no config $config_file" >&2; exit 2; }
 [[ -f "$checkout/main_swav.py" ]] || { echo "swav_parity: $checkout has no main_swav.py" >&2; exit 2; }
-bazel build //tools:run_experiment //tools:run_distributed_engines >/dev/null 2>&1 ||
-  bazel build //tools:run_experiment //tools:run_distributed_engines
+targets=(//tools:run_experiment //tools:run_distributed_engines //tools:knn_eval)
+bazel build "${targets[@]}" >/dev/null 2>&1 || bazel build "${targets[@]}"
 if grep -qw avx2 /proc/cpuinfo 2>/dev/null; then export OPENBLAS_CORETYPE=Haswell; fi
 out="$(mktemp -d)"
 runs="$out/runs.jsonl"
@@ -42,9 +43,22 @@ print(json.dumps({"side": "ours", "seed": int(sys.argv[2]),
 PY
   echo "swav_parity: seed $seed, original" >&2
   /usr/bin/python3 tools/swav_reference.py "$checkout" "$data" --config "$config_file" \
-    --seed "$seed" --val_split "$val" 2>"$out/original_$seed.log" |
-    /usr/bin/python3 -c 'import json, sys
-r = json.loads(sys.stdin.read()); r["side"] = "original"; print(json.dumps(r))' >>"$runs"
+    --seed "$seed" --val_split "$val" --save_dir "$out/original_$seed" \
+    >"$out/original_$seed.json" 2>"$out/original_$seed.log"
+  # The original's trained trunk through this framework's kNN too: an evaluation
+  # difference shows here, a training difference does not.
+  size="$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["image_size"])' \
+    "$out/original_$seed.json")"
+  bazel-bin/tools/knn_eval --pretrained="$out/original_$seed/trained.pth" --data="$data" \
+    --val_split="$val" --image_size="$size" --k=20 --threads=2 \
+    --output="$out/original_$seed/knn_eval.json" >>"$out/original_$seed.log" 2>&1
+  /usr/bin/python3 - "$out/original_$seed.json" "$out/original_$seed/knn_eval.json" >>"$runs" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+r["side"] = "original"
+r["knn_top1_k20_by_this_framework"] = json.load(open(sys.argv[2]))["knn_top1_k20"]
+print(json.dumps(r))
+PY
 done
 /usr/bin/python3 - "$runs" "$config" <<'PY'
 import json, statistics, sys
@@ -64,6 +78,12 @@ for side in ("ours", "original"):
           f"{stats['gain'][0]:.2f} +- {stats['gain'][1]:.2f}), final loss "
           f"{stats['final_loss'][0]:.3f} +- {stats['final_loss'][1]:.3f}, "
           f"{stats['images_per_second'][0]:.1f} +- {stats['images_per_second'][1]:.1f} images/s")
+cross = [r["knn_top1_k20_by_this_framework"] for r in runs
+         if "knn_top1_k20_by_this_framework" in r]
+if cross:
+    summary["original"]["knn_top1_k20_by_this_framework"] = dict(zip(("mean", "std"), spread(cross)))
+    print(f"  the original's trunks through this framework's kNN: "
+          f"{spread(cross)[0]:.2f} +- {spread(cross)[1]:.2f}")
 ratio = summary["ours"]["images_per_second"]["mean"] / summary["original"]["images_per_second"]["mean"]
 summary["images_per_second_ratio"] = ratio
 print(f"  training images/s, ours over the original's: {ratio:.2f}x")

@@ -198,6 +198,8 @@ def main():
     parser.add_argument("--freeze_prototypes_niters", type=int, default=50)
     parser.add_argument("--queue_length", type=int, default=0)
     parser.add_argument("--epoch_queue_starts", type=int, default=0)
+    parser.add_argument("--save_dir", help="also write random_init.pth and trained.pth there, "
+                        "in main_swav.py's checkpoint layout, to evaluate with knn_eval")
     parser.add_argument("--config", help="a VISSL-format recipe (configs/config/ssl_cpu/...)")
     options = parser.parse_args()
     if options.config:
@@ -248,7 +250,14 @@ def main():
     def trunk(images):
         return model.forward_backbone(images)
 
+    def save(name, epoch):
+        if options.save_dir:  # as main_swav.py saves its DistributedDataParallel model
+            os.makedirs(options.save_dir, exist_ok=True)
+            state = {"module." + k: v for k, v in model.state_dict().items()}
+            torch.save({"epoch": epoch, "state_dict": state}, os.path.join(options.save_dir, name))
+
     model.eval()
+    save("random_init.pth", 0)
     random_init_knn = knn_top1(trunk, options.data, size, options.val_split)
 
     # main(): SGD in LARC, warmup then cosine per iteration, the queue from its epoch.
@@ -287,11 +296,13 @@ def main():
     seconds = time.perf_counter() - start
 
     model.eval()
+    save("trained.pth", options.epochs)
     print(json.dumps({"knn_top1_k20": knn_top1(trunk, options.data, size, options.val_split),
                       "random_init_knn_top1_k20": random_init_knn,
                       "final_loss": losses[-1], "train_seconds": seconds,
                       "images_per_second": iters * options.epochs * options.batch / seconds,
                       "epochs": options.epochs, "batch": options.batch, "seed": options.seed,
+                      "image_size": size,
                       "threads": options.threads, "torch": torch.__version__}))
 
 
