@@ -44,14 +44,16 @@ PY
   echo "swav_parity: seed $seed, original" >&2
   /usr/bin/python3 tools/swav_reference.py "$checkout" "$data" --config "$config_file" \
     --seed "$seed" --val_split "$val" --save_dir "$out/original_$seed" \
-    >"$out/original_$seed.json" 2>"$out/original_$seed.log"
+    >"$out/original_$seed.json" 2>"$out/original_$seed.log" ||
+    { tail -n 5 "$out/original_$seed.log" >&2; exit 1; }
   # The original's trained trunk through this framework's kNN too: an evaluation
   # difference shows here, a training difference does not.
   size="$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["image_size"])' \
     "$out/original_$seed.json")"
   bazel-bin/tools/knn_eval --pretrained="$out/original_$seed/trained.pth" --data="$data" \
     --val_split="$val" --image_size="$size" --k=20 --threads=2 \
-    --output="$out/original_$seed/knn_eval.json" >>"$out/original_$seed.log" 2>&1
+    --output="$out/original_$seed/knn_eval.json" >>"$out/original_$seed.log" 2>&1 ||
+    { tail -n 5 "$out/original_$seed.log" >&2; exit 1; }
   /usr/bin/python3 - "$out/original_$seed.json" "$out/original_$seed/knn_eval.json" >>"$runs" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
