@@ -148,14 +148,8 @@ TrainedRun Train(const std::string& scenario, const std::string& extra_overrides
                   .ok());
 
   // The method as m2teacher_train builds it from the description.
-  methods::M2TeacherOptions options;
-  options.arch = recipe->arch;
-  options.hidden_dim = recipe->hidden_dim;
-  options.low_dim = recipe->low_dim;
-  options.momentum = recipe->param_momentum;
+  methods::M2TeacherOptions options = M2TeacherMethodOptions(*recipe);
   options.double_unbias = double_unbias;
-  options.lars_groups = recipe->optimizer == "m2t_lars";
-  options.image_size = recipe->image_size;
   absl::StatusOr<std::shared_ptr<methods::M2TeacherImpl>> created =
       methods::M2TeacherImpl::Create(options);
   EXPECT_TRUE(created.ok()) << created.status();

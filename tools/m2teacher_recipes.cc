@@ -77,6 +77,21 @@ std::vector<M2TeacherRecipe> M2TeacherRecipes() {
   return recipes;
 }
 
+methods::M2TeacherOptions M2TeacherMethodOptions(const M2TeacherRecipe& recipe) {
+  methods::M2TeacherOptions options;
+  options.arch = recipe.arch;
+  options.cifar_stem = recipe.cifar_stem;
+  options.hidden_dim = recipe.hidden_dim;
+  options.low_dim = recipe.low_dim;
+  options.momentum = recipe.param_momentum;
+  options.lars_groups = recipe.optimizer == "m2t_lars";
+  options.image_size = recipe.image_size;
+  options.crop_min = recipe.crop_min;
+  options.blur_sigma_max = recipe.blur_sigma_max;
+  options.color_strength = recipe.color_strength;
+  return options;
+}
+
 absl::StatusOr<M2TeacherRecipe> FindM2TeacherRecipe(const std::string& name_or_path) {
   std::string name = name_or_path;
   for (const char* prefix : {"momentum_teacher/exps/arxiv/", "exps/arxiv/"}) {
@@ -142,6 +157,15 @@ absl::Status ApplyM2TeacherOverrides(const std::string& overrides, M2TeacherReci
       status = set_count(&recipe->low_dim, 1);
     } else if (name == "image_size") {
       status = set_count(&recipe->image_size, 1);
+    } else if (name == "crop_min") {
+      if (!numeric || number <= 0 || number > 1) return bad("a number in (0, 1]");
+      recipe->crop_min = number;
+    } else if (name == "blur_sigma_max") {
+      if (!numeric || number < 0.1) return bad("a number >= 0.1 (the blur's minimum sigma)");
+      recipe->blur_sigma_max = number;
+    } else if (name == "color_strength") {
+      if (!numeric || number < 0 || number > 5) return bad("a number in [0, 5]");
+      recipe->color_strength = number;
     } else if (name == "arch") {
       if (value.empty()) return bad("a backbone name");
       recipe->arch = value;
@@ -153,7 +177,7 @@ absl::Status ApplyM2TeacherOverrides(const std::string& overrides, M2TeacherReci
           "unknown description attribute \"", name,
           "\"; known: param_momentum, basic_lr_per_img, weight_decay, warmup_epochs, warmup_lr, "
           "max_epoch, print_interval, data_num_workers, arch, hidden_dim, low_dim, image_size, "
-          "optimizer"));
+          "optimizer, crop_min, blur_sigma_max, color_strength"));
     }
     if (!status.ok()) return status;
   }

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "ssl/methods/m2teacher.h"
 
 namespace ssl::tools {
 
@@ -32,9 +33,20 @@ struct M2TeacherRecipe {
   int64_t hidden_dim = 4096;
   int64_t low_dim = 256;
   int image_size = 224;
+  // BYOL's views as the original's byol_transform at these defaults (this framework's
+  // attributes, for small-scale recipes): crop area from crop_min, blur sigma up to
+  // blur_sigma_max px, colour jitter (0.4, 0.4, 0.2, 0.1) x color_strength.
+  double crop_min = 0.08;
+  double blur_sigma_max = 2.0;
+  double color_strength = 1.0;
 };
 
 std::vector<M2TeacherRecipe> M2TeacherRecipes();
+
+/// The method's options from a description (the model, m0, the LARS recipe's parameter
+/// groups and the views); the process-level choices (double unbiasing, synchronized
+/// Momentum BN) keep their defaults for the caller to set.
+methods::M2TeacherOptions M2TeacherMethodOptions(const M2TeacherRecipe& recipe);
 
 /// By name, also given as the original's path ("momentum_teacher/exps/arxiv/
 /// exp_8_v100/momentum2_teacher_100e_exp.py"); NotFound lists the known names.
@@ -43,7 +55,8 @@ absl::StatusOr<M2TeacherRecipe> FindM2TeacherRecipe(const std::string& name_or_p
 /// Sets description attributes by the original's Exp names from "name=value,...":
 /// param_momentum, basic_lr_per_img, weight_decay, warmup_epochs, warmup_lr, max_epoch,
 /// print_interval, data_num_workers, and this framework's arch, hidden_dim, low_dim,
-/// image_size, optimizer (sgd | m2t_lars). An unknown name or a bad value is an error
+/// image_size, optimizer (sgd | m2t_lars), crop_min, blur_sigma_max, color_strength. An
+/// unknown name or a bad value is an error
 /// naming it.
 absl::Status ApplyM2TeacherOverrides(const std::string& overrides, M2TeacherRecipe* recipe);
 

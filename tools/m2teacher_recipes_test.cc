@@ -75,6 +75,40 @@ TEST(M2TeacherRecipesTest, OverridesSetAttributesByTheOriginalsNames) {
             "description attribute optimizer=\"adam\": expected sgd or m2t_lars");
   EXPECT_NE(error("lr=0.1").find("unknown description attribute \"lr\"; known: "),
             std::string::npos);
+  EXPECT_EQ(error("crop_min=0"),
+            "description attribute crop_min=\"0\": expected a number in (0, 1]");
+  EXPECT_EQ(error("blur_sigma_max=0.05"),
+            "description attribute blur_sigma_max=\"0.05\": expected a number >= 0.1 (the "
+            "blur's minimum sigma)");
+}
+
+TEST(M2TeacherRecipesTest, ViewStrengthsReachTheMethodsViews) {
+  M2TeacherRecipe recipe = *FindM2TeacherRecipe("cpu/momentum2_teacher_resnet18w025_64px");
+  // BYOL's views by default: crops from 8% of the area, blur up to 2 px, full colour.
+  data::ViewRecipe views = methods::M2TeacherImpl::Create(M2TeacherMethodOptions(recipe))
+                               .value()
+                               ->Views();
+  ASSERT_EQ(views.groups.size(), 2u);
+  EXPECT_DOUBLE_EQ(views.groups[0].augmentation.scale_min, 0.08);
+  EXPECT_DOUBLE_EQ(views.groups[1].augmentation.blur_sigma_max, 2.0);
+  EXPECT_FLOAT_EQ(views.groups[0].augmentation.jitter.brightness, 0.4f);
+
+  ASSERT_TRUE(
+      ApplyM2TeacherOverrides("crop_min=0.2,blur_sigma_max=0.6,color_strength=0.5", &recipe).ok());
+  const methods::M2TeacherOptions options = M2TeacherMethodOptions(recipe);
+  EXPECT_EQ(options.arch, "resnet18w0.25");
+  EXPECT_EQ(options.image_size, 64);
+  views = methods::M2TeacherImpl::Create(options).value()->Views();
+  for (const data::CropGroup& group : views.groups) {
+    EXPECT_DOUBLE_EQ(group.augmentation.scale_min, 0.2);
+    EXPECT_DOUBLE_EQ(group.augmentation.blur_sigma_max, 0.6);
+    EXPECT_FLOAT_EQ(group.augmentation.jitter.brightness, 0.2f);
+    EXPECT_FLOAT_EQ(group.augmentation.jitter.contrast, 0.2f);
+    EXPECT_FLOAT_EQ(group.augmentation.jitter.saturation, 0.1f);
+    EXPECT_FLOAT_EQ(group.augmentation.jitter.hue, 0.05f);
+  }
+  EXPECT_EQ(views.groups[0].augmentation.blur_probability, 1.0);  // BYOL's asymmetry kept
+  EXPECT_EQ(views.groups[1].augmentation.solarize_probability, 0.2);
 }
 
 }  // namespace

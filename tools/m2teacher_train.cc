@@ -46,7 +46,8 @@ DEFINE_string(set, "",
               "Override attributes of the description by the original's Exp names, e.g. "
               "basic_lr_per_img=0.001,param_momentum=0.996,warmup_epochs=5 (the original edits "
               "its exp file instead); weight_decay, warmup_lr, max_epoch, print_interval, "
-              "data_num_workers, arch, hidden_dim, low_dim, image_size and optimizer too.");
+              "data_num_workers, arch, hidden_dim, low_dim, image_size and optimizer too, and "
+              "this framework's view strengths crop_min, blur_sigma_max and color_strength.");
 DEFINE_string(f, "",
               "Experiment description (-f / --exp_file): a name or the original's path, e.g. "
               "momentum_teacher/exps/arxiv/exp_8_v100/momentum2_teacher_100e_exp.py; empty "
@@ -256,15 +257,8 @@ int main(int argc, char** argv) {
                             {"warmup_epochs", recipe->warmup_epochs},
                             {"weight_decay", recipe->weight_decay}};
 
-  ssl::methods::M2TeacherOptions method_options;
-  method_options.arch = recipe->arch;
-  method_options.cifar_stem = recipe->cifar_stem;
-  method_options.hidden_dim = recipe->hidden_dim;
-  method_options.low_dim = recipe->low_dim;
-  method_options.momentum = recipe->param_momentum;
+  ssl::methods::M2TeacherOptions method_options = ssl::tools::M2TeacherMethodOptions(*recipe);
   method_options.double_unbias = FLAGS_double_unbias;
-  method_options.lars_groups = recipe->optimizer == "m2t_lars";
-  method_options.image_size = recipe->image_size;
   method_options.sync_momentum_bn = FLAGS_sync_bn;
   at::manual_seed(options.seed);
   absl::StatusOr<std::shared_ptr<ssl::methods::M2TeacherImpl>> method =

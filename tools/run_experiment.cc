@@ -57,6 +57,9 @@ DEFINE_string(m2t_set, "", "m2teacher: description attribute overrides (m2teache
 DEFINE_string(m2t_devices, "0", "m2teacher: device ids, one process each (-d).");
 DEFINE_bool(linear_classifier_bn, false,
             "Linear classification with a BatchNorm1d after the Linear (Momentum^2 Teacher's).");
+DEFINE_int64(linear_bn_samples, 0,
+             "With --linear_classifier_bn: the classifier BN's statistics over groups of this "
+             "many images (Momentum^2 Teacher's 32 per GPU); 0: the whole batch.");
 DEFINE_string(linear_schedule, "cos_epoch",
               "cos_epoch (MoCo v3), cos_iter (Momentum^2 Teacher) or multistep.");
 DEFINE_string(config, "",
@@ -318,6 +321,11 @@ absl::StatusOr<PretrainStage> MakeStage(const std::string& train_dir,
   } else if (FLAGS_method == "m2teacher") {
     auto recipe = ssl::tools::FindM2TeacherRecipe(FLAGS_m2t_recipe);
     if (!recipe.ok()) return recipe.status();
+    // The description as m2teacher_train reads it, overrides included (the random-init
+    // baseline must be the architecture the subprocess trains).
+    if (absl::Status s = ssl::tools::ApplyM2TeacherOverrides(FLAGS_m2t_set, &*recipe); !s.ok()) {
+      return s;
+    }
     stage.options.batch_size = FLAGS_batch_size;
     stage.options.epochs = FLAGS_epochs;
     const ssl::tools::M2TeacherRecipe r = *recipe;
@@ -336,16 +344,8 @@ absl::StatusOr<PretrainStage> MakeStage(const std::string& train_dir,
     stage.options.bn = "local";
     stage.options.layout = ssl::train::M2TeacherLayout();
     stage.options.program_config = {{"recipe", recipe->name}};
-    ssl::methods::M2TeacherOptions options;
-    options.arch = recipe->arch;
-    options.cifar_stem = recipe->cifar_stem;
-    options.hidden_dim = recipe->hidden_dim;
-    options.low_dim = recipe->low_dim;
-    options.momentum = recipe->param_momentum;
-    options.lars_groups = recipe->optimizer == "m2t_lars";
-    options.image_size = recipe->image_size;
     at::manual_seed(FLAGS_seed);
-    auto m2t = ssl::methods::M2TeacherImpl::Create(options);
+    auto m2t = ssl::methods::M2TeacherImpl::Create(ssl::tools::M2TeacherMethodOptions(*recipe));
     if (!m2t.ok()) return m2t.status();
     stage.method = *m2t;
   } else {

@@ -60,6 +60,12 @@ absl::StatusOr<std::shared_ptr<M2TeacherImpl>> M2TeacherImpl::Create(
         absl::StrCat("image size must be >= 16 and crop-min in (0, 1], got ", options.image_size,
                      " and ", options.crop_min));
   }
+  if (!(options.blur_sigma_max >= 0.1) || !(options.color_strength >= 0) ||
+      options.color_strength * 0.1 > 0.5) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("blur sigma max must be >= 0.1 (the minimum) and colour strength in [0, 5], got ",
+                     options.blur_sigma_max, " and ", options.color_strength));
+  }
   return std::shared_ptr<M2TeacherImpl>(new M2TeacherImpl(options, std::move(communicator)));
 }
 
@@ -112,7 +118,14 @@ void M2TeacherImpl::UpdateTeacher(double momentum) {
 }
 
 data::ViewRecipe M2TeacherImpl::Views() const {
-  return data::ByolViews(options_.image_size, options_.crop_min);
+  data::ViewRecipe recipe = data::ByolViews(options_.image_size, options_.crop_min);
+  for (data::CropGroup& group : recipe.groups) {
+    data::CropAugmentation& a = group.augmentation;
+    a.blur_sigma_max = options_.blur_sigma_max;
+    const float s = static_cast<float>(options_.color_strength);
+    a.jitter = data::ColorJitterStrength{0.4f * s, 0.4f * s, 0.2f * s, 0.1f * s};
+  }
+  return recipe;
 }
 
 void M2TeacherImpl::BeforeStep(const StepContext& step) {
@@ -220,7 +233,9 @@ nlohmann::json M2TeacherImpl::Config() const {
           {"lars_groups", options_.lars_groups},
           {"sync_momentum_bn", options_.sync_momentum_bn},
           {"image_size", options_.image_size},
-          {"crop_min", options_.crop_min}};
+          {"crop_min", options_.crop_min},
+          {"blur_sigma_max", options_.blur_sigma_max},
+          {"color_strength", options_.color_strength}};
 }
 
 }  // namespace ssl::methods

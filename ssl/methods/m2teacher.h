@@ -39,7 +39,12 @@ struct M2TeacherOptions {
   /// original's statistics are per process.
   bool sync_momentum_bn = false;
   int image_size = 224;
+  // BYOL's views (the original's byol_transform) at these defaults. Small-scale recipes
+  // soften them: crops of at least crop_min of the area, blur sigma up to
+  // blur_sigma_max pixels, colour jitter (0.4, 0.4, 0.2, 0.1) x color_strength.
   double crop_min = 0.08;
+  double blur_sigma_max = 2.0;
+  double color_strength = 1.0;
 };
 
 class M2TeacherImpl : public Method {
