@@ -107,6 +107,42 @@ TEST_F(LinearEvalTest, TrainsOnlyTheClassifierAndPassesTheSanityCheck) {
   EXPECT_FALSE(RunLinearEval(*backbone, train, val, bad).ok());
 }
 
+// Momentum^2 Teacher's classifier BN normalizes over the 32 images each GPU sees: with
+// groups the training differs from whole-batch statistics, with one group per batch it
+// is the same run, and a batch that does not split is refused in one sentence.
+TEST_F(LinearEvalTest, ClassifierBatchNormOverGroupsOfSamples) {
+  backbones::BackboneOptions backbone_options;
+  backbone_options.cifar_stem = true;
+  auto backbone = *backbones::CreateBackbone("resnet18w0.125", backbone_options);
+  const auto train = *data::ImageFolder::Open(*root_ + "/train");
+  const auto val = *data::ImageFolder::Open(*root_ + "/val");
+  const auto run = [&](int64_t samples, int64_t batch) {
+    LinearEvalOptions options;
+    options.epochs = 2;
+    options.batch_size = batch;
+    options.image_size = 32;
+    options.resize = 32;
+    options.cached_features = true;
+    options.classifier_bn = true;
+    options.classifier_bn_samples = samples;
+    options.schedule = "cos_iter";
+    options.verbose = false;
+    return RunLinearEval(*backbone, train, val, options);
+  };
+  const absl::StatusOr<LinearEvalResult> whole = run(0, 24);
+  const absl::StatusOr<LinearEvalResult> one_group = run(24, 24);
+  const absl::StatusOr<LinearEvalResult> groups = run(8, 24);
+  ASSERT_TRUE(whole.ok() && one_group.ok() && groups.ok()) << groups.status();
+  EXPECT_GT(whole->train_loss, 0);
+  EXPECT_DOUBLE_EQ(one_group->train_loss, whole->train_loss);  // 72 images: no batch dropped
+  EXPECT_DOUBLE_EQ(one_group->top1, whole->top1);
+  EXPECT_GT(std::abs(groups->train_loss - whole->train_loss), 1e-6);
+  EXPECT_EQ(run(32, 24).status().message(),
+            "the classifier's BatchNorm groups of 32 samples need a batch that is a multiple of "
+            "it and at most the 72 training images, got 24");
+  EXPECT_FALSE(run(7, 24).ok());
+}
+
 TEST_F(LinearEvalTest, FeaturesFollowTheFolderOrder) {
   backbones::BackboneOptions backbone_options;
   backbone_options.cifar_stem = true;

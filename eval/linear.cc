@@ -86,6 +86,7 @@ nlohmann::json LinearEvalResult::ToJson() const {
           {"best_top5", best_top5},
           {"best_epoch", best_epoch},
           {"epochs", epochs},
+          {"train_loss", train_loss},
           {"mode", mode},
           {"frozen_weights_unchanged", frozen_weights_unchanged}};
 }
@@ -115,10 +116,24 @@ absl::StatusOr<LinearEvalResult> RunLinearEval(backbones::Backbone& backbone,
   std::vector<at::Tensor> snapshot;
   for (const auto& [key, tensor] : nn::StateDict(backbone)) snapshot.push_back(tensor.clone());
 
+  const bool grouped_bn = options.classifier_bn && options.classifier_bn_samples > 0;
+  if (grouped_bn && (options.batch_size % options.classifier_bn_samples != 0 ||
+                     options.batch_size > static_cast<int64_t>(train.size()))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the classifier's BatchNorm groups of ", options.classifier_bn_samples,
+        " samples need a batch that is a multiple of it and at most the ", train.size(),
+        " training images, got ", options.batch_size));
+  }
   at::manual_seed(options.seed);
   Classifier classifier;
   classifier.linear = torch::nn::Linear(backbone.feature_dim(), train.num_classes());
   if (options.classifier_bn) classifier.bn = nn::BatchNorm1d(train.num_classes());
+  if (grouped_bn && options.batch_size > options.classifier_bn_samples) {
+    nn::BatchNormSetting groups;
+    groups.mode = nn::BatchNormMode::kSplit;
+    groups.splits = static_cast<int>(options.batch_size / options.classifier_bn_samples);
+    nn::ConfigureBatchNorm(*classifier.bn, groups);
+  }
   {
     c10::AutoGradMode no_grad(false);
     torch::nn::init::normal_(classifier.linear->weight, 0.0, 0.01);
@@ -149,13 +164,14 @@ absl::StatusOr<LinearEvalResult> RunLinearEval(backbones::Backbone& backbone,
     absl::StatusOr<FeatureSet> extracted = ExtractFeatures(backbone, train, eval_views, extract);
     if (!extracted.ok()) return extracted.status();
     train_features = *std::move(extracted);
-    batches_per_epoch = (train.size() + options.batch_size - 1) / options.batch_size;
+    batches_per_epoch = grouped_bn ? train.size() / options.batch_size
+                                   : (train.size() + options.batch_size - 1) / options.batch_size;
   } else {
     data::LoaderOptions loader_options;
     loader_options.batch_size = std::min<int64_t>(options.batch_size, train.size());
     loader_options.num_workers = options.workers;
     loader_options.seed = options.seed;
-    loader_options.drop_last = false;
+    loader_options.drop_last = grouped_bn;
     loader_options.pin_memory = device.is_cuda();
     absl::StatusOr<std::unique_ptr<data::Loader>> created =
         data::Loader::Create(train, data::ClassifierTrainViews(options.image_size), loader_options);
@@ -207,6 +223,7 @@ absl::StatusOr<LinearEvalResult> RunLinearEval(backbones::Backbone& backbone,
         loss_sum += loss.item<double>();
       }
     }
+    result.train_loss = loss_sum / batches_per_epoch;
     if ((epoch + 1) % options.eval_every == 0 || epoch + 1 == options.epochs) {
       const Accuracy accuracy = Evaluate(classifier, val_features->features.to(device),
                                          val_features->labels.to(device));

@@ -26,6 +26,11 @@ struct LinearEvalOptions {
   double base_lr = 0.1;  ///< 0.1 for ResNet-50 (scaled by batch / 256)
   /// Linear followed by BatchNorm1d(classes) (Momentum^2 Teacher's classifier).
   bool classifier_bn = false;
+  /// With classifier_bn: its training statistics over groups of this many samples, as
+  /// the original computes them on each GPU (-b 256 on 8 GPUs: 32); the batch must be a
+  /// multiple, and an epoch's last incomplete batch is dropped, as the original's loader
+  /// drops it. 0: over the whole batch.
+  int64_t classifier_bn_samples = 0;
   /// "cos_epoch" (MoCo v3: half cosine per epoch), "cos_iter" (Momentum^2 Teacher: per
   /// iteration) or "multistep" (x0.1 at each of `milestones`, epochs).
   std::string schedule = "cos_epoch";
@@ -48,6 +53,7 @@ struct LinearEvalResult {
   double best_top1 = 0, best_top5 = 0;  ///< best validated epoch (what the original keeps)
   int best_epoch = 0;
   int epochs = 0;
+  double train_loss = 0;  ///< mean training loss of the last epoch
   std::string mode;  ///< "augmented" or "cached-features"
   bool frozen_weights_unchanged = false;
   nlohmann::json ToJson() const;

@@ -184,7 +184,7 @@ print("ok")
   fs::create_symlink(*data_ + "/val", dir + "/data/imagenet_val");
   const std::string eval_log = dir + "/eval.txt";
   EXPECT_EQ(ExitCode(StartProcess({Runfile("tools/m2teacher_eval"), "-b", "16",
-                                   "--pretrained=" + checkpoint, "--data=" + dir + "/data",
+                                   "--bn_samples=8", "--pretrained=" + checkpoint, "--data=" + dir + "/data",
                                    "--epochs=2", "--cached_features", "--threads=1", "--workers=1"},
                                   eval_log)),
             0)

@@ -4,7 +4,10 @@
 // a Linear(features, classes) + BatchNorm1d(classes) classifier initialized N(0, 0.01),
 // SGD momentum 0.9 without weight decay; -f linear_eval_exp_byol (the default, as the
 // published numbers): 80 epochs, lr 0.2 x B / 256, cosine per iteration;
-// -f linear_eval_exp: 100 epochs, lr 30 x B / 256, x0.1 at epochs 60 and 80.
+// -f linear_eval_exp: 100 epochs, lr 30 x B / 256, x0.1 at epochs 60 and 80. The
+// classifier's BatchNorm1d normalizes over groups of --bn_samples images (32: what each
+// of the original's 8 GPUs sees at -b 256), and an epoch's incomplete last batch is
+// dropped, as the original's loader drops it.
 //
 //   m2teacher_eval -b 256 --experiment-name my_exp --data data/imagenet
 #include <ATen/Parallel.h>
@@ -33,6 +36,10 @@ DEFINE_string(data, "data", "Root with the --train_split and --val_split ImageFo
 DEFINE_string(train_split, "imagenet_train", "Training sub-folder (the original's name).");
 DEFINE_string(val_split, "imagenet_val", "Validation sub-folder.");
 DEFINE_string(backbone, "teacher", "teacher (the original's) or student.");
+DEFINE_int64(bn_samples, 32,
+             "The classifier BatchNorm1d's training statistics over groups of this many images, "
+             "as the original computes them on each GPU (-b 256 on its 8 GPUs: 32); the batch "
+             "must be a multiple. 0: over the whole batch.");
 DEFINE_int32(epochs, 0, "Override the protocol's epochs (0: keep them).");
 DEFINE_int32(image_size, 0, "Crop size (0: the pretraining crop size).");
 DEFINE_bool(cached_features, false,
@@ -80,6 +87,13 @@ int main(int argc, char** argv) {
   if (FLAGS_threads > 0) at::set_num_threads(FLAGS_threads);
   ssl::eval::LinearEvalOptions options;
   options.classifier_bn = true;
+  options.classifier_bn_samples = FLAGS_bn_samples;
+  if (FLAGS_bn_samples < 0 || (FLAGS_bn_samples > 0 && FLAGS_b % FLAGS_bn_samples != 0)) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "-b ", FLAGS_b, " is not a multiple of --bn_samples ", FLAGS_bn_samples,
+        " (the images each of the original's GPUs normalizes over); give a divisor of -b, or "
+        "--bn_samples=0 for statistics over the whole batch")));
+  }
   options.momentum = 0.9;
   options.weight_decay = 0;
   options.batch_size = FLAGS_b;

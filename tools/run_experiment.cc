@@ -164,6 +164,7 @@ absl::StatusOr<json> Evaluate(ssl::backbones::Backbone& backbone,
     linear.resize = resize;
     linear.cached_features = FLAGS_linear_cached_features;
     linear.classifier_bn = FLAGS_linear_classifier_bn;
+    linear.classifier_bn_samples = FLAGS_linear_bn_samples;
     linear.schedule = FLAGS_linear_schedule;
     linear.workers = FLAGS_workers;
     linear.seed = FLAGS_seed;

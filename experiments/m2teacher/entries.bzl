@@ -31,6 +31,7 @@ def _imagenet(setup, recipe, batch, devices, epochs, top1, machines = 1):
             "--m2t_devices=" + devices,
             "--random_init_baseline=false",
             "--linear_classifier_bn",
+            "--linear_bn_samples=32",  # the original's BN over the 32 images of each GPU
             "--linear_schedule=cos_iter",
             "--linear_epochs=80",
             "--linear_batch_size=256",
