@@ -66,6 +66,9 @@ DEFINE_string(dist_backend, "auto",
               "c10d backend (--dist-backend): auto (nccl on GPUs, gloo on the CPU), gloo or nccl.");
 DEFINE_bool(resume, true, "Continue from outputs/<name>/last_epoch_ckpt.pth.tar when present.");
 DEFINE_int32(epochs, 0, "Override the description's epochs (0: keep them).");
+DEFINE_int32(max_epochs_this_run, 0,
+             "Stop after this many epochs in this invocation, schedules unchanged (0: all); a "
+             "later run resumes there.");
 DEFINE_uint64(seed, 0, "Seeds initialization, data order and augmentations.");
 DEFINE_int32(threads, 0, "Compute threads per process (0: the cores over the local processes).");
 DEFINE_int32(workers, 0, "Loader threads per process (0: the description's data_num_workers).");
@@ -240,6 +243,7 @@ int main(int argc, char** argv) {
   options.print_freq = recipe->print_interval;
   options.seed = FLAGS_seed;
   options.resume = FLAGS_resume ? "latest" : "";
+  options.max_epochs_this_run = FLAGS_max_epochs_this_run;
   options.workers = FLAGS_workers > 0 ? FLAGS_workers : recipe->data_num_workers;
   options.bn = FLAGS_sync_bn ? "sync" : "local";  // per process, as the original's
   options.layout = ssl::train::M2TeacherLayout();

@@ -55,6 +55,9 @@ DEFINE_string(m2t_recipe, "cpu/momentum2_teacher_resnet18w025_64px",
               "m2teacher: the experiment description (m2teacher_train -f=list).");
 DEFINE_string(m2t_set, "", "m2teacher: description attribute overrides (m2teacher_train --set).");
 DEFINE_string(m2t_devices, "0", "m2teacher: device ids, one process each (-d).");
+DEFINE_int32(m2t_stop_after_epochs, 0,
+             "m2teacher: pretrain only the first N epochs of the --epochs schedule (lr, teacher "
+             "momentum and Momentum BN as in the full run), then evaluate (0: the whole run).");
 DEFINE_bool(linear_classifier_bn, false,
             "Linear classification with a BatchNorm1d after the Linear (Momentum^2 Teacher's).");
 DEFINE_int64(linear_bn_samples, 0,
@@ -265,6 +268,11 @@ absl::StatusOr<ssl::train::PretrainResult> PretrainM2Teacher(const std::string& 
                                    "--data=" + train_dir,
                                    "--output_dir=" + output_dir};
   if (!FLAGS_m2t_set.empty()) args.push_back("--set=" + FLAGS_m2t_set);
+  if (FLAGS_m2t_stop_after_epochs > 0) {
+    // A rerun starts over: resuming would train the next N epochs instead.
+    args.push_back("--max_epochs_this_run=" + std::to_string(FLAGS_m2t_stop_after_epochs));
+    args.push_back("--noresume");
+  }
   if (FLAGS_threads > 0) args.push_back("--threads=" + std::to_string(FLAGS_threads));
   return PretrainInSubprocess(args, output_dir);
 }
@@ -453,6 +461,7 @@ int main(int argc, char** argv) {
                   {"pretrain",
                    {{"arch", checkpoint->arch},
                     {"epochs", stage->options.epochs},
+                    {"epochs_trained", pretrained->epochs_completed},
                     {"batch_size", stage->options.batch_size},
                     {"image_size", checkpoint->image_size},
                     {"final_loss", pretrained->final_loss},
