@@ -19,7 +19,8 @@ warmcos per iteration, the loop of tools/train.py on one CPU process.
 
 Prints one JSON line: kNN top-1 (k=20, T=0.07, 64 px center crops of 73 px) of the
 teacher after training and at random init, the loss of the last epoch and the training
-wall time. With --save_dir, also writes the trained model there as the original's
+wall time. --stop_after_epochs N trains the first N epochs of the
+--epochs schedule (as m2teacher_train --max_epochs_this_run). With --save_dir, also writes the trained model there as the original's
 last_epoch_ckpt.pth.tar ({"model": state_dict}), for //tools:knn_eval.
 """
 import argparse
@@ -75,6 +76,8 @@ def main():
     parser.add_argument("--param_momentum", type=float, default=0.99)
     parser.add_argument("--val_split", default="val")
     parser.add_argument("--save_dir", default="")
+    parser.add_argument("--stop_after_epochs", type=int, default=0,
+                        help="train only the first N epochs of the --epochs schedule (0: all)")
     args = parser.parse_args()
     checkout, data, epochs, batch = args.checkout, args.data, args.epochs, args.batch
     torch.set_num_threads(args.threads)
@@ -150,7 +153,8 @@ def main():
                                 weight_decay=args.weight_decay, momentum=0.9)
     model.train()
     step, start, losses = 0, time.perf_counter(), []
-    for epoch in range(epochs):
+    trained = min(epochs, args.stop_after_epochs or epochs)
+    for epoch in range(trained):
         losses = []
         for inps, _ in loader:
             step += 1
@@ -171,12 +175,13 @@ def main():
     seconds = time.perf_counter() - start
     if args.save_dir:
         os.makedirs(args.save_dir, exist_ok=True)
-        torch.save({"start_epoch": epochs, "model": model.state_dict()},
+        torch.save({"start_epoch": trained, "model": model.state_dict()},
                    os.path.join(args.save_dir, "last_epoch_ckpt.pth.tar"))
     print(json.dumps({"knn_top1_k20": knn_top1(model.teacher_encoder.state_dict()),
                       "random_init_knn_top1_k20": random_init_knn,
                       "final_loss": sum(losses) / len(losses), "train_seconds": seconds,
                       "images_per_second": step * batch / seconds, "epochs": epochs,
+                      "epochs_trained": trained,
                       "batch": batch, "threads": args.threads, "seed": args.seed,
                       "arch": args.arch, "torch": torch.__version__}))
 
