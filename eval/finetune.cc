@@ -1,9 +1,9 @@
 #include "eval/finetune.h"
 
+#include <ATen/Context.h>
 #include <ATen/ops/topk.h>
 #include <c10/core/GradMode.h>
 #include <torch/nn/init.h>
-#include <ATen/Context.h>
 
 #include <chrono>
 #include <cmath>
@@ -45,8 +45,8 @@ std::vector<optim::ParamGroup> DecayGroups(backbones::Backbone& model, double we
     const std::string& name = item.key();
     const at::Tensor& p = item.value();
     if (!p.requires_grad()) continue;
-    const bool exempt = p.dim() <= 1 || absl::EndsWith(name, ".bias") || name == "cls_token" ||
-                        name == "pos_embed";
+    const bool exempt =
+        p.dim() <= 1 || absl::EndsWith(name, ".bias") || name == "cls_token" || name == "pos_embed";
     (exempt ? no_decay : decay).params.push_back(p);
   }
   return {no_decay, decay};
@@ -65,9 +65,10 @@ absl::StatusOr<Accuracy> Evaluate(backbones::Backbone& model, const data::ImageF
   loader_options.shuffle = false;
   loader_options.drop_last = false;
   loader_options.pin_memory = options.device.is_cuda();
-  SSL_ASSIGN_OR_RETURN(std::unique_ptr<data::Loader> loader,
-                       data::Loader::Create(val, data::EvalViews(options.image_size, resize),
-                                            loader_options));
+  SSL_ASSIGN_OR_RETURN(
+      std::unique_ptr<data::Loader> loader,
+      data::Loader::Create(val, data::EvalViews(options.image_size, resize, options.interpolation),
+                           loader_options));
   c10::AutoGradMode no_grad(false);
   model.eval();
   loader->StartEpoch(0);
@@ -82,8 +83,8 @@ absl::StatusOr<Accuracy> Evaluate(backbones::Backbone& model, const data::ImageF
       logits = model.forward(batch.views[0].to(options.device, /*non_blocking=*/true));
     }
     const int64_t k = std::min<int64_t>(5, logits.size(1));
-    const at::Tensor hits = std::get<1>(at::topk(logits, k, 1))
-                                .eq(batch.labels.to(options.device).unsqueeze(1));
+    const at::Tensor hits =
+        std::get<1>(at::topk(logits, k, 1)).eq(batch.labels.to(options.device).unsqueeze(1));
     hits1 += hits.narrow(1, 0, 1).sum().item<int64_t>();
     hits5 += hits.sum().item<int64_t>();
     seen += batch.labels.size(0);
@@ -115,12 +116,14 @@ std::string CheckpointFile(const FinetuneOptions& options) {
 }  // namespace
 
 nlohmann::json FinetuneResult::ToJson() const {
-  return {{"top1", top1},
-          {"top5", top5},
-          {"best_top1", best_top1},
-          {"epochs", epochs_done},
-          {"final_train_loss", final_train_loss},
-          {"images_per_second", images_per_second}};
+  nlohmann::json json = {{"top1", top1},
+                         {"top5", top5},
+                         {"best_top1", best_top1},
+                         {"epochs", epochs_done},
+                         {"final_train_loss", final_train_loss},
+                         {"images_per_second", images_per_second}};
+  if (ema_top1 >= 0) json["ema_top1"] = ema_top1;
+  return json;
 }
 
 absl::Status ValidateFinetuneOptions(const FinetuneOptions& o) {
@@ -139,8 +142,12 @@ absl::Status ValidateFinetuneOptions(const FinetuneOptions& o) {
                                                    o.warmup_epochs, " of ", o.epochs));
   }
   if (o.repeated_augmentations < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("repeated augmentations must be >= 1, got ",
-                                                   o.repeated_augmentations));
+    return absl::InvalidArgumentError(
+        absl::StrCat("repeated augmentations must be >= 1, got ", o.repeated_augmentations));
+  }
+  if (!(o.crop_scale_min > 0 && o.crop_scale_min <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("crop scale minimum must be in (0, 1], got ", o.crop_scale_min));
   }
   if (!(o.erase_probability >= 0 && o.erase_probability <= 1)) {
     return absl::InvalidArgumentError(
@@ -172,6 +179,10 @@ double FinetuneLearningRate(const FinetuneOptions& o, double peak_lr, int epoch)
   return o.min_lr + 0.5 * (peak_lr - o.min_lr) * (1 + std::cos(M_PI * epoch / o.epochs));
 }
 
+double FinetuneEpochLearningRate(const FinetuneOptions& o, double peak_lr, int epoch) {
+  return FinetuneLearningRate(o, peak_lr, std::max(epoch - 1, 0));
+}
+
 void ResetClassifier(backbones::Backbone& model) {
   c10::AutoGradMode no_grad(false);
   const std::string head = backbones::HeadName(model.name()) + ".";
@@ -200,9 +211,9 @@ ModelFactory FinetuneModelFactory(const FinetuneModelSpec& spec) {
             "the ViT of ", spec.checkpoint, " was pretrained at ", config.image_size,
             " px; fine-tune it at that size (its position table has that many patches)"));
       }
-      SSL_ASSIGN_OR_RETURN(model, train::LoadPretrainedBackbone(spec.checkpoint, spec.num_classes,
-                                                                spec.backbone,
-                                                                vit ? spec.drop_path : 0.0));
+      SSL_ASSIGN_OR_RETURN(
+          model, train::LoadPretrainedBackbone(spec.checkpoint, spec.num_classes, spec.backbone,
+                                               vit ? spec.drop_path : 0.0));
     }
     if (backbones::HeadName(model->name()) == "head") {
       ResetClassifier(*model);
@@ -259,7 +270,8 @@ absl::StatusOr<FinetuneResult> RunFinetune(const ModelFactory& build_model,
           absl::StrCat(checkpoint, " is not a fine-tuning checkpoint (no model or epoch entry)"));
     }
     const c10::impl::GenericDict dict = loaded.toGenericDict();
-    SSL_RETURN_IF_ERROR(train::LoadStateDictFromIValue(*model, dict.at("model").toGenericDict(), ""));
+    SSL_RETURN_IF_ERROR(
+        train::LoadStateDictFromIValue(*model, dict.at("model").toGenericDict(), ""));
     SSL_RETURN_IF_ERROR(optimizer->LoadStateDict(dict.at("optimizer")));
     if (dict.contains("scaler")) SSL_RETURN_IF_ERROR(scaler.LoadStateDict(dict.at("scaler")));
     if (ema) {
@@ -274,6 +286,7 @@ absl::StatusOr<FinetuneResult> RunFinetune(const ModelFactory& build_model,
     result.top1 = state.value("top1", 0.0);
     result.top5 = state.value("top5", 0.0);
     result.final_train_loss = state.value("train_loss", 0.0);
+    result.ema_top1 = state.value("ema_top1", -1.0);
     if (options.verbose) {
       LOG(INFO) << "resumed " << checkpoint << " after epoch " << start_epoch - 1;
     }
@@ -289,16 +302,17 @@ absl::StatusOr<FinetuneResult> RunFinetune(const ModelFactory& build_model,
   loader_options.pin_memory = options.device.is_cuda();
   SSL_ASSIGN_OR_RETURN(
       std::unique_ptr<data::Loader> loader,
-      data::Loader::Create(train,
-                           data::DeitTrainViews(options.image_size, rand_augment,
-                                                !options.rand_augment.empty(),
-                                                options.erase_probability),
-                           loader_options));
+      data::Loader::Create(
+          train,
+          data::DeitTrainViews(options.image_size, rand_augment, !options.rand_augment.empty(),
+                               options.erase_probability, options.interpolation,
+                               options.crop_scale_min),
+          loader_options));
   const int64_t steps_per_epoch = loader->BatchesPerEpoch();
   if (steps_per_epoch == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "batch ", options.batch_size, " is larger than the ", train.size(),
-        " training images an epoch can use; lower --batch_size"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch ", options.batch_size, " is larger than the ", train.size(),
+                     " training images an epoch can use; lower --batch_size"));
   }
   train::MetricsWriter metrics(options.output_dir + "/metrics.jsonl");
   const int end_epoch = options.max_epochs_this_run > 0
@@ -308,7 +322,7 @@ absl::StatusOr<FinetuneResult> RunFinetune(const ModelFactory& build_model,
   int64_t images_this_run = 0;
   model->train();
   for (int epoch = start_epoch; epoch < end_epoch; ++epoch) {
-    const double lr = FinetuneLearningRate(options, peak_lr, epoch);
+    const double lr = FinetuneEpochLearningRate(options, peak_lr, epoch);
     optimizer->set_lr(lr);
     loader->StartEpoch(epoch);
     ProgressMeter progress(steps_per_epoch * options.batch_size,
@@ -324,8 +338,8 @@ absl::StatusOr<FinetuneResult> RunFinetune(const ModelFactory& build_model,
       const uint64_t step_key = MixBits(MixBits(options.seed ^ static_cast<uint64_t>(epoch)) ^
                                         static_cast<uint64_t>(step));
       at::manual_seed(step_key);
-      Rng mix_rng({options.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(step),
-                   0x6d6978ULL});
+      Rng mix_rng(
+          {options.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(step), 0x6d6978ULL});
       at::Tensor images = batch.views[0].clone();
       at::Tensor targets = MixBatch(images, batch.labels, options.mixup, mix_rng);
       images = images.to(options.device, /*non_blocking=*/true);
@@ -354,7 +368,12 @@ absl::StatusOr<FinetuneResult> RunFinetune(const ModelFactory& build_model,
         LOG(INFO) << progress.Line() << absl::StrFormat("  loss %.4f  lr %.6g", loss_value, lr);
       }
     }
-    SSL_ASSIGN_OR_RETURN(Accuracy accuracy, Evaluate(ema ? *ema : *model, val, options));
+    // DeiT evaluates the model itself; the EMA is measured too when kept.
+    SSL_ASSIGN_OR_RETURN(Accuracy accuracy, Evaluate(*model, val, options));
+    if (ema) {
+      SSL_ASSIGN_OR_RETURN(Accuracy ema_accuracy, Evaluate(*ema, val, options));
+      result.ema_top1 = ema_accuracy.top1;
+    }
     result.top1 = accuracy.top1;
     result.top5 = accuracy.top5;
     result.best_top1 = std::max(result.best_top1, accuracy.top1);
@@ -367,11 +386,13 @@ absl::StatusOr<FinetuneResult> RunFinetune(const ModelFactory& build_model,
                                    {"test_acc5", accuracy.top5},
                                    {"max_accuracy", result.best_top1},
                                    {"images_per_second", progress.Throughput()}};
-    metrics.Write(record);
+    nlohmann::json written = record;
+    if (ema) written["test_acc1_ema"] = result.ema_top1;
+    metrics.Write(written);
     if (options.verbose) {
       LOG(INFO) << absl::StrFormat("epoch %d: loss %.4f, val top-1 %.2f top-5 %.2f (best %.2f)",
-                                   epoch + 1, result.final_train_loss, accuracy.top1,
-                                   accuracy.top5, result.best_top1);
+                                   epoch + 1, result.final_train_loss, accuracy.top1, accuracy.top5,
+                                   result.best_top1);
     }
     // DeiT's checkpoint.pth layout, plus this run's record for resuming.
     c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
@@ -390,6 +411,7 @@ absl::StatusOr<FinetuneResult> RunFinetune(const ModelFactory& build_model,
     dict.insert("ssl_finetune", nlohmann::json({{"best_top1", result.best_top1},
                                                 {"top1", result.top1},
                                                 {"top5", result.top5},
+                                                {"ema_top1", result.ema_top1},
                                                 {"train_loss", result.final_train_loss}})
                                     .dump());
     SSL_RETURN_IF_ERROR(train::SaveIValue(dict, checkpoint));

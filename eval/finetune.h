@@ -3,9 +3,11 @@
 // norms, cls_token and pos_embed), timm's per-epoch cosine with linear warmup from
 // warmup_lr, label smoothing 0.1, Mixup 0.8 / CutMix 1.0 (switch 0.5), RandAugment
 // rand-m9-mstd0.5-inc1, random erasing 0.25, drop path 0.1 (ViTs), repeated
-// augmentation x3, model EMA off by default, evaluation at resize size / 0.875 and a
-// center crop. Checkpoints each epoch in DeiT's layout (checkpoint.pth: model,
-// optimizer, lr_scheduler, epoch, model_ema), resumable bitwise, metrics.jsonl.
+// augmentation x3, model EMA off by default (kept and saved, but the raw model is what
+// DeiT evaluates), bicubic resizing, evaluation at resize size / 0.875 and a center
+// crop; timm's per-epoch scheduler stepped at each epoch's end, as DeiT's loop does. Checkpoints
+// each epoch in DeiT's layout (checkpoint.pth: model, optimizer, lr_scheduler, epoch, model_ema),
+// resumable bitwise, metrics.jsonl.
 #ifndef EVAL_FINETUNE_H_
 #define EVAL_FINETUNE_H_
 
@@ -31,9 +33,15 @@ struct FinetuneOptions {
   int warmup_epochs = 5;
   double warmup_lr = 1e-6;
   double min_lr = 1e-5;
-  MixupOptions mixup;  ///< num_classes is set from the data
+  MixupOptions mixup;                                 ///< num_classes is set from the data
   std::string rand_augment = "rand-m9-mstd0.5-inc1";  ///< "" disables RandAugment
   double erase_probability = 0.25;
+  /// Filter of the training crop, RandAugment's geometric ops and the evaluation resize:
+  /// DeiT's --train-interpolation bicubic; moco-v3's transfer recipe keeps
+  /// torchvision's default bilinear.
+  data::Interpolation interpolation = data::Interpolation::kBicubic;
+  /// RandomResizedCrop's smallest area fraction: timm's 0.08; moco-v3's transfer 0.05.
+  double crop_scale_min = 0.08;
   int repeated_augmentations = 3;  ///< 1 disables repeated augmentation
   bool model_ema = false;
   double model_ema_decay = 0.99996;
@@ -53,8 +61,9 @@ struct FinetuneOptions {
 };
 
 struct FinetuneResult {
-  double top1 = 0, top5 = 0;            ///< after the last epoch (of the EMA model when on)
-  double best_top1 = 0;                 ///< best over epochs (what DeiT prints as max accuracy)
+  double top1 = 0, top5 = 0;  ///< of the model after the last epoch (DeiT's)
+  double ema_top1 = -1;       ///< of the EMA model then, when model EMA is on
+  double best_top1 = 0;       ///< best over epochs (what DeiT prints as max accuracy)
   int epochs_done = 0;
   double final_train_loss = 0;
   double images_per_second = 0;  ///< training throughput of this run
@@ -87,6 +96,12 @@ absl::Status ValidateFinetuneOptions(const FinetuneOptions& options);
 /// timm's CosineLRScheduler as DeiT builds it, per epoch: linear warmup from warmup_lr
 /// to lr over warmup_epochs, then min_lr + (lr - min_lr)(1 + cos(pi e / epochs)) / 2.
 double FinetuneLearningRate(const FinetuneOptions& options, double peak_lr, int epoch);
+
+/// The lr DeiT trains epoch `epoch` (0-based) with: the scheduler starts at its value
+/// for 0 and is stepped with the finished epoch's index after each epoch
+/// (lr_scheduler.step(epoch)), so epoch e >= 1 runs at FinetuneLearningRate(e - 1):
+/// epochs 0 and 1 both at warmup_lr.
+double FinetuneEpochLearningRate(const FinetuneOptions& options, double peak_lr, int epoch);
 
 /// DeiT's fresh classifier init (timm's trunc_normal std 0.02, bias 0).
 void ResetClassifier(backbones::Backbone& model);

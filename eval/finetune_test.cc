@@ -77,7 +77,8 @@ TEST(MixupTest, CutMixPastesABoxAndCorrectsLambda) {
       ++boxes;
       expected.narrow(2, draw.y0, draw.y1 - draw.y0)
           .narrow(3, draw.x0, draw.x1 - draw.x0)
-          .copy_(original.flip(0).narrow(2, draw.y0, draw.y1 - draw.y0)
+          .copy_(original.flip(0)
+                     .narrow(2, draw.y0, draw.y1 - draw.y0)
                      .narrow(3, draw.x0, draw.x1 - draw.x0));
     }
     EXPECT_TRUE(at::equal(images, expected)) << seed;
@@ -117,6 +118,14 @@ TEST(FinetuneScheduleTest, WarmupThenTimmsCosine) {
   EXPECT_NEAR(FinetuneLearningRate(options, peak, 5),
               1e-5 + 0.5 * (peak - 1e-5) * (1 + std::cos(M_PI * 5 / 100)), 1e-15);
   EXPECT_NEAR(FinetuneLearningRate(options, peak, 50), 1e-5 + 0.5 * (peak - 1e-5), 1e-15);
+  // DeiT's loop steps the scheduler after each epoch with that epoch's index: epochs 0
+  // and 1 train at warmup_lr, epoch e >= 1 at the schedule's value for e - 1.
+  EXPECT_DOUBLE_EQ(FinetuneEpochLearningRate(options, peak, 0), 1e-6);
+  EXPECT_DOUBLE_EQ(FinetuneEpochLearningRate(options, peak, 1), 1e-6);
+  EXPECT_DOUBLE_EQ(FinetuneEpochLearningRate(options, peak, 3),
+                   FinetuneLearningRate(options, peak, 2));
+  EXPECT_DOUBLE_EQ(FinetuneEpochLearningRate(options, peak, 99),
+                   FinetuneLearningRate(options, peak, 98));
 }
 
 class FinetuneRunTest : public ::testing::Test {
@@ -177,6 +186,8 @@ TEST_F(FinetuneRunTest, KilledAfterAnEpochAndResumedEqualsAStraightRun) {
   ASSERT_TRUE(resumed.ok()) << resumed.status();
   EXPECT_EQ(resumed->epochs_done, 2);
   EXPECT_EQ(resumed->top1, full->top1);
+  EXPECT_EQ(resumed->ema_top1, full->ema_top1);
+  EXPECT_GE(full->ema_top1, 0);  // measured beside the model's own accuracy
   auto a = train::LoadIValue(straight + "/checkpoint.pth");
   auto b = train::LoadIValue(split + "/checkpoint.pth");
   ASSERT_TRUE(a.ok() && b.ok());
@@ -203,6 +214,26 @@ TEST_F(FinetuneRunTest, KilledAfterAnEpochAndResumedEqualsAStraightRun) {
   EXPECT_EQ(no_decay.at("params").toList().size(), 1u + 2 + 2 + 12 * 8);
 }
 
+// DeiT evaluates the model itself even when it keeps an EMA: with an EMA that never
+// moves from the initial weights (decay 1), the reported accuracy is the same with and
+// without it, and the EMA's own accuracy is reported apart.
+TEST_F(FinetuneRunTest, EvaluatesTheModelNotItsEma) {
+  auto train = data::ImageFolder::Open(*root_ + "/train");
+  auto val = data::ImageFolder::Open(*root_ + "/val");
+  ASSERT_TRUE(train.ok() && val.ok());
+  FinetuneOptions with_ema = Tiny(data::testing::MakeTempDir("ft_with_ema"));
+  with_ema.model_ema_decay = 1.0;
+  FinetuneOptions without_ema = Tiny(data::testing::MakeTempDir("ft_without_ema"));
+  without_ema.model_ema = false;
+  auto a = RunFinetune(VitFactory(), *train, *val, with_ema);
+  auto b = RunFinetune(VitFactory(), *train, *val, without_ema);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->top1, b->top1);
+  EXPECT_EQ(a->top5, b->top5);
+  EXPECT_GE(a->ema_top1, 0);
+  EXPECT_EQ(b->ema_top1, -1);
+}
+
 TEST_F(FinetuneRunTest, BadOptionsAreOneSentence) {
   auto train = data::ImageFolder::Open(*root_ + "/train");
   ASSERT_TRUE(train.ok());
@@ -214,6 +245,10 @@ TEST_F(FinetuneRunTest, BadOptionsAreOneSentence) {
   options = Tiny(options.output_dir);
   options.rand_augment = "rand-m20";
   EXPECT_FALSE(RunFinetune(VitFactory(), *train, *train, options).ok());
+  options = Tiny(options.output_dir);
+  options.crop_scale_min = 0;
+  EXPECT_EQ(RunFinetune(VitFactory(), *train, *train, options).status().message(),
+            "crop scale minimum must be in (0, 1], got 0");
   options = Tiny(options.output_dir);
   options.batch_size = 1000;
   const std::string message(RunFinetune(VitFactory(), *train, *train, options).status().message());

@@ -7,13 +7,15 @@
 //       --data=/path/to/imagenet --output_dir=/tmp/ft
 //   bazel run //tools:finetune -- --arch=resnet18 --dataset=cifar10
 //       --data=/path/to/cifar-10-batches-py --image_size=32 --output_dir=/tmp/ft_random
+#include "eval/finetune.h"
+
 #include <ATen/Parallel.h>
 #include <gflags/gflags.h>
 
 #include <iostream>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "eval/finetune.h"
 #include "ssl/backbones/backbone.h"
 #include "ssl/core/logging.h"
 #include "ssl/data/image_io.h"
@@ -26,7 +28,8 @@
 DEFINE_string(pretrained, "",
               "Checkpoint to start from (this framework's, an original's, or an exported "
               "DeiT/torchvision file); empty: random init of --arch.");
-DEFINE_string(backbone, "", "Which backbone of the checkpoint (empty: the method's evaluation one).");
+DEFINE_string(backbone, "",
+              "Which backbone of the checkpoint (empty: the method's evaluation one).");
 DEFINE_string(arch, "", "Architecture for random init (with --pretrained empty), e.g. vit_small.");
 DEFINE_bool(cifar_stem, false, "Random init of a ResNet: the 32 px stem.");
 // Data.
@@ -55,6 +58,13 @@ DEFINE_double(mixup_prob, 1.0, "Probability of mixing a batch.");
 DEFINE_double(mixup_switch_prob, 0.5, "Probability of CutMix when both are on.");
 DEFINE_string(aa, "rand-m9-mstd0.5-inc1", "RandAugment policy (timm's string; empty: off).");
 DEFINE_double(reprob, 0.25, "Random erasing probability.");
+DEFINE_string(train_interpolation, "bicubic",
+              "Filter of the training crop, RandAugment's geometric ops and the evaluation "
+              "resize: bicubic (DeiT's --train-interpolation) or bilinear (torchvision's "
+              "default, moco-v3's transfer/datasets.py).");
+DEFINE_double(crop_min, 0.08,
+              "Smallest RandomResizedCrop area fraction (timm: 0.08; moco-v3's transfer "
+              "recipe: 0.05).");
 DEFINE_double(drop_path, 0.1, "Stochastic depth of a ViT's last block (ResNets have none).");
 DEFINE_int32(repeated_aug, 3, "Repeated augmentation copies (1: off).");
 DEFINE_bool(model_ema, false, "Keep and evaluate an EMA of the weights.");
@@ -145,6 +155,17 @@ int main(int argc, char** argv) {
   options.mixup.label_smoothing = FLAGS_smoothing;
   options.rand_augment = FLAGS_aa;
   options.erase_probability = FLAGS_reprob;
+  {
+    const std::optional<ssl::data::Interpolation> interpolation =
+        ssl::data::ParseInterpolation(FLAGS_train_interpolation);
+    if (!interpolation) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--train_interpolation must be bicubic or bilinear, got \"",
+                       FLAGS_train_interpolation, "\"")));
+    }
+    options.interpolation = *interpolation;
+  }
+  options.crop_scale_min = FLAGS_crop_min;
   options.repeated_augmentations = FLAGS_repeated_aug;
   options.model_ema = FLAGS_model_ema;
   options.model_ema_decay = FLAGS_model_ema_decay;

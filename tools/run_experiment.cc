@@ -16,6 +16,7 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -123,6 +124,11 @@ DEFINE_double(finetune_cutmix, 1.0, "Fine-tuning CutMix alpha.");
 DEFINE_double(finetune_smoothing, 0.1, "Fine-tuning label smoothing.");
 DEFINE_string(finetune_aa, "rand-m9-mstd0.5-inc1", "Fine-tuning RandAugment (empty: off).");
 DEFINE_double(finetune_reprob, 0.25, "Fine-tuning random erasing probability.");
+DEFINE_string(finetune_interpolation, "bicubic",
+              "Fine-tuning resize filter: bicubic (DeiT) or bilinear (moco-v3's transfer "
+              "recipe).");
+DEFINE_double(finetune_crop_min, 0.08,
+              "Fine-tuning RandomResizedCrop smallest area (DeiT 0.08, moco-v3 transfer 0.05).");
 DEFINE_double(finetune_drop_path, 0.1, "Fine-tuning drop path (ViTs).");
 DEFINE_int32(finetune_repeated_aug, 3, "Fine-tuning repeated augmentation copies (1: off).");
 
@@ -516,6 +522,17 @@ int main(int argc, char** argv) {
     finetune.mixup.label_smoothing = FLAGS_finetune_smoothing;
     finetune.rand_augment = FLAGS_finetune_aa;
     finetune.erase_probability = FLAGS_finetune_reprob;
+    {
+      const std::optional<ssl::data::Interpolation> interpolation =
+          ssl::data::ParseInterpolation(FLAGS_finetune_interpolation);
+      if (!interpolation) {
+        return Fail(absl::InvalidArgumentError(
+            absl::StrCat("--finetune_interpolation must be bicubic or bilinear, got \"",
+                         FLAGS_finetune_interpolation, "\"")));
+      }
+      finetune.interpolation = *interpolation;
+    }
+    finetune.crop_scale_min = FLAGS_finetune_crop_min;
     finetune.repeated_augmentations = FLAGS_finetune_repeated_aug;
     finetune.image_size = checkpoint->image_size;
     finetune.workers = FLAGS_workers;
@@ -558,11 +575,12 @@ int main(int argc, char** argv) {
       results[which]["finetune_best_top1"] = tuned->best_top1;
       results[which]["finetune_images_per_second"] = tuned->images_per_second;
     }
-    results["finetune"] = {{"dataset", FLAGS_finetune_dataset},
-                           {"train_images", splits->train.size()},
-                           {"val_images", splits->val.size()},
-                           {"epochs", FLAGS_finetune_epochs},
-                           {"batch_size", FLAGS_finetune_batch_size}};
+    results["finetune"] = {
+        {"dataset", FLAGS_finetune_dataset},       {"train_images", splits->train.size()},
+        {"val_images", splits->val.size()},        {"epochs", FLAGS_finetune_epochs},
+        {"batch_size", FLAGS_finetune_batch_size}, {"interpolation", FLAGS_finetune_interpolation},
+        {"crop_min", FLAGS_finetune_crop_min},     {"rand_augment", FLAGS_finetune_aa},
+        {"reprob", FLAGS_finetune_reprob}};
   }
 
   std::cout << "\n"

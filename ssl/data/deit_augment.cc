@@ -88,8 +88,22 @@ void Equalize(Image& image) {
   ApplyLut(image, [&](int c, uint8_t v) { return luts[c][v]; });
 }
 
-// Output (x, y) samples input (a x + b y + c, d x + e y + f), bilinearly, `fill` outside.
-void Affine(Image& image, const std::array<double, 6>& m, const std::array<uint8_t, 3>& fill) {
+// PIL's cubic convolution of four samples at offset d in [0, 1) (Geometry.c's BICUBIC,
+// a = -1).
+double Cubic(double v1, double v2, double v3, double v4, double d) {
+  const double p1 = v2;
+  const double p2 = -v1 + v3;
+  const double p3 = 2 * (v1 - v2) + v3 - v4;
+  const double p4 = -v1 + v2 - v3 + v4;
+  return p1 + d * (p2 + d * (p3 + d * p4));
+}
+
+// Output (x, y) samples input (a x + b y + c, d x + e y + f) with PIL's transform filters
+// (Geometry.c): `fill` where the sample point is outside the image, else bilinear
+// (rounded) or bicubic (4 x 4 taps, columns clamped to the image, rows beyond it repeating
+// the last row read, truncated) reads.
+void Affine(Image& image, const std::array<double, 6>& m, const std::array<uint8_t, 3>& fill,
+            Interpolation interpolation) {
   const Image src = image;
   for (int y = 0; y < image.height; ++y) {
     for (int x = 0; x < image.width; ++x) {
@@ -98,7 +112,7 @@ void Affine(Image& image, const std::array<double, 6>& m, const std::array<uint8
       const double sy = m[3] * (x + 0.5) + m[4] * (y + 0.5) + m[5] - 0.5;
       const int x0 = static_cast<int>(std::floor(sx)), y0 = static_cast<int>(std::floor(sy));
       const double fx = sx - x0, fy = sy - y0;
-      if (sx < -0.5 || sy < -0.5 || sx > src.width - 0.5 || sy > src.height - 0.5) {
+      if (sx < -0.5 || sy < -0.5 || sx >= src.width - 0.5 || sy >= src.height - 0.5) {
         for (int c = 0; c < 3; ++c) image.at(y, x, c) = fill[c];
         continue;
       }
@@ -108,6 +122,21 @@ void Affine(Image& image, const std::array<double, 6>& m, const std::array<uint8
           yy = std::clamp(yy, 0, src.height - 1);
           return src.at(yy, xx, c);
         };
+        if (interpolation == Interpolation::kBicubic) {
+          auto row = [&](int yy) {
+            return Cubic(pixel(yy, x0 - 1), pixel(yy, x0), pixel(yy, x0 + 1), pixel(yy, x0 + 2),
+                         fx);
+          };
+          double v[4];
+          v[0] = row(y0 - 1);  // PIL clamps the first row into the image
+          for (int k = 1; k < 4; ++k) {
+            const int yy = y0 - 1 + k;
+            v[k] = yy >= 0 && yy < src.height ? row(yy) : v[k - 1];
+          }
+          const double value = Cubic(v[0], v[1], v[2], v[3], fy);
+          image.at(y, x, c) = value <= 0 ? 0 : value >= 255 ? 255 : static_cast<uint8_t>(value);
+          continue;
+        }
         const double top = pixel(y0, x0) * (1 - fx) + pixel(y0, x0 + 1) * fx;
         const double bottom = pixel(y0 + 1, x0) * (1 - fx) + pixel(y0 + 1, x0 + 1) * fx;
         image.at(y, x, c) = Clip8(std::floor(top * (1 - fy) + bottom * fy + 0.5));
@@ -117,7 +146,8 @@ void Affine(Image& image, const std::array<double, 6>& m, const std::array<uint8
 }
 
 // PIL's rotate(degrees) (counter-clockwise) about the center.
-void Rotate(Image& image, double degrees, const std::array<uint8_t, 3>& fill) {
+void Rotate(Image& image, double degrees, const std::array<uint8_t, 3>& fill,
+            Interpolation interpolation) {
   const double angle = -degrees * M_PI / 180.0;
   const double cx = image.width / 2.0, cy = image.height / 2.0;
   const double a = std::cos(angle), b = std::sin(angle);
@@ -125,7 +155,7 @@ void Rotate(Image& image, double degrees, const std::array<uint8_t, 3>& fill) {
   std::array<double, 6> m = {a, b, 0, -b, a, 0};
   m[2] = cx - a * cx - b * cy;
   m[5] = cy + b * cx - a * cy;
-  Affine(image, m, fill);
+  Affine(image, m, fill, interpolation);
 }
 
 // PIL's ImageFilter.SMOOTH (3x3 [[1,1,1],[1,5,1],[1,1,1]] / 13), borders kept.
@@ -148,11 +178,21 @@ Image Smoothed(const Image& image) {
 }  // namespace
 
 std::string RandAugmentOpName(RandAugmentOp op) {
-  static const char* kNames[kNumRandAugmentOps] = {
-      "AutoContrast", "Equalize",   "Invert",    "Rotate",  "PosterizeIncreasing",
-      "SolarizeIncreasing", "SolarizeAdd", "ColorIncreasing", "ContrastIncreasing",
-      "BrightnessIncreasing", "SharpnessIncreasing", "ShearX", "ShearY", "TranslateXRel",
-      "TranslateYRel"};
+  static const char* kNames[kNumRandAugmentOps] = {"AutoContrast",
+                                                   "Equalize",
+                                                   "Invert",
+                                                   "Rotate",
+                                                   "PosterizeIncreasing",
+                                                   "SolarizeIncreasing",
+                                                   "SolarizeAdd",
+                                                   "ColorIncreasing",
+                                                   "ContrastIncreasing",
+                                                   "BrightnessIncreasing",
+                                                   "SharpnessIncreasing",
+                                                   "ShearX",
+                                                   "ShearY",
+                                                   "TranslateXRel",
+                                                   "TranslateYRel"};
   return kNames[static_cast<int>(op)];
 }
 
@@ -203,7 +243,7 @@ void ApplyRandAugmentOp(RandAugmentOp op, double magnitude, bool negate,
       ApplyLut(image, [](int, uint8_t v) { return static_cast<uint8_t>(255 - v); });
       return;
     case RandAugmentOp::kRotate:
-      Rotate(image, sign * level * 30.0, options.fill);
+      Rotate(image, sign * level * 30.0, options.fill, options.interpolation);
       return;
     case RandAugmentOp::kPosterize: {
       const int bits = 4 - static_cast<int>(level * 4);
@@ -256,16 +296,18 @@ void ApplyRandAugmentOp(RandAugmentOp op, double magnitude, bool negate,
       return;
     }
     case RandAugmentOp::kShearX:
-      Affine(image, {1, sign * level * 0.3, 0, 0, 1, 0}, options.fill);
+      Affine(image, {1, sign * level * 0.3, 0, 0, 1, 0}, options.fill, options.interpolation);
       return;
     case RandAugmentOp::kShearY:
-      Affine(image, {1, 0, 0, sign * level * 0.3, 1, 0}, options.fill);
+      Affine(image, {1, 0, 0, sign * level * 0.3, 1, 0}, options.fill, options.interpolation);
       return;
     case RandAugmentOp::kTranslateX:
-      Affine(image, {1, 0, sign * level * 0.45 * image.width, 0, 1, 0}, options.fill);
+      Affine(image, {1, 0, sign * level * 0.45 * image.width, 0, 1, 0}, options.fill,
+             options.interpolation);
       return;
     case RandAugmentOp::kTranslateY:
-      Affine(image, {1, 0, 0, 0, 1, sign * level * 0.45 * image.height}, options.fill);
+      Affine(image, {1, 0, 0, 0, 1, sign * level * 0.45 * image.height}, options.fill,
+             options.interpolation);
       return;
   }
 }

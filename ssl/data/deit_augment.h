@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "ssl/core/random.h"
 #include "ssl/data/image.h"
+#include "ssl/data/transforms.h"
 
 namespace ssl::data {
 
@@ -45,6 +46,9 @@ struct RandAugmentOptions {
   double op_probability = 0.5;  ///< each chosen op applies with this probability
   /// Fill of uncovered pixels in geometric ops: the ImageNet mean in 8 bits, as DeiT.
   std::array<uint8_t, 3> fill = {124, 116, 104};
+  /// Resampling of the geometric ops (PIL's transform filters, not antialiased): DeiT
+  /// passes its --train-interpolation, bicubic.
+  Interpolation interpolation = Interpolation::kBilinear;
 };
 
 /// Parses timm's config string, e.g. "rand-m9-mstd0.5-inc1" ("inc1" is the only
@@ -52,8 +56,8 @@ struct RandAugmentOptions {
 absl::StatusOr<RandAugmentOptions> ParseRandAugment(const std::string& config);
 
 /// One op at `magnitude` (in [0, 10]); `negate` flips the sign of signed ops. PIL's
-/// semantics on 8-bit RGB; geometric ops sample bilinearly about the image center
-/// (PIL's affine convention: output (x, y) reads input A (x, y, 1)).
+/// semantics on 8-bit RGB; geometric ops sample with options.interpolation about the
+/// image center (PIL's affine convention: output (x, y) reads input A (x, y, 1)).
 void ApplyRandAugmentOp(RandAugmentOp op, double magnitude, bool negate,
                         const RandAugmentOptions& options, Image& image);
 

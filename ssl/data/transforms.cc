@@ -60,19 +60,31 @@ inline __attribute__((always_inline)) void WeightedRowSum(const float* const* so
   }
 }
 
-// PIL's precompute_coeffs for the bilinear (triangle) filter, restricted to an input
-// span of `in_size` pixels: for output pixel i, taps start[i] .. start[i] + count[i].
+// PIL's precompute_coeffs for the bilinear (triangle) or bicubic filter, restricted to
+// an input span of `in_size` pixels: for output pixel i, taps start[i] .. start[i] +
+// count[i].
 struct ResampleWeights {
   int taps = 0;  // stride of `weights`
   std::vector<int> start, count;
   std::vector<float> weights;
 };
 
-ResampleWeights ComputeResampleWeights(int in_size, int out_size) {
+// PIL's bicubic_filter: cubic convolution with a = -0.5.
+double BicubicFilter(double x) {
+  constexpr double a = -0.5;
+  x = std::abs(x);
+  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+  if (x < 2.0) return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
+  return 0.0;
+}
+
+ResampleWeights ComputeResampleWeights(int in_size, int out_size, Interpolation interpolation) {
   ResampleWeights w;
+  const bool bicubic = interpolation == Interpolation::kBicubic;
   const double scale = static_cast<double>(in_size) / out_size;
   const double filter_scale = std::max(scale, 1.0);
-  const double support = filter_scale;  // triangle support 1, widened when shrinking
+  // Filter support 1 (triangle) or 2 (bicubic), widened when shrinking.
+  const double support = (bicubic ? 2.0 : 1.0) * filter_scale;
   w.taps = static_cast<int>(std::ceil(support)) * 2 + 1;
   w.start.resize(out_size);
   w.count.resize(out_size);
@@ -85,14 +97,14 @@ ResampleWeights ComputeResampleWeights(int in_size, int out_size) {
     std::vector<double> raw(hi - lo);
     for (int j = lo; j < hi; ++j) {
       const double x = std::abs((j - center + 0.5) / filter_scale);
-      raw[j - lo] = x < 1.0 ? 1.0 - x : 0.0;
+      raw[j - lo] = bicubic ? BicubicFilter(x) : (x < 1.0 ? 1.0 - x : 0.0);
       total += raw[j - lo];
     }
     w.start[i] = lo;
     w.count[i] = hi - lo;
     for (int j = 0; j < hi - lo; ++j) {
       w.weights[static_cast<size_t>(i) * w.taps + j] =
-          total > 0 ? static_cast<float>(raw[j] / total) : 0.0f;
+          total != 0 ? static_cast<float>(raw[j] / total) : 0.0f;
     }
   }
   return w;
@@ -161,9 +173,9 @@ PixelPairs PairOutputPixels(const ResampleWeights& wx, int window_left, int out_
 // same IEEE operations per element, no FMA contraction), chosen once at load time.
 __attribute__((target_clones("avx2", "default"))) void ResampleWindow(
     const Image& src, const CropBox& box, int full_height, int full_width, int window_top,
-    int window_left, int out_height, int out_width, FloatImage* out) {
-  const ResampleWeights wx = ComputeResampleWeights(box.width, full_width);
-  const ResampleWeights wy = ComputeResampleWeights(box.height, full_height);
+    int window_left, int out_height, int out_width, FloatImage* out, Interpolation interpolation) {
+  const ResampleWeights wx = ComputeResampleWeights(box.width, full_width, interpolation);
+  const ResampleWeights wy = ComputeResampleWeights(box.height, full_height, interpolation);
   // Only the source rows the vertical pass reads.
   const int row_lo = wy.start[window_top];
   const int row_hi = wy.start[window_top + out_height - 1] + wy.count[window_top + out_height - 1];
@@ -207,6 +219,10 @@ __attribute__((target_clones("avx2", "default"))) void ResampleWindow(
       }
       std::memcpy(dst + 3 * x_last, &sum, sizeof(sum));
     }
+  }
+  // PIL stores the horizontal pass in 8 bits: bicubic's overshoot is clipped there.
+  if (interpolation == Interpolation::kBicubic) {
+    for (float& value : horizontal) value = std::clamp(value, 0.0f, 255.0f);
   }
   // Vertical pass: whole interleaved rows at a time (vectorizes), then de-interleave
   // into planar [0, 1] output.
@@ -262,12 +278,23 @@ CropBox SampleResizedCropBox(int height, int width, double scale_min, double sca
   return {(height - h) / 2, (width - w) / 2, h, w};
 }
 
-void ResizedCrop(const Image& src, const CropBox& box, int out_height, int out_width,
-                 FloatImage* out) {
-  ResampleWindow(src, box, out_height, out_width, 0, 0, out_height, out_width, out);
+std::optional<Interpolation> ParseInterpolation(const std::string& name) {
+  if (name == "bilinear") return Interpolation::kBilinear;
+  if (name == "bicubic") return Interpolation::kBicubic;
+  return std::nullopt;
 }
 
-void ResizeShortSideCenterCrop(const Image& src, int resize_short, int crop, FloatImage* out) {
+std::string InterpolationName(Interpolation interpolation) {
+  return interpolation == Interpolation::kBicubic ? "bicubic" : "bilinear";
+}
+
+void ResizedCrop(const Image& src, const CropBox& box, int out_height, int out_width,
+                 FloatImage* out, Interpolation interpolation) {
+  ResampleWindow(src, box, out_height, out_width, 0, 0, out_height, out_width, out, interpolation);
+}
+
+void ResizeShortSideCenterCrop(const Image& src, int resize_short, int crop, FloatImage* out,
+                               Interpolation interpolation) {
   int new_height, new_width;
   if (src.width <= src.height) {
     new_width = resize_short;
@@ -280,7 +307,7 @@ void ResizeShortSideCenterCrop(const Image& src, int resize_short, int crop, Flo
   const int top = RoundHalfEven((new_height - crop_height) / 2.0);
   const int left = RoundHalfEven((new_width - crop_width) / 2.0);
   ResampleWindow(src, {0, 0, src.height, src.width}, new_height, new_width, top, left, crop_height,
-                 crop_width, out);
+                 crop_width, out, interpolation);
 }
 
 void AdjustBrightness(FloatImage& image, float factor) {

@@ -5,6 +5,8 @@
 #define SSL_DATA_TRANSFORMS_H_
 
 #include <array>
+#include <optional>
+#include <string>
 
 #include "ssl/core/random.h"
 #include "ssl/data/image.h"
@@ -25,14 +27,26 @@ struct CropBox {
 CropBox SampleResizedCropBox(int height, int width, double scale_min, double scale_max,
                              double ratio_min, double ratio_max, Rng& rng);
 
-/// Resamples `box` of `src` to `out_height` x `out_width` with PIL's antialiased
-/// bilinear (triangle) filter, as torchvision's resized_crop does; output in [0, 1].
+/// PIL's resampling filters as torchvision's resize and timm's transforms name them:
+/// bilinear (triangle, support 1) and bicubic (cubic convolution a = -0.5, support 2;
+/// DeiT's choice), both widened by the scale factor when shrinking (antialiased).
+enum class Interpolation { kBilinear, kBicubic };
+
+/// "bilinear" or "bicubic"; nullopt otherwise.
+std::optional<Interpolation> ParseInterpolation(const std::string& name);
+std::string InterpolationName(Interpolation interpolation);
+
+/// Resamples `box` of `src` to `out_height` x `out_width` with PIL's antialiased filter,
+/// as torchvision's resized_crop does; output in [0, 1]. PIL rounds to 8 bits between
+/// and after its two passes; this keeps floats (clamped to [0, 255] between passes, as
+/// bicubic can overshoot), within one level of PIL's bytes.
 void ResizedCrop(const Image& src, const CropBox& box, int out_height, int out_width,
-                 FloatImage* out);
+                 FloatImage* out, Interpolation interpolation = Interpolation::kBilinear);
 
 /// torchvision's Resize(resize_short) then CenterCrop(crop): the short side becomes
 /// `resize_short`, the long side int(resize_short * long / short).
-void ResizeShortSideCenterCrop(const Image& src, int resize_short, int crop, FloatImage* out);
+void ResizeShortSideCenterCrop(const Image& src, int resize_short, int crop, FloatImage* out,
+                               Interpolation interpolation = Interpolation::kBilinear);
 
 /// ITU-R 601 luma weights used by grayscale, contrast and saturation.
 inline constexpr float kLumaR = 0.299f, kLumaG = 0.587f, kLumaB = 0.114f;

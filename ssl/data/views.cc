@@ -72,14 +72,14 @@ absl::Status ViewRecipe::Validate() const {
       return absl::InvalidArgumentError(
           absl::StrCat("crop group ", g, ": hue jitter must be in [0, 0.5], got ", a.jitter.hue));
     }
-    for (const auto& [p, name] : {std::pair{a.jitter_probability, "jitter probability"},
-                                  std::pair{a.grayscale_probability, "grayscale probability"},
-                                  std::pair{a.blur_probability, "blur probability"},
-                                  std::pair{a.solarize_probability, "solarize probability"},
-                                  std::pair{a.flip_probability, "flip probability"},
-                                  std::pair{a.erase_probability, "erase probability"},
-                                  std::pair{a.rand_augment_options.op_probability,
-                                            "RandAugment op probability"}}) {
+    for (const auto& [p, name] :
+         {std::pair{a.jitter_probability, "jitter probability"},
+          std::pair{a.grayscale_probability, "grayscale probability"},
+          std::pair{a.blur_probability, "blur probability"},
+          std::pair{a.solarize_probability, "solarize probability"},
+          std::pair{a.flip_probability, "flip probability"},
+          std::pair{a.erase_probability, "erase probability"},
+          std::pair{a.rand_augment_options.op_probability, "RandAugment op probability"}}) {
       if (absl::Status s = CheckProbability(p, name, g); !s.ok()) return s;
     }
   }
@@ -129,11 +129,12 @@ ViewRecipe MultiCropViews(const MultiCropOptions& options) {
   return recipe;
 }
 
-ViewRecipe EvalViews(int size, int resize_short) {
+ViewRecipe EvalViews(int size, int resize_short, Interpolation interpolation) {
   CropAugmentation a;
   a.crop = CropAugmentation::Crop::kResizeCenter;
   a.size = size;
   a.resize_short = resize_short;
+  a.interpolation = interpolation;
   return ViewRecipe{{CropGroup{1, a}}};
 }
 
@@ -145,11 +146,14 @@ ViewRecipe ClassifierTrainViews(int size) {
 }
 
 ViewRecipe DeitTrainViews(int size, const RandAugmentOptions& rand_augment, bool use_rand_augment,
-                          double erase) {
+                          double erase, Interpolation interpolation, double scale_min) {
   ViewRecipe recipe = ClassifierTrainViews(size);
   CropAugmentation& a = recipe.groups[0].augmentation;
+  a.interpolation = interpolation;
+  a.scale_min = scale_min;
   a.rand_augment = use_rand_augment;
   a.rand_augment_options = rand_augment;
+  a.rand_augment_options.interpolation = interpolation;
   a.erase_probability = erase;
   a.erasing.probability = erase;
   return recipe;
@@ -158,11 +162,11 @@ ViewRecipe DeitTrainViews(int size, const RandAugmentOptions& rand_augment, bool
 void AugmentView(const Image& image, const CropAugmentation& a, Rng& rng, FloatImage* scratch,
                  float* out) {
   if (a.crop == CropAugmentation::Crop::kResizeCenter) {
-    ResizeShortSideCenterCrop(image, a.resize_short, a.size, scratch);
+    ResizeShortSideCenterCrop(image, a.resize_short, a.size, scratch, a.interpolation);
   } else {
     const CropBox box = SampleResizedCropBox(image.height, image.width, a.scale_min, a.scale_max,
                                              a.ratio_min, a.ratio_max, rng);
-    ResizedCrop(image, box, a.size, a.size, scratch);
+    ResizedCrop(image, box, a.size, a.size, scratch, a.interpolation);
   }
   // Each RandomApply draws its coin first, then (if applied) its parameters, in
   // pipeline order, as torchvision does.

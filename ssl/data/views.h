@@ -42,6 +42,9 @@ struct CropAugmentation {
   double solarize_probability = 0.0;
   bool solarize_after_flip = false;  ///< BYOL / Momentum^2 Teacher order
   double flip_probability = 0.0;
+  /// Filter of the crop's resize (both crop kinds): torchvision's default bilinear, or
+  /// bicubic (DeiT's training crop and evaluation resize).
+  Interpolation interpolation = Interpolation::kBilinear;
   /// DeiT fine-tuning: RandAugment on the 8-bit crop after the flip, and random
   /// erasing on the normalized output (see deit_augment.h).
   bool rand_augment = false;
@@ -96,16 +99,20 @@ struct MultiCropOptions {
 ViewRecipe MultiCropViews(const MultiCropOptions& options);
 
 /// Evaluation: Resize(resize_short) + CenterCrop(size), normalize; no randomness.
-ViewRecipe EvalViews(int size = 224, int resize_short = 256);
+ViewRecipe EvalViews(int size = 224, int resize_short = 256,
+                     Interpolation interpolation = Interpolation::kBilinear);
 
 /// Supervised training crops (linear classification): RandomResizedCrop(size) + flip.
 ViewRecipe ClassifierTrainViews(int size = 224);
 
 /// DeiT's fine-tuning crops (timm's create_transform with is_training): RandomResizedCrop
-/// (size, (0.08, 1)) + flip + RandAugment + normalize + random erasing with `erase`.
-/// (timm resizes bicubically; this pipeline's crop is bilinear with antialiasing.)
+/// (size, (scale_min, 1)) resampled with `interpolation` + flip + RandAugment (its
+/// geometric ops with the same filter, as timm passes it on) + normalize + random
+/// erasing with `erase`. DeiT: bicubic, 0.08; moco-v3's transfer/datasets.py: bilinear
+/// (torchvision's default), 0.05, no RandAugment, no erasing.
 ViewRecipe DeitTrainViews(int size, const RandAugmentOptions& rand_augment, bool use_rand_augment,
-                          double erase);
+                          double erase, Interpolation interpolation = Interpolation::kBicubic,
+                          double scale_min = 0.08);
 
 /// Produces one augmented, normalized crop of `image` into `out` (3 x size x size,
 /// CHW). `scratch` is reused between calls to avoid allocation.
