@@ -101,7 +101,8 @@ summary = {"recipe": recipe, "epochs": int(epochs), "stop_after_epochs": int(sto
 def spread(values):
     return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
 seeds = len(runs) // 2
-title = f"Momentum^2 Teacher parity, {recipe}{' ' + overrides if overrides else ''}, {f"the first {stop_after} of {epochs}" if int(stop_after) else epochs} epochs, {seeds} seeds a side (mean +- std)"
+span = f"the first {stop_after} of {epochs}" if int(stop_after) else epochs
+title = f"Momentum^2 Teacher parity, {recipe}{' ' + overrides if overrides else ''}, {span} epochs, {seeds} seeds a side (mean +- std)"
 lines = [f"# {title}", "", f"Written by `{summary['command']}`.", "",
          "| side | kNN k=20 | random init | gain | final loss | images/s |", "|---|---|---|---|---|---|"]
 print(title + ":")

@@ -2,6 +2,9 @@
 # Shows that the CI regression entries catch real bugs: for each patch here, applies it to
 # a scratch worktree of HEAD, runs the method's CI entry's regression test and prints
 # its checks. Every patched run should FAIL; the unpatched tests pass in `bazel test //...`.
+# Patches to MoCo v3 also run the ViT lockstep test (//tools:mocov3_vit_lockstep_test,
+# moco-v3's own code); patches to the ViT path (vit_*) run that and the ViT unit tests
+# only, since the CI entry trains a ResNet.
 #
 #   experiments/bug_demos/run.sh [patch names...]      (default: all; ~6 min each on 2 cores)
 #
@@ -40,11 +43,17 @@ for name in "${names[@]}"; do
   # Each method's CI entry (Momentum^2 Teacher needs 10 epochs to learn visibly).
   entry=imagenette_4ep
   [[ "$method" == "m2teacher" ]] && entry=imagenette_10ep
-  (cd "$tree" && bazel test "//experiments/$method:${entry}_regression_test" \
+  case "$method" in
+    vit) targets=(//tools:mocov3_vit_lockstep_test //ssl/backbones:vit_test) ;;
+    mocov3) targets=("//experiments/$method:${entry}_regression_test" //tools:mocov3_vit_lockstep_test) ;;
+    *) targets=("//experiments/$method:${entry}_regression_test") ;;
+  esac
+  (cd "$tree" && bazel test "${targets[@]}" --keep_going \
      --test_output=all --cache_test_results=no > "$log" 2>&1) && status=PASSED || status=FAILED
   {
-    echo "$name: regression test $status"
-    grep -E "reference .* (ok|FAIL)$|passed, [0-9]+ failed" "$log" | sed 's/^/    /' || true
+    echo "$name: $status (${targets[*]})"
+    grep -E "reference .* (ok|FAIL)$|passed, [0-9]+ failed|^//.* (PASSED|FAILED) in|^\[  FAILED  \] [A-Za-z]" "$log" |
+      sort -u | sed 's/^/    /' || true
   } | tee -a "$out"
 done
 git -C "$tree" checkout -q -f -- .
