@@ -265,7 +265,7 @@ _SMALL_VIT = [
     dict(
         name = "vit_tiny_imagenette_10ep",
         method = "mocov3",
-        table = "ViT-Tiny/8 Imagenette 32 px, 10 ep (~17 min) -> kNN and fine-tuning 5 ep",
+        table = "ViT-Tiny/8 Imagenette 32 px, 10 ep (~17 min) -> kNN and fine-tuning 3 ep",
         dataset = "imagenette",
         flags = [
             "--arch=vit_tiny_patch8",
@@ -284,7 +284,7 @@ _SMALL_VIT = [
             "--workers=2",
             "--linear=false",
             "--finetune_dataset=imagefolder",
-            "--finetune_epochs=5",
+            "--finetune_epochs=3",
             "--finetune_batch_size=128",
             "--finetune_lr=2e-3",
             "--finetune_warmup_epochs=0",
