@@ -5,6 +5,7 @@
 #include <ATen/ops/allclose.h>
 #include <ATen/ops/equal.h>
 #include <ATen/ops/index_select.h>
+#include <ATen/ops/isfinite.h>
 #include <ATen/ops/tensor.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -143,6 +144,40 @@ TEST(DistributedTest, SyncBatchNormLayerOnTwoProcessesEqualsOneProcess) {
     EXPECT_LT(MaxDifference(one, two, key), 1e-5) << key;
   }
   EXPECT_GT(one.at("running_var").toTensor().min().item<float>(), 1.5);  // not the init 1
+}
+
+// Reduced-precision inputs, as fp16/bf16 autocast gives BatchNorm on GPUs, with 65,536
+// elements per channel and process (above half's largest finite value, 65,504) and an
+// upstream gradient scaled by 1024 (a loss scale): outputs, input gradients, weight
+// gradients and running statistics on two processes match one float32 process to the
+// input dtype's precision, for SyncBN and for synchronized Momentum BN.
+TEST(DistributedTest, ReducedPrecisionBatchNormOnTwoProcessesMatchesFloat32) {
+  const at::Tensor order = at::tensor({0, 2, 4, 6, 1, 3, 5, 7}, at::kLong);
+  for (const std::string mode : {"sync", "momentum"}) {
+    const std::vector<std::string> flags = {"--scenario=sync_bn", "--bn_spatial=128",
+                                            "--bn_grad_scale=1024", "--bn_mode=" + mode};
+    std::vector<std::string> reference_flags = flags;
+    reference_flags.push_back("--bn_dtype=float");
+    const auto reference = RunScenario("bn_" + mode + "_float", 1, reference_flags);
+    for (const std::string dtype : {"half", "bfloat16"}) {
+      std::vector<std::string> reduced_flags = flags;
+      reduced_flags.push_back("--bn_dtype=" + dtype);
+      const auto reduced = RunScenario("bn_" + mode + "_" + dtype, 2, reduced_flags);
+      // Relative to each quantity's largest magnitude: half keeps 11 bits, bfloat16 8.
+      const double tolerance = dtype == "half" ? 4e-3 : 3e-2;
+      for (const std::string key :
+           {"outputs", "input_grads", "weight_grad", "running_mean", "running_var"}) {
+        at::Tensor expected = reference.at(key).toTensor();
+        if (expected.dim() == 4) expected = expected.index_select(0, order);
+        const at::Tensor actual = reduced.at(key).toTensor();
+        ASSERT_EQ(actual.sizes(), expected.sizes()) << key;
+        ASSERT_TRUE(at::isfinite(actual).all().item<bool>()) << mode << " " << dtype << " " << key;
+        const double scale = expected.abs().max().item<double>();
+        EXPECT_LT((actual - expected).abs().max().item<double>(), tolerance * scale)
+            << mode << " " << dtype << " " << key;
+      }
+    }
+  }
 }
 
 // Three MoCo v3 steps (LARS) on a batch of 8 in float64, where agreement to 1e-10 is

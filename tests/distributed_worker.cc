@@ -53,6 +53,11 @@ DEFINE_bool(double_precision, true,
             "moco_step: float64 model and data, so that 1e-10 agreement is meaningful "
             "(float32 runs can flip a ReLU on a borderline activation after a few steps).");
 DEFINE_bool(overlap, true, "moco_step: start bucket all-reduces from autograd hooks.");
+DEFINE_string(bn_dtype, "float", "sync_bn: the layer's input dtype: float, half or bfloat16.");
+DEFINE_int32(bn_spatial, 4, "sync_bn: input height and width.");
+DEFINE_string(bn_mode, "sync",
+              "sync_bn: sync (SyncBN) or momentum (synchronized Momentum BN, two calls).");
+DEFINE_double(bn_grad_scale, 1, "sync_bn: scale of the upstream gradient (a loss scale).");
 DEFINE_int32(victim, 1, "lose_rank: the rank that goes away.");
 DEFINE_string(victim_action, "kill",
               "lose_rank: kill (SIGKILL), stop (SIGSTOP), or stop_mid_request (SIGSTOP "
@@ -305,28 +310,44 @@ void M2TeacherStep(const std::shared_ptr<Communicator>& comm) {
   Save(results, FLAGS_output);
 }
 
-// One SyncBN layer with non-trivial affine parameters: this process's samples
-// (interleaved, as in moco_step) forward and backward against a fixed upstream gradient.
+// One SyncBN (or synchronized Momentum BN) layer with non-trivial affine parameters:
+// this process's samples (interleaved, as in moco_step), in --bn_dtype, forward and
+// backward against a fixed upstream gradient. Results in float32.
 void SyncBatchNorm(const std::shared_ptr<Communicator>& comm) {
   at::manual_seed(2);
   const int64_t n = FLAGS_global_batch;
-  const at::Tensor x = at::randn({n, 3, 4, 4}).mul(3).add(1);
-  const at::Tensor upstream = at::randn({n, 3, 4, 4});
+  const int64_t hw = FLAGS_bn_spatial;
+  const at::Tensor x = at::randn({n, 3, hw, hw}).mul(3).add(1);
+  const at::Tensor upstream = at::randn({n, 3, hw, hw}).mul(FLAGS_bn_grad_scale);
   nn::BatchNorm bn = nn::BatchNorm2d(3);
   {
     c10::AutoGradMode no_grad(false);
     bn->weight.copy_(at::randn({3}));
     bn->bias.copy_(at::randn({3}));
   }
-  nn::ConfigureBatchNorm(*bn, *nn::MakeBatchNormSetting("sync", 0, 1, comm));
+  if (FLAGS_bn_mode == "momentum") {
+    nn::BatchNormSetting setting;
+    setting.mode = nn::BatchNormMode::kMomentum;
+    setting.group = comm;
+    setting.momentum = std::make_shared<nn::MomentumBatchNormSchedule>();
+    setting.momentum->m_bn = 0.7;
+    nn::ConfigureBatchNorm(*bn, setting);
+  } else {
+    nn::ConfigureBatchNorm(*bn, *nn::MakeBatchNormSetting("sync", 0, 1, comm));
+  }
+  const at::ScalarType dtype = FLAGS_bn_dtype == "half"       ? at::kHalf
+                               : FLAGS_bn_dtype == "bfloat16" ? at::kBFloat16
+                                                              : at::kFloat;
   const at::Tensor mine = at::arange(comm->rank(), n, comm->world_size(), at::kLong);
-  const at::Tensor input = x.index_select(0, mine).requires_grad_();
+  const at::Tensor input = x.index_select(0, mine).to(dtype).requires_grad_();
   const at::Tensor output = bn->forward(input);
-  output.mul(upstream.index_select(0, mine)).sum().backward();
+  // Momentum BN updates its running statistics on every second call (two views).
+  if (FLAGS_bn_mode == "momentum") bn->forward(input.detach());
+  output.to(at::kFloat).mul(upstream.index_select(0, mine)).sum().backward();
   at::Tensor weight_grad = bn->weight.grad().clone();
   comm->AllReduceSum(weight_grad);
-  const at::Tensor input_grads = comm->AllGather(input.grad());
-  const at::Tensor outputs = comm->AllGather(output.detach());
+  const at::Tensor input_grads = comm->AllGather(input.grad().to(at::kFloat));
+  const at::Tensor outputs = comm->AllGather(output.detach().to(at::kFloat));
   if (comm->rank() != 0) return;
   auto results = NewDict();
   results.insert("outputs", outputs);

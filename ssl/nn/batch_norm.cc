@@ -29,16 +29,64 @@ std::vector<int64_t> ReducedDims(const at::Tensor& input) {
   return dims;
 }
 
+bool IsReducedPrecision(const at::Tensor& t) {
+  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
+}
+
+// Statistics are computed in fp32 whatever the input's precision, as PyTorch's
+// SyncBatchNorm does: under fp16 autocast a per-process element count above 65,504 is
+// inf in half, and half sums lose precision long before that. Outputs and input
+// gradients come back in the input's dtype; running statistics stay fp32.
+at::ScalarType ComputeType(const at::Tensor& input) {
+  return input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+// The per-process (mean, var, count) rows travel in float64 for reduced-precision
+// inputs, so that counts stay exact at any batch; float32 inputs keep the float32
+// arithmetic their recorded runs used (counts exact up to 2^24 per process).
+at::ScalarType GatherType(const at::Tensor& input) {
+  return IsReducedPrecision(input) ? at::kDouble : ComputeType(input);
+}
+
+// Each process's (mean, biased var, count) row, gathered over `group` and pooled with
+// the parallel-variance formula, which does not lose precision the way sum-of-squares
+// does. Returns the pooled mean and biased variance (in x's dtype) and the total count.
+std::tuple<at::Tensor, at::Tensor, double> PooledStatistics(const at::Tensor& x,
+                                                            at::ScalarType gather_type,
+                                                            distributed::Communicator& group) {
+  const std::vector<int64_t> dims = ReducedDims(x);
+  const int64_t channels = x.size(1);
+  auto [local_var, local_mean] = at::var_mean(x, dims, /*unbiased=*/false);
+  const double local_count = static_cast<double>(x.numel() / channels);
+  const at::Tensor stats = at::cat(
+      {local_mean.to(gather_type), local_var.to(gather_type),
+       at::full({1}, local_count, local_mean.options().dtype(gather_type))});
+  const at::Tensor gathered = group.AllGather(stats.unsqueeze(0));  // (world, 2C + 1)
+  const at::Tensor counts = gathered.narrow(1, 2 * channels, 1);
+  const at::Tensor means = gathered.narrow(1, 0, channels);
+  const at::Tensor vars = gathered.narrow(1, channels, channels);
+  const double total = counts.sum().item<double>();
+  const at::Tensor mean = means.mul(counts).sum(0).div(total);
+  const at::Tensor var = vars.add(means.sub(mean).square()).mul(counts).sum(0).div(total);
+  return {mean.to(x.scalar_type()), var.to(x.scalar_type()), total};
+}
+
+// The input for at::batch_norm: CUDA's kernels take half inputs with fp32 weights and
+// statistics and accumulate in fp32 themselves; LibTorch 1.13's CPU kernels need one
+// dtype, so reduced-precision CPU inputs go through fp32.
+at::Tensor InStatisticsPrecision(const at::Tensor& input) {
+  return IsReducedPrecision(input) && !input.is_cuda() ? input.to(at::kFloat) : input;
+}
+
 std::vector<int64_t> ChannelShape(const at::Tensor& input) {
   std::vector<int64_t> shape(input.dim(), 1);
   shape[1] = input.size(1);
   return shape;
 }
 
-// Statistics pooled over the group: each process contributes its (mean, biased var,
-// count), combined with the parallel-variance formula, which does not lose precision
-// the way sum-of-squares does. Backward all-reduces the two per-channel sums the input
-// gradient needs; weight and bias gradients stay local (gradient averaging adds them).
+// Statistics pooled over the group (PooledStatistics). Backward all-reduces the two
+// per-channel sums the input gradient needs; weight and bias gradients stay local
+// (gradient averaging adds them).
 class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
  public:
   // `weight` and `bias` are always defined (ones / zeros without affine): autograd
@@ -47,19 +95,9 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
                             const at::Tensor& bias, BatchNormImpl* module,
                             distributed::Communicator* group, double momentum) {
     const double eps = module->options.eps();
-    const int64_t channels = input.size(1);
-    const std::vector<int64_t> dims = ReducedDims(input);
-    auto [local_var, local_mean] = at::var_mean(input, dims, /*unbiased=*/false);
-    const double local_count = static_cast<double>(input.numel() / channels);
-    const at::Tensor stats =
-        at::cat({local_mean, local_var, at::full({1}, local_count, input.options())});
-    const at::Tensor gathered = group->AllGather(stats.unsqueeze(0));  // (world, 2C + 1)
-    const at::Tensor counts = gathered.narrow(1, 2 * channels, 1);
-    const at::Tensor means = gathered.narrow(1, 0, channels);
-    const at::Tensor vars = gathered.narrow(1, channels, channels);
-    const double total = counts.sum().item<double>();
-    const at::Tensor mean = means.mul(counts).sum(0).div(total);
-    const at::Tensor var = vars.add(means.sub(mean).square()).mul(counts).sum(0).div(total);
+    const at::ScalarType compute = ComputeType(input);
+    const at::Tensor x = input.to(compute);
+    auto [mean, var, total] = PooledStatistics(x, GatherType(input), *group);
     if (module->running_mean.defined()) {
       module->running_mean.mul_(1 - momentum).add_(mean, momentum);
       module->running_var.mul_(1 - momentum).add_(var, momentum * total / std::max(total - 1, 1.0));
@@ -68,8 +106,9 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     ctx->save_for_backward({input, weight, mean, invstd});
     ctx->saved_data["total"] = total;
     ctx->saved_data["group"] = reinterpret_cast<int64_t>(group);
-    return at::batch_norm(input, weight, bias, mean, var, /*training=*/false, 0.0, eps,
-                          /*cudnn_enabled=*/false);
+    return at::batch_norm(x, weight.to(compute), bias.to(compute), mean, var, /*training=*/false,
+                          0.0, eps, /*cudnn_enabled=*/false)
+        .to(input.scalar_type());
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -81,11 +120,14 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const at::Tensor invstd = saved[3].view(shape);
     const double total = ctx->saved_data["total"].toDouble();
     auto* group = reinterpret_cast<distributed::Communicator*>(ctx->saved_data["group"].toInt());
-    const at::Tensor grad = grad_outputs[0].contiguous();
+    // In fp32 for reduced-precision inputs: the sums run over every element of the
+    // (loss-scaled) gradient and overflow half's 65,504.
+    const at::ScalarType compute = ComputeType(input);
+    const at::Tensor grad = grad_outputs[0].contiguous().to(compute);
     const std::vector<int64_t> dims = ReducedDims(input);
     const int64_t channels = input.size(1);
 
-    const at::Tensor normalized = input.sub(mean).mul(invstd);
+    const at::Tensor normalized = input.to(compute).sub(mean).mul(invstd);
     const at::Tensor sum_grad = grad.sum(dims);
     const at::Tensor sum_grad_normalized = grad.mul(normalized).sum(dims);
     at::Tensor pooled = at::cat({sum_grad, sum_grad_normalized});
@@ -93,10 +135,15 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const at::Tensor mean_grad = pooled.narrow(0, 0, channels).div(total).view(shape);
     const at::Tensor mean_grad_normalized =
         pooled.narrow(0, channels, channels).div(total).view(shape);
-    const at::Tensor scale = invstd.mul(weight.view(shape));
+    const at::Tensor scale = invstd.mul(weight.to(compute).view(shape));
     const at::Tensor grad_input =
         grad.sub(mean_grad).sub(normalized.mul(mean_grad_normalized)).mul(scale);
-    return {grad_input, sum_grad_normalized, sum_grad, at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_input.to(input.scalar_type()),
+            sum_grad_normalized.to(weight.scalar_type()),
+            sum_grad.to(weight.scalar_type()),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor()};
   }
 };
 
@@ -111,13 +158,14 @@ at::Tensor BlockwiseBatchNorm(const at::Tensor& input, int blocks, const at::Ten
   grouped[0] = input.size(0) / blocks;
   grouped[1] = input.size(1) * blocks;
   const at::Tensor output = at::batch_norm(
-      input.contiguous().view(grouped), weight.defined() ? weight.repeat({blocks}) : weight,
+      InStatisticsPrecision(input).contiguous().view(grouped),
+      weight.defined() ? weight.repeat({blocks}) : weight,
       bias.defined() ? bias.repeat({blocks}) : bias, block_means, block_vars,
       /*training=*/true, momentum, eps, /*cudnn_enabled=*/false);
   // Not a view of `output`: the in-place ReLU and residual sums that follow a BN layer
   // would otherwise make autograd route their gradients through a copy of the whole
   // tensor (CopySlices).
-  return at::_unsafe_view(output, input.sizes());
+  return at::_unsafe_view(output, input.sizes()).to(input.scalar_type());
 }
 
 // Split BN as MoCo's SplitBatchNorm: sample j goes to split j % s (a channel block of
@@ -205,10 +253,10 @@ at::Tensor BatchNormImpl::forward(const at::Tensor& input) {
   if (training && setting.mode == BatchNormMode::kSync && setting.group &&
       setting.group->world_size() > 1) {
     const int64_t c = options.num_features();
-    return SyncBatchNormFunction::apply(input,
-                                        weight.defined() ? weight : at::ones({c}, input.options()),
-                                        bias.defined() ? bias : at::zeros({c}, input.options()),
-                                        this, setting.group.get(), momentum);
+    const at::TensorOptions parameters = input.options().dtype(ComputeType(input));
+    return SyncBatchNormFunction::apply(input, weight.defined() ? weight : at::ones({c}, parameters),
+                                        bias.defined() ? bias : at::zeros({c}, parameters), this,
+                                        setting.group.get(), momentum);
   }
   if (is_training() && setting.mode == BatchNormMode::kMomentum && setting.momentum) {
     return MomentumForward(input);
@@ -229,8 +277,9 @@ at::Tensor BatchNormImpl::forward(const at::Tensor& input) {
     return SplitForward(options, weight, bias, running_mean, running_var, momentum, setting.splits,
                         input);
   }
-  return at::batch_norm(input, weight, bias, running_mean, running_var, training, momentum,
-                        options.eps(), at::globalContext().userEnabledCuDNN());
+  return at::batch_norm(InStatisticsPrecision(input), weight, bias, running_mean, running_var,
+                        training, momentum, options.eps(), at::globalContext().userEnabledCuDNN())
+      .to(input.scalar_type());
 }
 
 namespace {
@@ -290,30 +339,26 @@ at::Tensor BatchNormImpl::MomentumForward(const at::Tensor& input) {
   at::Tensor mean, var, stat_mean, invstd;
   double n = static_cast<double>(input.numel() / input.size(1));
   double unbias = 1.0;
+  // fp32 statistics and normalization for reduced-precision inputs (see ComputeType):
+  // a half variance above 65,504 would leave running_var inf for good.
+  const at::Tensor x = input.to(ComputeType(input));
   {
     c10::AutoGradMode no_grad(false);
     if (setting.group && setting.group->world_size() > 1) {
-      // Synchronized Momentum BN (an option; the original's is per process): the
-      // group's statistics, combined with the parallel-variance formula.
-      auto [local_var, local_mean] = at::var_mean(input, dims, /*unbiased=*/false);
-      const int64_t c = input.size(1);
-      const at::Tensor gathered = setting.group->AllGather(
-          at::cat({local_mean, local_var, at::full({1}, n, input.options())}).unsqueeze(0));
-      const at::Tensor counts = gathered.narrow(1, 2 * c, 1);
-      const at::Tensor means = gathered.narrow(1, 0, c);
-      n = counts.sum().item<double>();
-      mean = means.mul(counts).sum(0).div(n);
-      var = gathered.narrow(1, c, c).add(means.sub(mean).square()).mul(counts).sum(0).div(n - 1);
+      // Synchronized Momentum BN (an option; the original's is per process).
+      std::tie(mean, var, n) = PooledStatistics(x, GatherType(input), *setting.group);
+      var = var.mul(n / std::max(n - 1, 1.0));  // unbiased, as torch.var
     } else {
-      std::tie(var, mean) = at::var_mean(input, dims, /*unbiased=*/true);
+      std::tie(var, mean) = at::var_mean(x, dims, /*unbiased=*/true);
     }
     unbias = n / std::max(n - 1, 1.0);
     const at::Tensor batch_var = schedule.double_unbias ? var.mul(unbias) : var.div(unbias);
     stat_mean = mean.mul(m).add_(running_mean, 1 - m).view(shape);
     invstd = batch_var.mul(m).add_(running_var, 1 - m).add_(options.eps()).rsqrt_().view(shape);
   }
-  at::Tensor out = input.sub(stat_mean).mul(invstd);
+  at::Tensor out = x.sub(stat_mean).mul(invstd);
   if (weight.defined()) out = out.mul(weight.view(shape)).add(bias.view(shape));
+  out = out.to(input.scalar_type());
   c10::AutoGradMode no_grad(false);
   if (!pending_mean.defined()) {
     pending_mean = mean;
