@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "eval/knn_monitor.h"
+#include "ssl/core/device.h"
 #include "ssl/core/logging.h"
 #include "ssl/distributed/communicator.h"
 #include "ssl/distributed/environment.h"
@@ -51,8 +52,10 @@ DEFINE_string(dist_url, "",
               "MACHINE/MACHINE_TOTAL variables, or runs alone.");
 DEFINE_int32(world_size, -1, "Processes in the job (with --dist_url).");
 DEFINE_int32(rank, -1, "This process's rank in [0, world_size) (with --dist_url).");
-DEFINE_int32(nproc_per_node, 1,
-             "Processes per machine, for the MACHINE / MACHINE_TOTAL convention.");
+DEFINE_int32(nproc_per_node, 0,
+             "Processes per machine: for the MACHINE / MACHINE_TOTAL convention (0: 1), and "
+             "with --dist_url and no launcher's LOCAL_RANK, to pick this process's GPU as "
+             "rank % nproc_per_node (0: one process per visible GPU).");
 DEFINE_string(dist_backend, "auto",
               "c10d backend: auto (nccl on GPUs, gloo on the CPU), gloo, or nccl (CUDA builds).");
 DEFINE_double(dist_timeout, 1800,
@@ -96,6 +99,7 @@ int main(int argc, char** argv) {
   dist_flags.world_size = FLAGS_world_size;
   dist_flags.rank = FLAGS_rank;
   dist_flags.nproc_per_node = FLAGS_nproc_per_node;
+  dist_flags.visible_gpus = ssl::VisibleCudaDevices();
   absl::StatusOr<ssl::distributed::DistributedConfig> dist_config =
       ssl::distributed::ResolveDistributedConfig(dist_flags, std::getenv);
   if (!dist_config.ok()) return Fail(dist_config.status());

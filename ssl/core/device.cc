@@ -74,6 +74,14 @@ int CudaDeviceCount() {
 
 bool CudaAvailable() { return CudaDeviceCount() > 0; }
 
+int VisibleCudaDevices() { return CudaDeviceCount(); }
+
+int GpuForLocalRank(int local_rank, int visible) {
+  if (visible == 1) return 0;
+  const int index = std::max(0, local_rank);
+  return index < visible ? index : -1;
+}
+
 absl::StatusOr<c10::Device> ResolveDevice(const std::string& spec, int local_rank) {
   if (spec == "cpu") return c10::Device(c10::kCPU);
   if (spec == "auto" && !CudaAvailable()) return c10::Device(c10::kCPU);
@@ -88,9 +96,17 @@ absl::StatusOr<c10::Device> ResolveDevice(const std::string& spec, int local_ran
                      at::hasCUDA() ? "none is visible" : "this build's LibTorch has no CUDA",
                      " (use --device=cpu)"));
   }
-  int index = std::max(0, local_rank);
-  if (absl::StartsWith(spec, "cuda:") &&
-      !absl::SimpleAtoi(absl::StripPrefix(spec, "cuda:"), &index)) {
+  if (!absl::StartsWith(spec, "cuda:")) {
+    const int index = GpuForLocalRank(local_rank, count);
+    if (index < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("local rank ", local_rank,
+                                                     " has no GPU of its own (", count,
+                                                     " visible); one process per GPU"));
+    }
+    return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  int index = 0;
+  if (!absl::SimpleAtoi(absl::StripPrefix(spec, "cuda:"), &index)) {
     return absl::InvalidArgumentError(absl::StrCat("bad device index in \"", spec, "\""));
   }
   if (index < 0 || index >= count) {

@@ -23,9 +23,15 @@ enum class MixedPrecision { kOff, kFloat16, kBFloat16 };
 
 /// Whether this LibTorch was built with CUDA and sees at least one GPU.
 bool CudaAvailable();
+/// GPUs this process sees (0 without a CUDA LibTorch).
+int VisibleCudaDevices();
+/// The GPU index of local rank `local_rank` among `visible` GPUs: its own, or the only
+/// one when each process sees one GPU (CUDA_VISIBLE_DEVICES per rank, SLURM's
+/// --gpus-per-task=1). -1 when the machine has fewer GPUs than local ranks.
+int GpuForLocalRank(int local_rank, int visible);
 
 /// "auto" (the GPU of this process when CUDA is available, else the CPU), "cpu", "cuda"
-/// (GPU `local_rank`, one process per GPU as torchrun starts them) or "cuda:N".
+/// (GpuForLocalRank: one process per GPU as torchrun starts them) or "cuda:N".
 absl::StatusOr<c10::Device> ResolveDevice(const std::string& spec, int local_rank);
 
 /// "auto" (fp16 on CUDA as moco-v3, VISSL and Momentum^2 Teacher train; off on the

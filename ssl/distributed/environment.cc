@@ -98,8 +98,23 @@ absl::StatusOr<DistributedConfig> ResolveDistributedConfig(const DistributedFlag
     }
     c.world_size = flags.world_size;
     c.rank = flags.rank;
-    c.local_world_size = std::max(1, flags.nproc_per_node);
-    c.local_rank = c.rank % c.local_world_size;
+    // The process's place on its machine, which picks its GPU: a launcher's LOCAL_RANK
+    // when set, else rank modulo the processes per machine (--nproc_per_node, or one per
+    // visible GPU), so that N ranks on one N-GPU machine do not all take GPU 0.
+    const int per_machine =
+        flags.nproc_per_node > 0 ? flags.nproc_per_node : std::max(1, flags.visible_gpus);
+    if (getenv("LOCAL_RANK") != nullptr) {
+      absl::StatusOr<int> local = EnvInt(getenv, "LOCAL_RANK", 0);
+      if (!local.ok()) return local.status();
+      absl::StatusOr<int> local_world =
+          EnvInt(getenv, "LOCAL_WORLD_SIZE", std::max(per_machine, *local + 1));
+      if (!local_world.ok()) return local_world.status();
+      c.local_rank = *local;
+      c.local_world_size = *local_world;
+    } else {
+      c.local_world_size = per_machine;
+      c.local_rank = c.rank % c.local_world_size;
+    }
   } else if (getenv("RANK") != nullptr && getenv("WORLD_SIZE") != nullptr) {
     c.source = "torchrun";
     for (auto [name, field, fallback] :

@@ -29,7 +29,12 @@ struct DistributedFlags {
   std::string dist_url;
   int world_size = -1;
   int rank = -1;
-  int nproc_per_node = 1;
+  /// Processes per machine; 0 = not given (MACHINE convention: 1; with --dist_url: one
+  /// per visible GPU).
+  int nproc_per_node = 0;
+  /// GPUs this process sees (0 on the CPU): with --dist_url and no launcher's
+  /// LOCAL_RANK, rank r takes GPU r % visible_gpus of its machine.
+  int visible_gpus = 0;
 };
 
 using Getenv = std::function<const char*(const char*)>;

@@ -82,6 +82,37 @@ TEST(EnvironmentTest, ExplicitFlagsWinOverTheEnvironment) {
   EXPECT_EQ(config->rank, 1);
 }
 
+// With --dist_url and no launcher, ranks spread over the visible GPUs (not all on GPU 0
+// of an 8-GPU machine); a launcher's LOCAL_RANK wins; --nproc_per_node wins over the
+// visible count.
+TEST(EnvironmentTest, ExplicitFlagsPlaceRanksOnTheirMachinesGpus) {
+  DistributedFlags flags;
+  flags.dist_url = "tcp://127.0.0.1:10001";
+  flags.world_size = 16;
+  flags.rank = 11;
+  flags.visible_gpus = 8;
+  auto config = ResolveDistributedConfig(flags, From({}));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->local_rank, 3);
+  EXPECT_EQ(config->local_world_size, 8);
+  config = ResolveDistributedConfig(flags, From({{"LOCAL_RANK", "5"}}));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->local_rank, 5);
+  EXPECT_EQ(config->local_world_size, 8);
+  flags.nproc_per_node = 4;
+  config = ResolveDistributedConfig(flags, From({}));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->local_rank, 3);
+  EXPECT_EQ(config->local_world_size, 4);
+  // The CPU (no GPU visible, nothing given): one process per machine as before.
+  flags.nproc_per_node = 0;
+  flags.visible_gpus = 0;
+  config = ResolveDistributedConfig(flags, From({}));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->local_rank, 0);
+  EXPECT_EQ(config->local_world_size, 1);
+}
+
 TEST(EnvironmentTest, BadValuesAreOneClearError) {
   DistributedFlags flags;
   flags.dist_url = "http://host";
