@@ -4,6 +4,7 @@
 
 #include <ATen/ops/empty.h>
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -70,12 +71,46 @@ int64_t Loader::BatchesPerEpoch() const {
                             : (n + options_.batch_size - 1) / options_.batch_size;
 }
 
+int64_t Loader::BatchBytes() const {
+  int64_t bytes = 2 * options_.batch_size * static_cast<int64_t>(sizeof(int64_t));
+  for (const CropGroup& group : recipe_.groups) {
+    const int64_t s = group.augmentation.size;
+    bytes += group.count * options_.batch_size * 3 * s * s * static_cast<int64_t>(sizeof(float));
+  }
+  return bytes;
+}
+
+int64_t Loader::BatchPoolBytes() const { return (options_.prefetch_batches + 2) * BatchBytes(); }
+
+bool Loader::Slot::InUse() const {
+  // The pool owns each tensor once; every batch handed out holds views of its storage.
+  const auto held = [](const at::Tensor& t) {
+    return t.use_count() > 1 || t.storage().use_count() > 1;
+  };
+  if (held(labels_and_indices)) return true;
+  for (const at::Tensor& group : groups) {
+    if (held(group)) return true;
+  }
+  return false;
+}
+
+Loader::Slot Loader::AllocateSlot() const {
+  const at::TensorOptions pixels = at::TensorOptions(at::kFloat).pinned_memory(options_.pin_memory);
+  Slot slot;
+  for (const CropGroup& group : recipe_.groups) {
+    const int64_t s = group.augmentation.size;
+    slot.groups.push_back(at::empty({group.count * options_.batch_size * 3 * s * s}, pixels));
+  }
+  slot.labels_and_indices = at::empty({2 * options_.batch_size}, at::kLong);
+  return slot;
+}
+
 void Loader::StopWorkers() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
   }
-  changed_.notify_all();
+  work_available_.notify_all();
   for (std::thread& worker : workers_) worker.join();
   workers_.clear();
 }
@@ -88,30 +123,97 @@ void Loader::StartEpoch(int64_t epoch, int64_t first_batch) {
     epoch_ = epoch;
     epoch_indices_ = sampler_.EpochIndices(epoch, &epoch_copies_);
     num_batches_ = BatchesPerEpoch();
-    next_to_claim_ = next_to_deliver_ = std::min(first_batch, num_batches_);
-    ready_.clear();
+    next_to_open_ = next_to_deliver_ = std::min(first_batch, num_batches_);
+    open_.clear();
   }
   for (int i = 0; i < options_.num_workers; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
 
+Loader::OpenBatch Loader::OpenBatchLocked(int64_t batch_index) {
+  const int64_t begin = batch_index * options_.batch_size;
+  const int64_t b =
+      std::min<int64_t>(options_.batch_size, static_cast<int64_t>(epoch_indices_.size()) - begin);
+  // Pinned memory is left to the caching host allocator, which fences reuse on the
+  // copies' streams; plain memory is reused here once no batch holds a view of it.
+  const Slot* slot = nullptr;
+  Slot one_off;
+  if (!options_.pin_memory) {
+    for (const Slot& candidate : pool_) {
+      if (!candidate.InUse()) {
+        slot = &candidate;
+        break;
+      }
+    }
+  }
+  if (slot == nullptr) {
+    ++batch_allocations_;
+    if (!options_.pin_memory &&
+        static_cast<int64_t>(pool_.size()) < options_.prefetch_batches + 2) {
+      pool_.push_back(AllocateSlot());
+      slot = &pool_.back();
+    } else {
+      one_off = AllocateSlot();
+      slot = &one_off;
+    }
+  }
+  OpenBatch open;
+  open.size = b;
+  open.batch.epoch = epoch_;
+  open.batch.iteration = batch_index;
+  for (size_t g = 0; g < recipe_.groups.size(); ++g) {
+    const CropGroup& group = recipe_.groups[g];
+    const int64_t s = group.augmentation.size;
+    at::Tensor pixels = slot->groups[g].narrow(0, 0, group.count * b * 3 * s * s);
+    open.batch.groups.push_back(pixels.view({group.count * b, 3, s, s}));
+    open.group_data.push_back(open.batch.groups.back().data_ptr<float>());
+  }
+  open.batch.labels = slot->labels_and_indices.narrow(0, 0, b);
+  open.batch.indices = slot->labels_and_indices.narrow(0, options_.batch_size, b);
+  open.labels = open.batch.labels.data_ptr<int64_t>();
+  open.indices = open.batch.indices.data_ptr<int64_t>();
+  for (size_t g = 0; g < recipe_.groups.size(); ++g) {
+    for (int k = 0; k < recipe_.groups[g].count; ++k) {
+      open.batch.views.push_back(open.batch.groups[g].narrow(0, k * b, b));
+    }
+  }
+  return open;
+}
+
 void Loader::WorkerLoop() {
-  while (true) {
-    int64_t batch_index;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      changed_.wait(lock, [this] {
-        return stopping_ || (next_to_claim_ < num_batches_ &&
-                             next_to_claim_ < next_to_deliver_ + options_.prefetch_batches);
-      });
-      if (stopping_) return;
-      batch_index = next_to_claim_++;
+  // Per-worker buffers, reused across samples.
+  Image image;
+  FloatImage scratch;
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!stopping_) {
+    // The earliest open batch with samples left, else a new batch within the prefetch.
+    int64_t batch_index = -1;
+    OpenBatch* target = nullptr;
+    for (auto& [index, open] : open_) {
+      if (open.next_sample < open.size) {
+        batch_index = index;
+        target = &open;
+        break;
+      }
     }
-    absl::StatusOr<Batch> batch = BuildBatch(batch_index);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      ready_.emplace(batch_index, std::move(batch));
+    if (target == nullptr && next_to_open_ < num_batches_ &&
+        next_to_open_ < next_to_deliver_ + options_.prefetch_batches) {
+      batch_index = next_to_open_++;
+      target = &open_.emplace(batch_index, OpenBatchLocked(batch_index)).first->second;
     }
-    changed_.notify_all();
+    if (target == nullptr) {
+      work_available_.wait(lock);
+      continue;
+    }
+    const int64_t p = target->next_sample++;
+    const bool failed_already = !target->status.ok();
+    lock.unlock();
+    absl::Status status;
+    if (!failed_already) {
+      status = FillSample(*target, p, batch_index * options_.batch_size + p, &image, &scratch);
+    }
+    lock.lock();
+    if (!status.ok() && target->status.ok()) target->status = std::move(status);
+    if (++target->samples_done == target->size) batch_done_.notify_all();
   }
 }
 
@@ -120,20 +222,23 @@ absl::StatusOr<bool> Loader::Next(Batch* batch) {
   CHECK(!workers_.empty()) << "call StartEpoch() before Next()";
   if (next_to_deliver_ >= num_batches_) return false;
   const auto start = std::chrono::steady_clock::now();
-  changed_.wait(lock, [this] { return ready_.count(next_to_deliver_) > 0; });
+  batch_done_.wait(lock, [this] {
+    const auto it = open_.find(next_to_deliver_);
+    return it != open_.end() && it->second.samples_done == it->second.size;
+  });
   wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  auto node = ready_.extract(next_to_deliver_);
+  auto node = open_.extract(next_to_deliver_);
   ++next_to_deliver_;
   lock.unlock();
-  changed_.notify_all();
-  if (!node.mapped().ok()) return node.mapped().status();
-  *batch = std::move(node.mapped()).value();
+  work_available_.notify_all();
+  if (!node.mapped().status.ok()) return node.mapped().status;
+  *batch = std::move(node.mapped().batch);
   return true;
 }
 
 LoaderStats Loader::stats() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return {images_loaded_.load(), decode_failures_.load(), wait_seconds_};
+  return {images_loaded_.load(), decode_failures_.load(), wait_seconds_, batch_allocations_};
 }
 
 absl::StatusOr<int64_t> Loader::DecodeWithFallback(int64_t index, Image* image) {
@@ -159,51 +264,26 @@ absl::StatusOr<int64_t> Loader::DecodeWithFallback(int64_t index, Image* image) 
                                           dataset_.samples()[index].path));
 }
 
-absl::StatusOr<Batch> Loader::BuildBatch(int64_t batch_index) {
-  const int64_t begin = batch_index * options_.batch_size;
-  const int64_t b =
-      std::min<int64_t>(options_.batch_size, static_cast<int64_t>(epoch_indices_.size()) - begin);
-  Batch batch;
-  batch.epoch = epoch_;
-  batch.iteration = batch_index;
-  std::vector<float*> group_data;
-  const at::TensorOptions pixels = at::TensorOptions(at::kFloat).pinned_memory(options_.pin_memory);
-  for (const CropGroup& group : recipe_.groups) {
-    const int s = group.augmentation.size;
-    batch.groups.push_back(at::empty({group.count * b, 3, s, s}, pixels));
-    group_data.push_back(batch.groups.back().data_ptr<float>());
-  }
-  batch.labels = at::empty({b}, at::kLong);
-  batch.indices = at::empty({b}, at::kLong);
-  int64_t* labels = batch.labels.data_ptr<int64_t>();
-  int64_t* indices = batch.indices.data_ptr<int64_t>();
-  Image image;
-  FloatImage scratch;
-  for (int64_t p = 0; p < b; ++p) {
-    const int64_t requested = epoch_indices_[begin + p];
-    absl::StatusOr<int64_t> used = DecodeWithFallback(requested, &image);
-    if (!used.ok()) return used.status();
-    labels[p] = dataset_.samples()[*used].label;
-    indices[p] = *used;
-    int view = 0;
-    for (size_t g = 0; g < recipe_.groups.size(); ++g) {
-      const CropGroup& group = recipe_.groups[g];
-      const int64_t crop_floats = 3LL * group.augmentation.size * group.augmentation.size;
-      for (int k = 0; k < group.count; ++k, ++view) {
-        // Repeats of one image (repeated augmentation) draw their own crops.
-        Rng rng = Rng::ForSample(options_.seed, epoch_, requested,
-                                 view + 1000 * epoch_copies_[begin + p]);
-        AugmentView(image, group.augmentation, rng, &scratch,
-                    group_data[g] + (k * b + p) * crop_floats);
-      }
-    }
-  }
+absl::Status Loader::FillSample(OpenBatch& open, int64_t p, int64_t position, Image* image,
+                                FloatImage* scratch) {
+  const int64_t requested = epoch_indices_[position];
+  absl::StatusOr<int64_t> used = DecodeWithFallback(requested, image);
+  if (!used.ok()) return used.status();
+  open.labels[p] = dataset_.samples()[*used].label;
+  open.indices[p] = *used;
+  int view = 0;
   for (size_t g = 0; g < recipe_.groups.size(); ++g) {
-    for (int k = 0; k < recipe_.groups[g].count; ++k) {
-      batch.views.push_back(batch.groups[g].narrow(0, k * b, b));
+    const CropGroup& group = recipe_.groups[g];
+    const int64_t crop_floats = 3LL * group.augmentation.size * group.augmentation.size;
+    for (int k = 0; k < group.count; ++k, ++view) {
+      // Repeats of one image (repeated augmentation) draw their own crops.
+      Rng rng =
+          Rng::ForSample(options_.seed, epoch_, requested, view + 1000 * epoch_copies_[position]);
+      AugmentView(*image, group.augmentation, rng, scratch,
+                  open.group_data[g] + (k * open.size + p) * crop_floats);
     }
   }
-  return batch;
+  return absl::OkStatus();
 }
 
 }  // namespace ssl::data

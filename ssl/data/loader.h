@@ -1,6 +1,11 @@
 // Threaded batch loader: decode + view recipe on N worker threads with bounded
 // prefetch, batches delivered in order as contiguous float tensors.
 //
+// Work is claimed one sample at a time from the earliest open batch, so any number of
+// workers fill the same batch together and at most `prefetch_batches` batches are open
+// whatever the worker count. Views are written straight into their batch's memory,
+// which comes from a pool of prefetch_batches + 2 reused slots (see BatchPoolBytes()).
+//
 // Determinism: the order of samples comes from the DistributedSampler (seed, epoch,
 // rank) and every random draw for a crop from Rng::ForSample(seed, epoch, sample, view),
 // so the batches are bit-identical whatever the number of workers.
@@ -39,7 +44,10 @@ struct LoaderOptions {
   /// DeiT's repeated augmentation (RASampler) when > 1; see DistributedSampler.
   int repeated_augmentations = 1;
   /// Batches in page-locked host memory, so that copies to a GPU can be asynchronous
-  /// (DataLoader's pin_memory). Needs a CUDA LibTorch.
+  /// (DataLoader's pin_memory). Needs a CUDA LibTorch. Pinned batches come from
+  /// PyTorch's caching host allocator, which reuses a block only once the
+  /// non_blocking copies that read it have finished on their stream; the same bound on
+  /// open batches bounds what it holds.
   bool pin_memory = false;
 };
 
@@ -59,6 +67,10 @@ struct LoaderStats {
   int64_t images_loaded = 0;
   int64_t decode_failures = 0;  ///< corrupt or unreadable files skipped
   double wait_seconds = 0;      ///< time Next() spent waiting for workers
+  /// Batch-sized allocations made: the pool's slots as they are first needed, plus one
+  /// per batch opened while every slot was still held by the caller (e.g. a test that
+  /// keeps a whole epoch), or per batch when pinned. Steady-state training adds none.
+  int64_t batch_allocations = 0;
 };
 
 class Loader {
@@ -80,13 +92,42 @@ class Loader {
   absl::StatusOr<bool> Next(Batch* batch);
 
   LoaderStats stats() const;
+  /// Bytes of one full batch (every crop group, labels and indices).
+  int64_t BatchBytes() const;
+  /// The most the reused pool holds: (prefetch_batches + 2) x BatchBytes(), the open
+  /// batches plus the one the caller trains on and one it may still hold.
+  int64_t BatchPoolBytes() const;
   const ViewRecipe& recipe() const { return recipe_; }
 
  private:
+  // A batch being filled: its tensors (views of a pool slot) and which of its samples
+  // are claimed and done.
+  struct OpenBatch {
+    Batch batch;
+    std::vector<float*> group_data;
+    int64_t* labels = nullptr;
+    int64_t* indices = nullptr;
+    int64_t size = 0;  ///< samples in this batch
+    int64_t next_sample = 0;
+    int64_t samples_done = 0;
+    absl::Status status;  ///< the first sample's error, if any
+  };
+  // Memory for one full batch, handed out as views while the pool keeps the owners.
+  struct Slot {
+    std::vector<at::Tensor> groups;  ///< flat float storage per crop group
+    at::Tensor labels_and_indices;   ///< int64 [2 * batch_size]
+    bool InUse() const;
+  };
+
   Loader(const ImageFolder& dataset, ViewRecipe recipe, LoaderOptions options);
   void StopWorkers();
   void WorkerLoop();
-  absl::StatusOr<Batch> BuildBatch(int64_t batch_index);
+  // Opens batch `batch_index`: tensors from a free pool slot (or a new one). Needs mutex_.
+  OpenBatch OpenBatchLocked(int64_t batch_index);
+  Slot AllocateSlot() const;
+  // Decodes and augments position `position` of the epoch into sample `p` of `open`.
+  absl::Status FillSample(OpenBatch& open, int64_t p, int64_t position, Image* image,
+                          FloatImage* scratch);
   // Decodes sample `index`, or the first decodable one after it (warning once per bad
   // file); returns the index used.
   absl::StatusOr<int64_t> DecodeWithFallback(int64_t index, Image* image);
@@ -98,16 +139,20 @@ class Loader {
 
   // Epoch state, guarded by mutex_.
   mutable std::mutex mutex_;
-  std::condition_variable changed_;
+  std::condition_variable work_available_;  ///< workers wait here
+  std::condition_variable batch_done_;      ///< Next() waits here
   std::vector<std::thread> workers_;
   bool stopping_ = false;
   int64_t epoch_ = 0;
   std::vector<int64_t> epoch_indices_;
   std::vector<int> epoch_copies_;  ///< repeat number of each position (repeated augmentation)
   int64_t num_batches_ = 0;
-  int64_t next_to_claim_ = 0;
+  int64_t next_to_open_ = 0;
   int64_t next_to_deliver_ = 0;
-  std::map<int64_t, absl::StatusOr<Batch>> ready_;
+  // Open batches by index; std::map keeps each node in place while workers fill it.
+  std::map<int64_t, OpenBatch> open_;
+  std::vector<Slot> pool_;
+  int64_t batch_allocations_ = 0;
 
   std::atomic<int64_t> images_loaded_{0};
   std::atomic<int64_t> decode_failures_{0};

@@ -134,6 +134,46 @@ TEST_F(LoaderTest, ResumingMidEpochContinuesWithTheSameBatches) {
   EXPECT_EQ(tail[0].iteration, 3);
 }
 
+// Training holds one batch at a time: after the first epoch every batch comes from the
+// pool's prefetch_batches + 2 slots, and no new batch memory is allocated.
+TEST_F(LoaderTest, SteadyStateReusesThePoolsMemory) {
+  LoaderOptions options = SmallOptions(2);
+  options.prefetch_batches = 2;
+  auto loader = MakeLoader(MocoV3Views(16, 0.2), options);
+  ASSERT_NE(loader, nullptr);
+  // Two 16 px groups of 4 crops, plus labels and indices.
+  EXPECT_EQ(loader->BatchBytes(), 2 * 4 * 3 * 16 * 16 * 4 + 2 * 4 * 8);
+  EXPECT_EQ(loader->BatchPoolBytes(), 4 * loader->BatchBytes());
+  std::set<const void*> addresses;
+  int64_t allocations_after_first_epoch = 0;
+  Batch batch;
+  for (int64_t epoch = 0; epoch < 4; ++epoch) {
+    loader->StartEpoch(epoch);
+    while (true) {
+      absl::StatusOr<bool> more = loader->Next(&batch);
+      ASSERT_TRUE(more.ok()) << more.status();
+      if (!*more) break;
+      // As the training loop does: groups replaced by their device copies, views kept.
+      for (at::Tensor& group : batch.groups) group = group.clone();
+      addresses.insert(batch.views[0].data_ptr());
+    }
+    if (epoch == 0) allocations_after_first_epoch = loader->stats().batch_allocations;
+  }
+  EXPECT_GE(allocations_after_first_epoch, 1);
+  EXPECT_LE(allocations_after_first_epoch, options.prefetch_batches + 2);
+  EXPECT_EQ(loader->stats().batch_allocations, allocations_after_first_epoch);
+  EXPECT_LE(addresses.size(), static_cast<size_t>(options.prefetch_batches + 2));
+  // A caller that keeps batches keeps them intact: the loader allocates instead.
+  const std::vector<Batch> kept = Epoch(*loader, 0);
+  std::set<const void*> kept_addresses;
+  for (const Batch& b : kept) kept_addresses.insert(b.views[0].data_ptr());
+  EXPECT_EQ(kept_addresses.size(), kept.size());
+  EXPECT_GT(loader->stats().batch_allocations, allocations_after_first_epoch);
+  LoaderOptions one_worker = options;
+  one_worker.num_workers = 1;
+  ExpectSameBatches(kept, Epoch(*MakeLoader(MocoV3Views(16, 0.2), one_worker), 0));
+}
+
 TEST_F(LoaderTest, MultiCropGroupsAreCropMajorAndViewsSliceThem) {
   MultiCropOptions options;
   options.counts = {2, 3};

@@ -138,6 +138,15 @@ double MeanOverProcesses(distributed::Communicator& communicator, double value,
   return sum.item<double>() / communicator.world_size();
 }
 
+// Whether `flag` holds on any process: decisions that end a run are taken together, or
+// the processes that go on would wait in their next collective until the timeout.
+bool OnAnyProcess(distributed::Communicator& communicator, bool flag, c10::Device device) {
+  if (communicator.world_size() == 1) return flag;
+  at::Tensor count = at::full({1}, flag ? 1.0 : 0.0, at::TensorOptions(at::kDouble).device(device));
+  communicator.AllReduceSum(count);
+  return count.item<double>() > 0;
+}
+
 // Every process continues from the same epoch with rank 0's weights.
 absl::Status AgreeAcrossProcesses(distributed::Communicator& communicator, Method& method,
                                   int start_epoch, c10::Device device) {
@@ -246,7 +255,8 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
               << " iterations/epoch of " << o.batch_size << " (" << world
               << " process(es)), optimizer " << o.optimizer << ", device " << o.device << ", amp "
               << AmpName(o.amp) << ", epochs " << start_epoch << " -> " << end_epoch << " of "
-              << o.epochs;
+              << o.epochs << "; loader batches reuse at most "
+              << loader->BatchPoolBytes() / (1 << 20) << " MiB";
   }
 
   for (int epoch = start_epoch; epoch < end_epoch; ++epoch) {
@@ -257,6 +267,7 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
     // end, and every step on the CPU (where reading is free and a non-finite loss stops
     // the run before its update).
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions(at::kDouble).device(o.device));
+    int64_t steps_in_loss_sum = 0;
     const bool read_every_step = !o.device.is_cuda();
     data::Batch batch;
     // Where the epoch's time goes, for metrics.jsonl (seconds per phase, this process).
@@ -304,11 +315,18 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
         AutocastScope autocast(o.device, o.amp);
         loss = method.Loss(batch.groups, step);
       }
-      loss_sum.add_(loss.detach());
       const bool read_back = read_every_step || log.Due(step);  // Due: also the last step
       const double loss_value = read_back ? loss.item<double>() : 0.0;
       end_phase("forward");
-      if (read_back && !std::isfinite(loss_value)) {
+      // A non-finite loss stops the run, on every process at once; under fp16 loss
+      // scaling it is an overflow instead, and the scaler skips the step.
+      if (read_back && !scaler.enabled() &&
+          OnAnyProcess(*communicator, !std::isfinite(loss_value), o.device)) {
+        if (std::isfinite(loss_value)) {
+          return absl::InternalError(absl::StrCat(
+              "another process's loss became non-finite at epoch ", epoch, " iteration ", it,
+              "; this process (rank ", communicator->rank(), ") stops with it"));
+        }
         return StopOnNonFiniteLoss({loss_value, step, batch.indices}, method, o.output_dir);
       }
       optimizer.ZeroGrad();
@@ -318,8 +336,14 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
       end_phase("gradient_sync");
       scaler.Unscale(optimized.trainable);
       optimized.DropFrozenGradients(step.global_step);
-      // fp16: a step whose gradients overflowed is skipped, as GradScaler.step does.
-      if (!scaler.FoundInf()) optimizer.Step();
+      // fp16: a step whose gradients overflowed is skipped, as GradScaler.step does, and
+      // left out of the epoch's loss (the gradients are averaged first, so every
+      // process skips the same steps).
+      if (!scaler.FoundInf()) {
+        optimizer.Step();
+        loss_sum.add_(loss.detach());
+        ++steps_in_loss_sum;
+      }
       scaler.Update();
       end_phase("optimizer");
       ++iterations_done;
@@ -337,12 +361,20 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
           " between two print intervals (losses are read back every --print_freq steps on a "
           "GPU; rerun from the last checkpoint with a smaller --print_freq to find the step)"));
     }
-    result.final_loss = MeanOverProcesses(*communicator, epoch_loss_sum / iters, o.device);
+    if (steps_in_loss_sum == 0) {
+      return absl::InternalError(absl::StrCat(
+          "every step of epoch ", epoch + 1,
+          " overflowed in fp16 and was skipped; try --amp=bf16 or fp32, or a lower learning rate"));
+    }
+    result.final_loss =
+        MeanOverProcesses(*communicator, epoch_loss_sum / steps_in_loss_sum, o.device);
     result.epochs_completed = epoch + 1;
     nlohmann::json record = {{"type", "epoch"},
                              {"epoch", epoch + 1},
                              {"loss", result.final_loss},
                              {"decode_failures", loader->stats().decode_failures},
+                             // Constant after the first epoch: batches reuse the pool.
+                             {"loader_batch_allocations", loader->stats().batch_allocations},
                              {"seconds_by_phase", phase_seconds}};
     const bool final = epoch + 1 == o.epochs;
     if ((epoch + 1) % o.checkpoint_every == 0 || final || epoch + 1 == end_epoch) {

@@ -13,14 +13,18 @@
 #include <ATen/ops/scalar_tensor.h>
 #include <ATen/ops/tensor.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <thread>
 
 #include "ssl/core/device.h"
 #include "ssl/data/synthetic.h"
 #include "ssl/data/test_util.h"
+#include "ssl/distributed/process_group.h"
 #include "ssl/methods/mocov3.h"
 #include "ssl/optim/grad_scaler.h"
 #include "ssl/train/checkpoint.h"
@@ -181,7 +185,13 @@ TEST_F(PretrainEngineTest, TheMethodReceivesEveryStepWithItsScheduledValues) {
     EXPECT_DOUBLE_EQ(iterations[i]["lr"].get<double>(), 0.01 + 0.001 * i);
     EXPECT_DOUBLE_EQ(iterations[i]["scheduled"].get<double>(), 0.5 * i);
   }
-  EXPECT_EQ(Records(dir, "epoch").size(), 3u);
+  const std::vector<nlohmann::json> epochs = Records(dir, "epoch");
+  ASSERT_EQ(epochs.size(), 3u);
+  // The loader's batch memory is allocated in the first epoch and reused after it.
+  const int64_t allocations = epochs[0]["loader_batch_allocations"].get<int64_t>();
+  EXPECT_GE(allocations, 1);
+  EXPECT_LE(allocations, 4);  // prefetch 2 + 2
+  EXPECT_EQ(epochs[2]["loader_batch_allocations"].get<int64_t>(), allocations);
   EXPECT_EQ(result->epochs_completed, 3);
 }
 
@@ -310,6 +320,46 @@ TEST_F(PretrainEngineTest, ANonFiniteLossStopsWithTheEngineAndMethodDiagnostics)
   EXPECT_FALSE(fs::exists(dir + "/checkpoint_0001.pth.tar"));
 }
 
+// Two processes (threads here, each in its own Gloo process group on loopback): when
+// only rank 1's loss becomes non-finite, both stop at that step at once, instead of
+// rank 0 waiting in its next collective until the timeout.
+TEST_F(PretrainEngineTest, ANonFiniteLossOnOneProcessStopsEveryProcess) {
+  const std::string dir = data::testing::MakeTempDir("engine_nan_two");
+  const int port = 29600 + static_cast<int>(getpid() % 10000);
+  std::vector<absl::Status> statuses(2);
+  std::vector<std::thread> ranks;
+  const auto start = std::chrono::steady_clock::now();
+  for (int rank = 0; rank < 2; ++rank) {
+    ranks.emplace_back([&, rank] {
+      distributed::ProcessGroupOptions group;
+      group.config.world_size = group.config.local_world_size = 2;
+      group.config.rank = group.config.local_rank = rank;
+      group.config.master_port = port;
+      group.config.source = "flags";
+      group.timeout = std::chrono::seconds(60);
+      absl::StatusOr<std::shared_ptr<distributed::Communicator>> communicator =
+          distributed::CreateCommunicator(group);
+      if (!communicator.ok()) {
+        statuses[rank] = communicator.status();
+        return;
+      }
+      auto method = std::make_shared<RecordingMethod>();
+      if (rank == 1) method->nan_at_step = 4;
+      statuses[rank] = RunPretraining(*method, Options(dir), *communicator).status();
+    });
+  }
+  for (std::thread& rank : ranks) rank.join();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(seconds, 30);  // the collective timeout is 60 s
+  EXPECT_NE(std::string(statuses[1].message()).find("loss became nan at epoch 1 iteration 1"),
+            std::string::npos)
+      << statuses[1];
+  EXPECT_EQ(statuses[0].message(),
+            "another process's loss became non-finite at epoch 1 iteration 1; this process "
+            "(rank 0) stops with it");
+}
+
 TEST_F(PretrainEngineTest, VisslLayoutRoundTripsAndLinksTheNewest) {
   const std::string dir = data::testing::MakeTempDir("engine_vissl");
   PretrainOptions options = Options(dir);
@@ -380,6 +430,15 @@ TEST_F(PretrainEngineTest, Bf16AutocastTracksFloat32Losses) {
   EXPECT_EQ(snapshot->scaler.size(), 0u);
   // The weights stay fp32 (autocast casts per op, never the parameters).
   EXPECT_EQ(snapshot->model.at("base_encoder.conv1.weight").toTensor().scalar_type(), at::kFloat);
+}
+
+// Local rank r takes GPU r, or the only GPU it sees (one visible GPU per process).
+TEST(DeviceTest, EachLocalRankTakesItsOwnOrTheOnlyVisibleGpu) {
+  EXPECT_EQ(GpuForLocalRank(3, 8), 3);
+  EXPECT_EQ(GpuForLocalRank(3, 1), 0);
+  EXPECT_EQ(GpuForLocalRank(0, 1), 0);
+  EXPECT_EQ(GpuForLocalRank(-1, 4), 0);
+  EXPECT_EQ(GpuForLocalRank(5, 4), -1);
 }
 
 TEST(DeviceTest, ResolvesDevicesAndRefusesWhatThisBuildCannotDo) {
