@@ -230,7 +230,9 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
   data::LoaderOptions loader_options;
   loader_options.batch_size = o.batch_size / world;
   loader_options.num_workers = o.workers;
-  loader_options.prefetch_batches = std::max(2, o.workers);
+  // Workers fill one batch together, so two open batches keep any number of them busy
+  // and hold (2 + 2) batches of memory whatever --workers is.
+  loader_options.prefetch_batches = 2;
   loader_options.seed = o.seed;
   loader_options.world_size = world;
   loader_options.rank = communicator->rank();
