@@ -2,6 +2,7 @@
 // groups, a MoCo v3 step on 2 processes equal to 1 process with the whole batch, lost
 // ranks named within the timeout, and an exact resume after a killed 2-process run.
 #include <ATen/ops/abs.h>
+#include <ATen/ops/arange.h>
 #include <ATen/ops/allclose.h>
 #include <ATen/ops/equal.h>
 #include <ATen/ops/index_select.h>
@@ -178,6 +179,17 @@ TEST(DistributedTest, ReducedPrecisionBatchNormOnTwoProcessesMatchesFloat32) {
       }
     }
   }
+}
+
+// Channels-last parameters (the GPU default), one without a gradient this step: the
+// averaged gradient is the mean in the logical layout, the missing one zeros in the
+// parameter's own layout.
+TEST(DistributedTest, ChannelsLastGradientsAverageAndAMissingOneIsZero) {
+  const auto results = RunScenario("channels_last_grads", 2, {"--scenario=channels_last_grads"});
+  const at::Tensor expected = at::arange(108, at::kFloat).view({4, 3, 3, 3}).mul(1.5);
+  EXPECT_TRUE(at::allclose(results.at("used_grad").toTensor(), expected));
+  EXPECT_EQ(results.at("unused_grad").toTensor().abs().max().item<float>(), 0.0f);
+  EXPECT_EQ(results.at("unused_grad_channels_last").toInt(), 1);
 }
 
 // Three MoCo v3 steps (LARS) on a batch of 8 in float64, where agreement to 1e-10 is

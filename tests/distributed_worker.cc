@@ -41,7 +41,8 @@
 #include "ssl/train/checkpoint.h"
 
 DEFINE_string(scenario, "collectives",
-              "collectives | moco_step | swav_step | m2t_step | sync_bn | lose_rank");
+              "collectives | moco_step | swav_step | m2t_step | sync_bn | channels_last_grads | "
+              "lose_rank");
 DEFINE_string(output, "", "Results file (rank 0; collectives: one per rank, .<rank> appended).");
 DEFINE_int32(timeout_ms, 10000, "Collective and rendezvous timeout.");
 DEFINE_int32(heartbeat_ms, 200, "Heartbeat interval.");
@@ -358,6 +359,26 @@ void SyncBatchNorm(const std::shared_ptr<Communicator>& comm) {
   Save(results, FLAGS_output);
 }
 
+// Gradient averaging over channels-last parameters, one without a gradient this step
+// (an unused layer): rank r's gradient of `used` is (r + 1) * arange in the logical
+// layout.
+void ChannelsLastGradients(const std::shared_ptr<Communicator>& comm) {
+  const auto channels_last = at::MemoryFormat::ChannelsLast;
+  at::Tensor used = at::randn({4, 3, 3, 3}).contiguous(channels_last).requires_grad_();
+  at::Tensor unused = at::randn({4, 3, 3, 3}).contiguous(channels_last).requires_grad_();
+  distributed::GradientAverager averager({used, unused}, comm, /*bucket_bytes=*/1 << 20);
+  const at::Tensor logical = at::arange(108, at::kFloat).view({4, 3, 3, 3});
+  used.mul(logical).sum().mul(comm->rank() + 1).backward();
+  averager.Synchronize();
+  if (comm->rank() != 0) return;
+  auto results = NewDict();
+  results.insert("used_grad", used.grad().contiguous());
+  results.insert("unused_grad", unused.grad().contiguous());
+  results.insert("unused_grad_channels_last",
+                 static_cast<int64_t>(unused.grad().is_contiguous(channels_last)));
+  Save(results, FLAGS_output);
+}
+
 void Latency(Communicator& comm) {
   auto time_us = [](auto&& collective) {
     for (int i = 0; i < 20; ++i) collective();
@@ -433,6 +454,8 @@ int Run() {
     SwavStep(*comm);
   } else if (FLAGS_scenario == "sync_bn") {
     SyncBatchNorm(*comm);
+  } else if (FLAGS_scenario == "channels_last_grads") {
+    ChannelsLastGradients(*comm);
   } else if (FLAGS_scenario == "latency") {
     Latency(**comm);
   } else if (FLAGS_scenario == "lose_rank") {

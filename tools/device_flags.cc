@@ -7,9 +7,13 @@ DEFINE_string(device, "auto",
               "Where to train or evaluate: auto (this process's GPU, LOCAL_RANK, when CUDA is "
               "available; else the CPU), cpu, cuda, or cuda:N.");
 DEFINE_string(amp, "auto",
-              "Mixed precision: auto (fp16 on a GPU, as the originals train; off on the CPU), "
-              "off, fp16 (autocast with a dynamic loss scaler, saved in the checkpoint's "
-              "\"scaler\"; GPU only) or bf16 (autocast, no scaler; CPU or GPU).");
+              "Mixed precision: auto (off on the CPU; on a GPU what this program's original "
+              "trains with: fp16 for main_moco (moco-v3's main_moco.py) and finetune (DeiT); "
+              "the config's MODEL.AMP_PARAMS.USE_AMP for run_distributed_engines (VISSL); off, "
+              "i.e. fp32, for main_lincls (main_lincls.py), knn_eval and m2teacher_train "
+              "(Momentum^2 Teacher has no AMP)), off, fp16 (autocast with a dynamic loss "
+              "scaler, saved in the checkpoint's \"scaler\"; GPU only) or bf16 (autocast, no "
+              "scaler; CPU or GPU).");
 DEFINE_bool(channels_last, true,
             "Keep convolution weights and batches in channels-last order. On by default on a "
             "GPU (cuDNN's fast layout for ResNets/RegNets). On the CPU only when given "
@@ -31,12 +35,12 @@ DEFINE_bool(winograd, false,
 
 namespace ssl::tools {
 
-absl::StatusOr<DeviceChoice> DeviceFromFlags(int local_rank) {
+absl::StatusOr<DeviceChoice> DeviceFromFlags(int local_rank, MixedPrecision amp_on_gpu) {
   DeviceChoice choice;
   absl::StatusOr<c10::Device> device = ResolveDevice(FLAGS_device, local_rank);
   if (!device.ok()) return device.status();
   choice.device = *device;
-  absl::StatusOr<MixedPrecision> amp = ResolveAmp(FLAGS_amp, choice.device);
+  absl::StatusOr<MixedPrecision> amp = ResolveAmp(FLAGS_amp, choice.device, amp_on_gpu);
   if (!amp.ok()) return amp.status();
   choice.amp = *amp;
   const bool given = !gflags::GetCommandLineFlagInfoOrDie("channels_last").is_default;

@@ -28,7 +28,10 @@ struct DeviceChoice {
 
 /// The flags resolved for this process (the GPU of `local_rank` for --device=cuda or
 /// auto), with the device made current, so that NCCL and cuDNN start on it.
-absl::StatusOr<DeviceChoice> DeviceFromFlags(int local_rank);
+/// `amp_on_gpu`: what --amp=auto means on a GPU for this program, as its original trains
+/// (moco-v3's main_moco and DeiT fp16; main_lincls and Momentum^2 Teacher fp32; VISSL
+/// the config's AMP_PARAMS.USE_AMP).
+absl::StatusOr<DeviceChoice> DeviceFromFlags(int local_rank, MixedPrecision amp_on_gpu);
 
 /// "auto" becomes nccl on a GPU with a NCCL-enabled LibTorch, gloo otherwise; other
 /// names are kept (and checked when the process group is created).

@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
   ssl::tools::ApplyThreadsFlag();
   // The device first: NCCL and cuDNN start on the GPU made current here.
   absl::StatusOr<ssl::tools::DeviceChoice> device =
-      ssl::tools::DeviceFromFlags(dist_config->local_rank);
+      ssl::tools::DeviceFromFlags(dist_config->local_rank, ssl::MixedPrecision::kFloat16);
   if (!device.ok()) return Fail(device.status());
   FLAGS_dist_backend = ssl::tools::ResolveBackend(FLAGS_dist_backend, *device);
   ssl::distributed::ProcessGroupOptions group_options;

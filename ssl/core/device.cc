@@ -116,8 +116,9 @@ absl::StatusOr<c10::Device> ResolveDevice(const std::string& spec, int local_ran
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
-absl::StatusOr<MixedPrecision> ResolveAmp(const std::string& spec, c10::Device device) {
-  if (spec == "auto") return device.is_cuda() ? MixedPrecision::kFloat16 : MixedPrecision::kOff;
+absl::StatusOr<MixedPrecision> ResolveAmp(const std::string& spec, c10::Device device,
+                                          MixedPrecision gpu_default) {
+  if (spec == "auto") return device.is_cuda() ? gpu_default : MixedPrecision::kOff;
   if (spec == "off") return MixedPrecision::kOff;
   if (spec == "bf16") return MixedPrecision::kBFloat16;
   if (spec == "fp16") {

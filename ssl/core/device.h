@@ -34,9 +34,10 @@ int GpuForLocalRank(int local_rank, int visible);
 /// (GpuForLocalRank: one process per GPU as torchrun starts them) or "cuda:N".
 absl::StatusOr<c10::Device> ResolveDevice(const std::string& spec, int local_rank);
 
-/// "auto" (fp16 on CUDA as moco-v3, VISSL and Momentum^2 Teacher train; off on the
+/// "auto" (on CUDA `gpu_default`, what the program's original trains with; off on the
 /// CPU), "off", "fp16" (CUDA only: CPU autocast has no fp16) or "bf16".
-absl::StatusOr<MixedPrecision> ResolveAmp(const std::string& spec, c10::Device device);
+absl::StatusOr<MixedPrecision> ResolveAmp(const std::string& spec, c10::Device device,
+                                          MixedPrecision gpu_default = MixedPrecision::kFloat16);
 std::string AmpName(MixedPrecision amp);
 
 /// Makes `device` this thread's current CUDA device and picks the convolution

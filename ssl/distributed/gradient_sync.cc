@@ -1,7 +1,8 @@
 #include "ssl/distributed/gradient_sync.h"
 
 #include <ATen/ops/cat.h>
-#include <ATen/ops/zeros_like.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
@@ -82,7 +83,10 @@ void GradientAverager::Start(Bucket& bucket) {
   pieces.reserve(bucket.parameters.size());
   for (size_t i : bucket.parameters) {
     const at::Tensor& grad = parameters_[i].grad();
-    pieces.push_back(grad.defined() ? grad.reshape({-1}) : at::zeros_like(parameters_[i]).view(-1));
+    // Flattened in the logical (NCHW) order whatever the layout: a channels-last
+    // parameter's zeros_like is not viewable as 1-D.
+    pieces.push_back(grad.defined() ? grad.reshape({-1})
+                                    : at::zeros({parameters_[i].numel()}, parameters_[i].options()));
   }
   bucket.flat = at::cat(pieces);
   bucket.reduction = communicator_->AllReduceSumAsync(bucket.flat);
@@ -104,7 +108,7 @@ void GradientAverager::Synchronize() {
       if (param.grad().defined()) {
         param.mutable_grad().copy_(averaged);
       } else {
-        param.mutable_grad() = averaged.clone();
+        param.mutable_grad() = at::empty_like(param).copy_(averaged);  // the parameter's layout
       }
       offset += n;
     }

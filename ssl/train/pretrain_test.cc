@@ -447,6 +447,12 @@ TEST(DeviceTest, ResolvesDevicesAndRefusesWhatThisBuildCannotDo) {
   EXPECT_EQ(ResolveDevice("tpu", 0).status().message(),
             "unknown device \"tpu\" (use auto, cpu, cuda or cuda:N)");
   EXPECT_EQ(*ResolveAmp("auto", c10::Device(c10::kCPU)), MixedPrecision::kOff);
+  // On a GPU, auto is what the program's original trains with (a device value is
+  // enough: nothing runs on it).
+  const c10::Device gpu(c10::kCUDA, 0);
+  EXPECT_EQ(*ResolveAmp("auto", gpu, MixedPrecision::kFloat16), MixedPrecision::kFloat16);
+  EXPECT_EQ(*ResolveAmp("auto", gpu, MixedPrecision::kOff), MixedPrecision::kOff);
+  EXPECT_EQ(*ResolveAmp("bf16", gpu, MixedPrecision::kOff), MixedPrecision::kBFloat16);
   EXPECT_EQ(*ResolveAmp("bf16", c10::Device(c10::kCPU)), MixedPrecision::kBFloat16);
   EXPECT_EQ(ResolveAmp("fp16", c10::Device(c10::kCPU)).status().message(),
             "--amp=fp16 needs --device=cuda: CPU autocast has no fp16 (use --amp=bf16 or off)");
