@@ -157,7 +157,12 @@ do_test() {
     rm -rf "$TEST_TMPDIR"
     mkdir -p "$TEST_TMPDIR"
     log "test $name"
-    if ! timeout 300 "$test" --gtest_output="xml:$out/test_$name.xml" >"$out/test_$name.log" 2>&1; then
+    # The CPU tests' expectations (bitwise resume, gloo, fp32, the CPU layout) are the
+    # CPU's: run them with no GPU visible, so that --device=auto stays on the CPU.
+    local hide_gpus=()
+    [[ "$name" == gpu_test ]] || hide_gpus=(env CUDA_VISIBLE_DEVICES=)
+    if ! "${hide_gpus[@]}" timeout 300 "$test" --gtest_output="xml:$out/test_$name.xml" \
+        >"$out/test_$name.log" 2>&1; then
       failed=1
       tail -40 "$out/test_$name.log"
     else
