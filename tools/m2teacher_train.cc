@@ -82,6 +82,9 @@ DEFINE_bool(sync_bn, false,
 DEFINE_int32(knn_every, 0, "kNN monitor every N epochs on the teacher (0: off); needs --knn_val.");
 DEFINE_string(knn_val, "", "kNN query ImageFolder.");
 DEFINE_string(knn_train, "", "kNN memory bank ImageFolder (default: the training data).");
+DEFINE_string(profile_trace, "",
+              "Write a Chrome trace of LibTorch's operators over ten iterations of the first "
+              "epoch (from the 11th) to this file; tools/summarize_trace.py ranks the operators.");
 
 namespace {
 
@@ -244,6 +247,7 @@ int main(int argc, char** argv) {
   options.seed = FLAGS_seed;
   options.resume = FLAGS_resume ? "latest" : "";
   options.max_epochs_this_run = FLAGS_max_epochs_this_run;
+  options.profile_trace = ssl::tools::UserPath(FLAGS_profile_trace);
   options.workers = FLAGS_workers > 0 ? FLAGS_workers : recipe->data_num_workers;
   options.bn = FLAGS_sync_bn ? "sync" : "local";  // per process, as the original's
   options.layout = ssl::train::M2TeacherLayout();

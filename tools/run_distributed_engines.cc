@@ -52,6 +52,9 @@ DEFINE_int32(knn_every, 0, "Run the kNN monitor every N epochs (0: off); needs -
 DEFINE_string(knn_val, "", "kNN query images (an ImageFolder, e.g. the validation split).");
 DEFINE_string(knn_train, "", "kNN memory bank images (default: the training data).");
 DEFINE_int32(knn_size, 0, "kNN center crop (0: the largest training crop).");
+DEFINE_string(profile_trace, "",
+              "Write a Chrome trace of LibTorch's operators over ten iterations of the first "
+              "epoch (from the 11th) to this file; tools/summarize_trace.py ranks the operators.");
 
 namespace {
 
@@ -206,6 +209,7 @@ int main(int argc, char** argv) {
   ssl::train::PretrainOptions options = recipe->train;
   options.output_dir = ssl::tools::UserPath(options.output_dir);
   options.program_config = recipe->resolved;
+  options.profile_trace = ssl::tools::UserPath(FLAGS_profile_trace);
   options.device = device->device;
   options.amp = device->amp;
   options.channels_last = device->channels_last;
