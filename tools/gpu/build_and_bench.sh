@@ -101,6 +101,43 @@ unpack() {
   log "unpacked ${#debs[@]} Debian packages into $prefix"
 }
 
+# What would otherwise fail minutes into the build, or build something other than asked:
+# said before any compiling.
+preflight() {
+  local nccl_include="$1" torch_cuda nvcc_cuda torch_include
+  torch_cuda="$("$python" -c 'import torch; print(torch.version.cuda or "")')"
+  if [ -z "$torch_cuda" ]; then
+    echo "preflight: this PyTorch has no CUDA (torch.version.cuda is empty): nothing to measure" >&2
+    return 1
+  fi
+  # Caffe2's CUDA configuration (run by find_package(Torch)) needs nvcc, of the same
+  # major version as the wheel's CUDA.
+  if ! command -v nvcc >/dev/null; then
+    for candidate in /usr/local/cuda/bin /usr/local/cuda-"${torch_cuda%%.*}"*/bin; do
+      if [ -x "$candidate/nvcc" ]; then export PATH="$candidate:$PATH"; break; fi
+    done
+  fi
+  if ! command -v nvcc >/dev/null; then
+    echo "preflight: no nvcc on PATH or in /usr/local/cuda*: find_package(Torch) needs the CUDA toolkit ($torch_cuda)" >&2
+    return 1
+  fi
+  nvcc_cuda="$(nvcc --version | sed -n 's/.*release \([0-9][0-9.]*\).*/\1/p')"
+  if [ "${nvcc_cuda%%.*}" != "${torch_cuda%%.*}" ]; then
+    echo "preflight: nvcc is CUDA $nvcc_cuda but this PyTorch was built with CUDA $torch_cuda; set PATH to a matching toolkit" >&2
+    return 1
+  fi
+  # ProcessGroupGloo.hpp includes gloo; without the wheel's own copy, Debian 12's 2022
+  # gloo headers are used, which may not match the wheel's library.
+  torch_include="$("$python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "include"))')"
+  if [ ! -d "$torch_include/gloo" ]; then
+    log "WARNING: this PyTorch ships no include/gloo; Gloo process groups compile against Debian's gloo headers (2022)"
+  fi
+  if [ -z "$nccl_include" ] || [ ! -f "$nccl_include/nccl.h" ]; then
+    log "WARNING: no nccl.h found (the nvidia-nccl wheel): this build has NO NCCL process groups; multi-GPU runs fall back to Gloo"
+  fi
+  log "preflight: PyTorch CUDA $torch_cuda, nvcc $nvcc_cuda, NCCL header ${nccl_include:-none}"
+}
+
 do_build() {
   look > /dev/null
   unpack || return 1
@@ -115,6 +152,7 @@ do_build() {
     return 1
   fi
   nccl_include="$("$python" -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "include"))' 2>/dev/null || true)"
+  preflight "$nccl_include" || return 1
   log "configuring against $torch_prefix"
   cmake -S tools/gpu -B "$build" -G Ninja -DCMAKE_PREFIX_PATH="$torch_prefix" \
     -DSSL_DEPS_PREFIX="$prefix" -DSSL_NCCL_INCLUDE_DIR="$nccl_include" \
