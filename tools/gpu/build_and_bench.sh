@@ -311,7 +311,9 @@ for name in runs:
     }
 pipeline = {}
 try:
-    benchmarks = json.load(open(os.path.join(out, "pipeline_benchmark.json")))["benchmarks"]
+    # Plain rows, or the medians where rounds were repeated.
+    benchmarks = [b for b in json.load(open(os.path.join(out, "pipeline_benchmark.json")))["benchmarks"]
+                  if b.get("aggregate_name", "median") == "median"]
     for recipe, pattern in [("moco", "MocoV3TwoViewsOneThread"), ("multicrop", "SwavMultiCropOneThread")]:
         ours = [b for b in benchmarks if pattern in b["name"]][0]["items_per_second"]
         text = open(os.path.join(out, f"baseline_{recipe}.txt")).read()
@@ -321,6 +323,22 @@ try:
 except Exception as e:
     pipeline["error"] = str(e)
 results["pipeline_one_core"] = pipeline
+# The threaded loader, 1 to 16 workers (the benchmark registers powers of two up to the
+# core count): images/s and each worker's share of the one-thread pipeline's rate.
+loader = {}
+try:
+    for recipe, pattern, prefix in [("moco", "MocoV3TwoViewsOneThread", "BM_MocoV3Loader/"),
+                                    ("multicrop", "SwavMultiCropOneThread", "BM_SwavMultiCropLoader/")]:
+        one = [b for b in benchmarks if pattern in b["name"]][0]["items_per_second"]
+        for b in benchmarks:
+            if b["name"].startswith(prefix):
+                workers = int(b["name"][len(prefix):].split("/")[0])
+                loader.setdefault(recipe, {})[workers] = {
+                    "images_per_second": b["items_per_second"],
+                    "share_per_worker": b["items_per_second"] / workers / one}
+except Exception as e:
+    loader["error"] = str(e)
+results["loader_workers"] = loader
 json.dump(results, open(os.path.join(out, "gpu_results.json"), "w"), indent=2)
 print(json.dumps(results, indent=2))
 PY
