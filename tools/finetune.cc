@@ -177,7 +177,8 @@ int main(int argc, char** argv) {
   options.workers = FLAGS_workers;
   options.seed = FLAGS_seed;
   {
-    absl::StatusOr<ssl::tools::DeviceChoice> device = ssl::tools::DeviceFromFlags(0, ssl::MixedPrecision::kFloat16);
+    absl::StatusOr<ssl::tools::DeviceChoice> device = ssl::tools::DeviceFromFlags(
+        0, ssl::MixedPrecision::kFloat16);
     if (!device.ok()) return Fail(device.status());
     options.device = device->device;
     options.amp = device->amp;

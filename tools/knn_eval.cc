@@ -57,7 +57,8 @@ int main(int argc, char** argv) {
   if (!config.ok()) return fail(config.status());
   auto backbone = ssl::train::LoadPretrainedBackbone(FLAGS_pretrained, 0, FLAGS_backbone);
   if (!backbone.ok()) return fail(backbone.status());
-  absl::StatusOr<ssl::tools::DeviceChoice> device = ssl::tools::DeviceFromFlags(0, ssl::MixedPrecision::kOff);
+  absl::StatusOr<ssl::tools::DeviceChoice> device = ssl::tools::DeviceFromFlags(
+      0, ssl::MixedPrecision::kOff);
   if (!device.ok()) return fail(device.status());
   (*backbone)->to(device->device);  // features are extracted where the weights are
   const int size = FLAGS_image_size > 0 ? FLAGS_image_size : config->image_size;

@@ -210,7 +210,8 @@ int main(int argc, char** argv) {
                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
                                             std::max(1, dist->local_world_size));
   at::set_num_threads(threads);
-  absl::StatusOr<ssl::tools::DeviceChoice> device = ssl::tools::DeviceFromFlags(dist->local_rank, ssl::MixedPrecision::kOff);
+  absl::StatusOr<ssl::tools::DeviceChoice> device = ssl::tools::DeviceFromFlags(
+      dist->local_rank, ssl::MixedPrecision::kOff);
   if (!device.ok()) return Fail(device.status());
   ssl::distributed::ProcessGroupOptions group_options;
   group_options.config = *dist;

@@ -59,7 +59,8 @@ int main(int argc, char** argv) {
   if (!config.ok()) return fail(config.status());
   auto backbone = ssl::train::LoadPretrainedBackbone(FLAGS_pretrained, 0, FLAGS_backbone);
   if (!backbone.ok()) return fail(backbone.status());
-  absl::StatusOr<ssl::tools::DeviceChoice> device = ssl::tools::DeviceFromFlags(0, ssl::MixedPrecision::kOff);
+  absl::StatusOr<ssl::tools::DeviceChoice> device = ssl::tools::DeviceFromFlags(
+      0, ssl::MixedPrecision::kOff);
   if (!device.ok()) return fail(device.status());
   (*backbone)->to(device->device);  // the classifier trains where the backbone is
   auto train = ssl::data::ImageFolder::Open(FLAGS_data + "/" + FLAGS_train_split);

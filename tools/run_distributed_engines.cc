@@ -193,8 +193,10 @@ int main(int argc, char** argv) {
                                             std::max(1, dist->local_world_size));
   at::set_num_threads(threads);
   // VISSL trains in mixed precision only when MODEL.AMP_PARAMS.USE_AMP asks for it.
-  absl::StatusOr<ssl::tools::DeviceChoice> device = ssl::tools::DeviceFromFlags(
-      dist->local_rank, recipe->amp_requested ? ssl::MixedPrecision::kFloat16 : ssl::MixedPrecision::kOff);
+  const ssl::MixedPrecision amp_on_gpu =
+      recipe->amp_requested ? ssl::MixedPrecision::kFloat16 : ssl::MixedPrecision::kOff;
+  absl::StatusOr<ssl::tools::DeviceChoice> device =
+      ssl::tools::DeviceFromFlags(dist->local_rank, amp_on_gpu);
   if (!device.ok()) return Fail(device.status());
   ssl::distributed::ProcessGroupOptions group_options;
   group_options.config = *dist;

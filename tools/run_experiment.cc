@@ -538,7 +538,8 @@ int main(int argc, char** argv) {
     finetune.workers = FLAGS_workers;
     finetune.seed = FLAGS_seed;
     {
-      absl::StatusOr<ssl::tools::DeviceChoice> device = ssl::tools::DeviceFromFlags(0, ssl::MixedPrecision::kFloat16);
+      absl::StatusOr<ssl::tools::DeviceChoice> device = ssl::tools::DeviceFromFlags(
+          0, ssl::MixedPrecision::kFloat16);
       if (!device.ok()) return Fail(device.status());
       finetune.device = device->device;
       finetune.amp = device->amp;

@@ -85,8 +85,9 @@ void GradientAverager::Start(Bucket& bucket) {
     const at::Tensor& grad = parameters_[i].grad();
     // Flattened in the logical (NCHW) order whatever the layout: a channels-last
     // parameter's zeros_like is not viewable as 1-D.
+    const at::Tensor& parameter = parameters_[i];
     pieces.push_back(grad.defined() ? grad.reshape({-1})
-                                    : at::zeros({parameters_[i].numel()}, parameters_[i].options()));
+                                    : at::zeros({parameter.numel()}, parameter.options()));
   }
   bucket.flat = at::cat(pieces);
   bucket.reduction = communicator_->AllReduceSumAsync(bucket.flat);

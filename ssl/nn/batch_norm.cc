@@ -254,9 +254,9 @@ at::Tensor BatchNormImpl::forward(const at::Tensor& input) {
       setting.group->world_size() > 1) {
     const int64_t c = options.num_features();
     const at::TensorOptions parameters = input.options().dtype(ComputeType(input));
-    return SyncBatchNormFunction::apply(input, weight.defined() ? weight : at::ones({c}, parameters),
-                                        bias.defined() ? bias : at::zeros({c}, parameters), this,
-                                        setting.group.get(), momentum);
+    return SyncBatchNormFunction::apply(
+        input, weight.defined() ? weight : at::ones({c}, parameters),
+        bias.defined() ? bias : at::zeros({c}, parameters), this, setting.group.get(), momentum);
   }
   if (is_training() && setting.mode == BatchNormMode::kMomentum && setting.momentum) {
     return MomentumForward(input);

@@ -138,15 +138,6 @@ double MeanOverProcesses(distributed::Communicator& communicator, double value,
   return sum.item<double>() / communicator.world_size();
 }
 
-// Whether `flag` holds on any process: decisions that end a run are taken together, or
-// the processes that go on would wait in their next collective until the timeout.
-bool OnAnyProcess(distributed::Communicator& communicator, bool flag, c10::Device device) {
-  if (communicator.world_size() == 1) return flag;
-  at::Tensor count = at::full({1}, flag ? 1.0 : 0.0, at::TensorOptions(at::kDouble).device(device));
-  communicator.AllReduceSum(count);
-  return count.item<double>() > 0;
-}
-
 // Every process continues from the same epoch with rank 0's weights.
 absl::Status AgreeAcrossProcesses(distributed::Communicator& communicator, Method& method,
                                   int start_epoch, c10::Device device) {
@@ -319,11 +310,15 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
       }
       const bool read_back = read_every_step || log.Due(step);  // Due: also the last step
       const double loss_value = read_back ? loss.item<double>() : 0.0;
+      // The mean over processes is non-finite when any process's loss is: one all-reduce
+      // both logs the loss and lets every process stop at the same step (a process that
+      // stopped alone would leave the others waiting in their next collective).
+      const double mean_loss =
+          read_back ? MeanOverProcesses(*communicator, loss_value, o.device) : 0.0;
       end_phase("forward");
       // A non-finite loss stops the run, on every process at once; under fp16 loss
       // scaling it is an overflow instead, and the scaler skips the step.
-      if (read_back && !scaler.enabled() &&
-          OnAnyProcess(*communicator, !std::isfinite(loss_value), o.device)) {
+      if (read_back && !scaler.enabled() && !std::isfinite(mean_loss)) {
         if (std::isfinite(loss_value)) {
           return absl::InternalError(absl::StrCat(
               "another process's loss became non-finite at epoch ", epoch, " iteration ", it,
@@ -349,8 +344,7 @@ absl::StatusOr<PretrainResult> Train(Method& method, const PretrainOptions& o,
       scaler.Update();
       end_phase("optimizer");
       ++iterations_done;
-      const double logged_loss =
-          log.Due(step) ? MeanOverProcesses(*communicator, loss_value, o.device) : loss_value;
+      const double logged_loss = log.Due(step) ? mean_loss : loss_value;
       log.Iteration(step, logged_loss, method.ScheduledValues(),
                     log.Due(step) ? method.Indicators() : std::vector<methods::Indicator>(),
                     batch.labels.size(0) * world, loader->stats().wait_seconds);
