@@ -137,6 +137,13 @@ Loader::OpenBatch Loader::OpenBatchLocked(int64_t batch_index) {
   // copies' streams; plain memory is reused here once no batch holds a view of it.
   const Slot* slot = nullptr;
   Slot one_off;
+  if (!options_.pin_memory && pool_.empty()) {
+    // The whole pool at once: its size, not how the first epoch's timing happened to
+    // grow it, bounds the memory, and no later batch allocates while a slot is free.
+    const int64_t pool_size = options_.prefetch_batches + 2;
+    for (int64_t i = 0; i < pool_size; ++i) pool_.push_back(AllocateSlot());
+    batch_allocations_ += pool_size;
+  }
   if (!options_.pin_memory) {
     for (const Slot& candidate : pool_) {
       if (!candidate.InUse()) {
@@ -147,14 +154,8 @@ Loader::OpenBatch Loader::OpenBatchLocked(int64_t batch_index) {
   }
   if (slot == nullptr) {
     ++batch_allocations_;
-    if (!options_.pin_memory &&
-        static_cast<int64_t>(pool_.size()) < options_.prefetch_batches + 2) {
-      pool_.push_back(AllocateSlot());
-      slot = &pool_.back();
-    } else {
-      one_off = AllocateSlot();
-      slot = &one_off;
-    }
+    one_off = AllocateSlot();
+    slot = &one_off;
   }
   OpenBatch open;
   open.size = b;

@@ -67,9 +67,10 @@ struct LoaderStats {
   int64_t images_loaded = 0;
   int64_t decode_failures = 0;  ///< corrupt or unreadable files skipped
   double wait_seconds = 0;      ///< time Next() spent waiting for workers
-  /// Batch-sized allocations made: the pool's slots as they are first needed, plus one
-  /// per batch opened while every slot was still held by the caller (e.g. a test that
-  /// keeps a whole epoch), or per batch when pinned. Steady-state training adds none.
+  /// Batch-sized allocations made: the pool's prefetch_batches + 2 slots, all at the
+  /// first batch, plus one per batch opened while every slot was still held by the
+  /// caller (e.g. a test that keeps a whole epoch), or per batch when pinned.
+  /// Steady-state training adds none.
   int64_t batch_allocations = 0;
 };
 
