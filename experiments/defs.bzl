@@ -18,7 +18,8 @@ creates `bazel run //experiments/<method>:<name> -- [--data=...] [--record]`, wh
 pretrains, evaluates (kNN, linear, random-init baseline) and with --record writes
 results/<method>/<name>.json. `ci_test = True` also creates `<name>_regression_test`,
 which runs the entry inside `bazel test` (on ../shared/datasets/<dataset> for real
-data, skipped where that is absent) and checks its metrics against the reference.
+data; reported SKIPPED where that is absent, a failure where SSL_REQUIRE_SHARED_DATA is
+set: see shared_datasets.bzl) and checks its metrics against the reference.
 `description` says what the entry shows and how it deviates from the paper's recipe.
 `other_references` ({"SwAV repo": 72.1}) lists further published values the report
 shows beside the reference; `command_extra` (" --config_dir=<VISSL checkout>/configs")
@@ -28,6 +29,12 @@ methods) that the report puts side by side, e.g. equal-time-budget runs. `minimu
 `metric >= floor`: the gain over random init and the loss below its trivial value that
 show a method learns, not only that it repeats a recorded run.
 """
+
+load(
+    "@shared_datasets//:defs.bzl",
+    SHARED_DATASETS_PRESENT = "PRESENT",
+    SHARED_DATASETS_REQUIRED = "REQUIRED",
+)
 
 _DATASETS = ["imagenet", "imagenette", "cifar10", "synthetic"]
 _REQUIRED = ["name", "method", "table", "dataset", "flags", "reference", "tolerance", "source"]
@@ -97,8 +104,11 @@ def ssl_experiment(name, method, table, dataset, flags, reference, tolerance, so
     )
     if ci_test:
         checks = _checks(entry)
-        # Real-data entries read ../shared/datasets/<dataset> in CI (skipped elsewhere).
+
+        # Real-data entries read ../shared/datasets/<dataset>: reported SKIPPED where that
+        # is absent, unless SSL_REQUIRE_SHARED_DATA makes the absence a failure.
         shared = "-" if dataset == "synthetic" else dataset
+        compatible = shared == "-" or shared in SHARED_DATASETS_PRESENT or SHARED_DATASETS_REQUIRED
         native.sh_test(
             name = name + "_regression_test",
             srcs = ["//experiments:regression_test.sh"],
@@ -107,6 +117,7 @@ def ssl_experiment(name, method, table, dataset, flags, reference, tolerance, so
             size = "large",
             # Alone on the machine: its 2 compute threads would otherwise fight other tests.
             tags = ["exclusive", "ssl_regression"],
+            target_compatible_with = [] if compatible else ["//experiments:has_shared_datasets"],
         )
 
 def ssl_result_tests(entries, recorded):
