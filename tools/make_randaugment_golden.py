@@ -19,6 +19,7 @@ Rerun with Debian's python3-pil:
 """
 import sys
 
+import PIL
 from PIL import Image, ImageEnhance, ImageOps
 
 WIDTH, HEIGHT = 24, 20
@@ -67,11 +68,17 @@ RESIZE_CASES = [((0, 0, 20, 24), (9, 11)), ((3, 2, 14, 17), (6, 5)), ((1, 4, 7, 
 
 def main(out_dir):
     with open(f"{out_dir}/randaugment_m9.txt", "w") as f:
+        f.write(f"# written by tools/make_randaugment_golden.py (PIL {PIL.__version__}): timm's "
+                "RandAugment ops at magnitude 9, geometric ones bilinear; per line: "
+                "<name> <negate> <24*20*3 bytes, HWC>\n")
         for negate in (0, 1):
             for name, op in ops(-1.0 if negate else 1.0):
                 out = op(fixed_image())
                 f.write(f"{name} {negate} " + " ".join(str(b) for b in out.tobytes()) + "\n")
     with open(f"{out_dir}/randaugment_m9_bicubic.txt", "w") as f:
+        f.write(f"# written by tools/make_randaugment_golden.py (PIL {PIL.__version__}): timm's "
+                "geometric RandAugment ops at magnitude 9, bicubic; per line: "
+                "<name> <negate> <24*20*3 bytes, HWC>\n")
         for negate in (0, 1):
             for name, op in ops(-1.0 if negate else 1.0, Image.BICUBIC):
                 if name in GEOMETRIC:

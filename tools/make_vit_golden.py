@@ -141,6 +141,9 @@ def main(out_dir):
         for row in logits:
             f.write("logits " + " ".join(f"{v:.9g}" for v in row.tolist()) + "\n")
     with open(f"{out_dir}/vit_sincos_4x4_16.txt", "w") as f:
+        f.write(f"# written by tools/make_vit_golden.py (torch {torch.__version__}): moco-v3's "
+                "2-D sin-cos position table for a 4x4 grid, width 16, class token row first; "
+                "17 rows of 16 values\n")
         for row in sincos_table(4, 16).tolist():
             f.write(" ".join(f"{v:.9g}" for v in row) + "\n")
 

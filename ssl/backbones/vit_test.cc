@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <string>
 
 #include "ssl/backbones/backbone.h"
 #include "ssl/backbones/golden_test_util.h"
@@ -83,6 +84,8 @@ TEST(VitTest, LogitsMatchAnIndependentImplementation) {
 TEST(VitTest, PositionTableMatchesElementwiseComputationAndIsFrozen) {
   std::ifstream file(TestdataPath("vit_sincos_4x4_16.txt"));
   ASSERT_TRUE(file.good());
+  std::string header;  // what wrote the file (tools/make_vit_golden.py)
+  ASSERT_TRUE(std::getline(file, header) && header.rfind("# ", 0) == 0) << header;
   const at::Tensor table = SinCosPositionTable(4, 4, 16);
   ASSERT_EQ(table.sizes(), (at::IntArrayRef{17, 16}));
   for (int64_t r = 0; r < 17; ++r) {

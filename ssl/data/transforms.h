@@ -1,6 +1,6 @@
-// Image transforms with torchvision's semantics (see docs/methods.md), split into a
-// deterministic part (explicit parameters, testable against hand computations) and the
-// random parameter draws, which take an explicit generator.
+// Image transforms with torchvision.transforms' semantics (as the originals build their
+// views), split into a deterministic part (explicit parameters, testable against hand
+// computations) and the random parameter draws, which take an explicit generator.
 #ifndef SSL_DATA_TRANSFORMS_H_
 #define SSL_DATA_TRANSFORMS_H_
 

@@ -11,7 +11,8 @@
 # (the CUDA tests skip). --nccl also compiles the NCCL process group (-fsyntax-only)
 # against trixie's CUDA LibTorch 2.6 headers with CUDA 12.4 and NCCL headers (~1 GB of
 # downloads). A development check: nothing the project builds or tests depends on it.
-# Needs root (debootstrap, chroot, mount) and deb.debian.org.
+# Needs root (debootstrap, chroot, mount) and the Debian archive this machine's apt
+# configuration names (its first non-security URI, in sources.list.d or sources.list).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 nccl=0
@@ -28,12 +29,26 @@ fi
 if ! command -v debootstrap >/dev/null; then
   apt-get install -y -q debootstrap >/dev/null
 fi
+# The archive this machine's apt already uses (its main one, not the security archive):
+# the chroot's packages come from wherever this machine's come from.
+apt_archive() {
+  local uri
+  uri="$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
+    awk '/^URIs:/ { for (i = 2; i <= NF; ++i) if ($i !~ /security/) { print $i; exit } }')"
+  if [ -z "$uri" ]; then
+    uri="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+      awk '$1 == "deb" { u = ($2 ~ /^\[/) ? $3 : $2; if (u !~ /security/) { print u; exit } }')"
+  fi
+  [ -n "$uri" ] || { echo "check_on_pytorch2.sh: no Debian archive in this machine's apt configuration" >&2; exit 2; }
+  echo "${uri%/}"
+}
+archive="$(apt_archive)"
 in_root() { chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive bash -c "$1"; }
 
 if [ ! -x "$root/usr/bin/cmake" ]; then
   log "debootstrap trixie into $root"
   debootstrap --variant=minbase --include=g++,cmake,ninja-build,python3,ca-certificates \
-    trixie "$root" http://deb.debian.org/debian >"$root.debootstrap.log" 2>&1 || {
+    trixie "$root" "$archive" >"$root.debootstrap.log" 2>&1 || {
     tail -5 "$root.debootstrap.log"
     exit 1
   }
@@ -41,7 +56,7 @@ fi
 mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
 trap 'umount "$root/proc" 2>/dev/null || true' EXIT
 cp /etc/resolv.conf "$root/etc/resolv.conf"
-echo "deb http://deb.debian.org/debian trixie main contrib non-free" >"$root/etc/apt/sources.list"
+echo "deb $archive trixie main contrib non-free" >"$root/etc/apt/sources.list"
 rm -f "$root/etc/apt/sources.list.d/"*
 log "LibTorch 2.6, Python torch/torchvision, OpenBLAS"
 in_root "apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends \
