@@ -11,6 +11,7 @@
 #include "eval/knn.h"
 #include "eval/linear.h"
 #include "ssl/backbones/backbone.h"
+#include "ssl/core/constants.h"
 #include "ssl/data/synthetic.h"
 #include "ssl/data/test_util.h"
 #include "ssl/data/views.h"
@@ -21,7 +22,7 @@ namespace {
 TEST(KnnTest, WeightedVotesAsComputedByHand) {
   // Bank on the unit circle: class 0 at 0 and 10 degrees, class 1 at 30 degrees.
   auto point = [](double degrees) {
-    const double r = degrees * M_PI / 180;
+    const double r = degrees * kPi / 180;
     return std::vector<float>{static_cast<float>(std::cos(r)), static_cast<float>(std::sin(r))};
   };
   std::vector<float> bank_values;

@@ -12,11 +12,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "ssl/core/constants.h"
+#include "ssl/core/file.h"
 #include "ssl/core/logging.h"
 #include "ssl/core/progress.h"
 #include "ssl/core/random.h"
 #include "ssl/core/status_macros.h"
-#include "ssl/data/image_io.h"
 #include "ssl/data/loader.h"
 #include "ssl/data/views.h"
 #include "ssl/nn/state_dict.h"
@@ -176,7 +177,7 @@ double FinetuneLearningRate(const FinetuneOptions& o, double peak_lr, int epoch)
   if (epoch < o.warmup_epochs) {
     return o.warmup_lr + epoch * (peak_lr - o.warmup_lr) / o.warmup_epochs;
   }
-  return o.min_lr + 0.5 * (peak_lr - o.min_lr) * (1 + std::cos(M_PI * epoch / o.epochs));
+  return o.min_lr + 0.5 * (peak_lr - o.min_lr) * (1 + std::cos(kPi * epoch / o.epochs));
 }
 
 double FinetuneEpochLearningRate(const FinetuneOptions& o, double peak_lr, int epoch) {
@@ -418,8 +419,8 @@ absl::StatusOr<FinetuneResult> RunFinetune(const ModelFactory& build_model,
   }
   const double seconds = Seconds(run_start);
   result.images_per_second = seconds > 0 ? images_this_run / seconds : 0;
-  SSL_RETURN_IF_ERROR(data::WriteFileAtomically(options.output_dir + "/finetune_result.json",
-                                                result.ToJson().dump(2) + "\n"));
+  SSL_RETURN_IF_ERROR(ssl::WriteFileAtomically(options.output_dir + "/finetune_result.json",
+                                               result.ToJson().dump(2) + "\n"));
   return result;
 }
 

@@ -10,6 +10,7 @@
 
 #include "eval/mixup.h"
 #include "ssl/backbones/vit.h"
+#include "ssl/core/constants.h"
 #include "ssl/data/synthetic.h"
 #include "ssl/data/test_util.h"
 #include "ssl/train/checkpoint.h"
@@ -116,7 +117,7 @@ TEST(FinetuneScheduleTest, WarmupThenTimmsCosine) {
   EXPECT_DOUBLE_EQ(FinetuneLearningRate(options, peak, 0), 1e-6);
   EXPECT_NEAR(FinetuneLearningRate(options, peak, 2), 1e-6 + 2 * (peak - 1e-6) / 5, 1e-15);
   EXPECT_NEAR(FinetuneLearningRate(options, peak, 5),
-              1e-5 + 0.5 * (peak - 1e-5) * (1 + std::cos(M_PI * 5 / 100)), 1e-15);
+              1e-5 + 0.5 * (peak - 1e-5) * (1 + std::cos(kPi * 5 / 100)), 1e-15);
   EXPECT_NEAR(FinetuneLearningRate(options, peak, 50), 1e-5 + 0.5 * (peak - 1e-5), 1e-15);
   // DeiT's loop steps the scheduler after each epoch with that epoch's index: epochs 0
   // and 1 train at warmup_lr, epoch e >= 1 at the schedule's value for e - 1.

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "eval/features.h"
+#include "ssl/core/constants.h"
 #include "ssl/core/logging.h"
 #include "ssl/data/loader.h"
 #include "ssl/data/views.h"
@@ -53,7 +54,7 @@ struct Classifier {
 double ScheduledLr(const LinearEvalOptions& options, double peak_lr, int epoch, int64_t step,
                    int64_t total_steps) {
   if (options.schedule == "cos_iter") {
-    return peak_lr * 0.5 * (1.0 + std::cos(3.14159265358979323846 * step / total_steps));
+    return peak_lr * 0.5 * (1.0 + std::cos(kPi * step / total_steps));
   }
   if (options.schedule == "multistep") {
     double lr = peak_lr;

@@ -14,9 +14,9 @@
 
 #include "eval/features.h"
 #include "eval/knn.h"
+#include "ssl/core/file.h"
 #include "ssl/core/logging.h"
 #include "ssl/data/image_folder.h"
-#include "ssl/data/image_io.h"
 #include "ssl/train/pretrained.h"
 #include "tools/cli_util.h"
 #include "tools/device_flags.h"
@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
       FLAGS_output.empty()
           ? (std::filesystem::path(FLAGS_pretrained).parent_path() / "knn_eval.json").string()
           : FLAGS_output;
-  if (absl::Status s = ssl::data::WriteFileAtomically(output, json.dump(2) + "\n"); !s.ok())
+  if (absl::Status s = ssl::WriteFileAtomically(output, json.dump(2) + "\n"); !s.ok())
     return fail(s);
   return 0;
 }

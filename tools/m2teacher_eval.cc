@@ -18,9 +18,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "eval/linear.h"
+#include "ssl/core/file.h"
 #include "ssl/core/logging.h"
 #include "ssl/data/image_folder.h"
-#include "ssl/data/image_io.h"
 #include "ssl/train/pretrained.h"
 #include "tools/cli_util.h"
 
@@ -146,7 +146,7 @@ int main(int argc, char** argv) {
           ? (std::filesystem::path(checkpoint).parent_path() / "byol_linear_eval_teacher.json")
                 .string()
           : ssl::tools::UserPath(FLAGS_output);
-  if (absl::Status s = ssl::data::WriteFileAtomically(output, json.dump(2) + "\n"); !s.ok()) {
+  if (absl::Status s = ssl::WriteFileAtomically(output, json.dump(2) + "\n"); !s.ok()) {
     return Fail(s);
   }
   std::cout << "top-1 " << result->top1 << " (best " << result->best_top1 << " at epoch "

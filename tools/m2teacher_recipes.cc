@@ -10,11 +10,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "ssl/core/constants.h"
 
 namespace ssl::tools {
 namespace {
-
-constexpr double kPi = 3.14159265358979323846;
 
 M2TeacherRecipe Sgd(const std::string& name, const std::string& table, int epochs) {
   M2TeacherRecipe recipe;

@@ -12,9 +12,9 @@
 #include <iostream>
 
 #include "eval/linear.h"
+#include "ssl/core/file.h"
 #include "ssl/core/logging.h"
 #include "ssl/data/image_folder.h"
-#include "ssl/data/image_io.h"
 #include "ssl/train/pretrained.h"
 #include "tools/cli_util.h"
 #include "tools/device_flags.h"
@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
       FLAGS_output.empty()
           ? (std::filesystem::path(FLAGS_pretrained).parent_path() / "linear_eval.json").string()
           : FLAGS_output;
-  if (absl::Status s = ssl::data::WriteFileAtomically(output, json.dump(2) + "\n"); !s.ok())
+  if (absl::Status s = ssl::WriteFileAtomically(output, json.dump(2) + "\n"); !s.ok())
     return fail(s);
   std::cout << "top-1 " << result->top1 << " (best " << result->best_top1 << " at epoch "
             << result->best_epoch << "), top-5 " << result->top5 << "; written to " << output

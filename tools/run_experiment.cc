@@ -28,9 +28,9 @@
 #include "eval/knn.h"
 #include "eval/linear.h"
 #include "ssl/backbones/backbone.h"
+#include "ssl/core/file.h"
 #include "ssl/core/logging.h"
 #include "ssl/data/image_folder.h"
-#include "ssl/data/image_io.h"
 #include "ssl/data/synthetic.h"
 #include "ssl/data/views.h"
 #include "ssl/distributed/communicator.h"
@@ -597,7 +597,7 @@ int main(int argc, char** argv) {
                                  Cell(r, "linear_top5"), Cell(r, "finetune_top1"));
   }
   const std::string local = work_dir + "/results.json";
-  if (absl::Status s = ssl::data::WriteFileAtomically(local, results.dump(2) + "\n"); !s.ok())
+  if (absl::Status s = ssl::WriteFileAtomically(local, results.dump(2) + "\n"); !s.ok())
     return Fail(s);
   std::cout << "results: " << local << "\n";
   if (FLAGS_record) {
@@ -609,7 +609,7 @@ int main(int argc, char** argv) {
     const std::filesystem::path dir = std::filesystem::path(workspace) / "results" / FLAGS_method;
     std::filesystem::create_directories(dir);
     const std::string recorded = (dir / (FLAGS_name + ".json")).string();
-    if (absl::Status s = ssl::data::WriteFileAtomically(recorded, results.dump(2) + "\n"); !s.ok())
+    if (absl::Status s = ssl::WriteFileAtomically(recorded, results.dump(2) + "\n"); !s.ok())
       return Fail(s);
     std::cout << "recorded: " << recorded
               << " (refresh results/README.md with bazel run //results:report)\n";

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "ssl/core/file.h"
 #include "ssl/core/status_macros.h"
 #include "ssl/data/image.h"
 #include "ssl/data/image_io.h"
@@ -331,9 +332,7 @@ absl::StatusOr<std::pair<std::vector<int64_t>, const std::string*>> NumpyBytes(
   return std::make_pair(shape, &state[4]->text);
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  return data::ReadFileBytes(path);
-}
+absl::StatusOr<std::string> ReadFile(const std::string& path) { return ssl::ReadFileBytes(path); }
 
 // ---------------------------------------------------------------------------------
 // MATLAB v5.
@@ -512,12 +511,12 @@ absl::StatusOr<DatasetSplits> OpenCifar(const DatasetOptions& options, bool hund
           for (int p = 0; p < 1024; ++p) {
             for (int c = 0; c < 3; ++c) image.pixels[p * 3 + c] = planes[c * 1024 + p];
           }
-          SSL_RETURN_IF_ERROR(data::WriteFileAtomically(
+          SSL_RETURN_IF_ERROR(ssl::WriteFileAtomically(
               absl::StrFormat("%s/%s/%06d.png", dir, classes[label], written++),
               data::EncodePng(image)));
         }
       }
-      SSL_RETURN_IF_ERROR(data::WriteFileAtomically(done, absl::StrCat(written, "\n")));
+      SSL_RETURN_IF_ERROR(ssl::WriteFileAtomically(done, absl::StrCat(written, "\n")));
     }
     // Classes without images (a partial test file) are listed by the meta file anyway.
     std::vector<data::Sample> samples;

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "ssl/core/file.h"
 #include "ssl/data/image_io.h"
 #include "ssl/data/test_util.h"
 
@@ -72,7 +73,7 @@ TEST_F(TransferDatasetsTest, Cifar10FromPython2PicklesBecomesImagesWithTheirLabe
 
 TEST_F(TransferDatasetsTest, Cifar100FromPython3Pickles) {
   const std::string root = *dir_ + "/cifar-100-python";
-  absl::StatusOr<std::string> bytes = data::ReadFileBytes(root + "/train");
+  absl::StatusOr<std::string> bytes = ssl::ReadFileBytes(root + "/train");
   ASSERT_TRUE(bytes.ok());
   absl::StatusOr<CifarBatch> batch = ParseCifarBatch(*bytes, "train");
   ASSERT_TRUE(batch.ok()) << batch.status();
@@ -93,7 +94,7 @@ TEST_F(TransferDatasetsTest, Cifar100FromPython3Pickles) {
 
 TEST_F(TransferDatasetsTest, FlowersFromMatlabFiles) {
   const std::string root = *dir_ + "/flowers";
-  absl::StatusOr<std::string> labels = data::ReadFileBytes(root + "/imagelabels.mat");
+  absl::StatusOr<std::string> labels = ssl::ReadFileBytes(root + "/imagelabels.mat");
   ASSERT_TRUE(labels.ok());
   auto variables = ParseMatV5(*labels, "imagelabels.mat");  // compressed
   ASSERT_TRUE(variables.ok()) << variables.status();
@@ -137,7 +138,7 @@ TEST_F(TransferDatasetsTest, PetsFromTheAnnotationLists) {
 
 TEST_F(TransferDatasetsTest, BrokenFilesGetOneSentenceAndNeverCrash) {
   absl::StatusOr<std::string> bytes =
-      data::ReadFileBytes(*dir_ + "/cifar-10-batches-py/data_batch_1");
+      ssl::ReadFileBytes(*dir_ + "/cifar-10-batches-py/data_batch_1");
   ASSERT_TRUE(bytes.ok());
   // Every truncation is an error, never a crash or a hang.
   for (size_t length = 0; length < bytes->size(); length += 97) {
@@ -147,7 +148,7 @@ TEST_F(TransferDatasetsTest, BrokenFilesGetOneSentenceAndNeverCrash) {
             "data_batch_1 is not a readable Python pickle: it is truncated (offset 100)");
   EXPECT_EQ(ParseMatV5("not a mat file", "x.mat").status().message(),
             "x.mat is not a little-endian MATLAB 5.0 .mat file");
-  absl::StatusOr<std::string> mat = data::ReadFileBytes(*dir_ + "/flowers/setid.mat");
+  absl::StatusOr<std::string> mat = ssl::ReadFileBytes(*dir_ + "/flowers/setid.mat");
   ASSERT_TRUE(mat.ok());
   for (size_t length = 128; length < mat->size(); length += 13) {
     (void)ParseMatV5(mat->substr(0, length), "cut.mat");  // errors or partial, never a crash

@@ -8,17 +8,39 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <numeric>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "ssl/core/allocator.h"
+#include "ssl/core/file.h"
 #include "ssl/core/progress.h"
 #include "ssl/core/random.h"
 #include "ssl/core/status_macros.h"
 
 namespace ssl {
 namespace {
+
+TEST(FileTest, FilesAreWrittenAtomicallyAndReadBack) {
+  const std::string dir = ::testing::TempDir() + "/atomic";
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/file.bin";
+  std::string bytes = "\xff\xd8 binary ";
+  bytes += '\0';
+  bytes += " bytes\n";
+  ASSERT_TRUE(WriteFileAtomically(path, "old contents").ok());
+  ASSERT_TRUE(WriteFileAtomically(path, bytes).ok());
+  const absl::StatusOr<std::string> read = ReadFileBytes(path);
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(*read, bytes);
+  int entries = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(dir)) ++entries;
+  EXPECT_EQ(entries, 1);  // no temporary left behind
+  EXPECT_EQ(ReadFileBytes(dir + "/missing").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(WriteFileAtomically(dir + "/no/such/dir/file", "x").ok());
+}
 
 TEST(RngTest, SameKeysGiveSameStreamDifferentKeysDiffer) {
   Rng a = Rng::ForSample(7, 1, 42, 0), b = Rng::ForSample(7, 1, 42, 0);

@@ -1,17 +1,12 @@
 #include "ssl/data/image_io.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <mutex>
-#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -28,6 +23,7 @@
 #endif
 
 #include "absl/strings/str_cat.h"
+#include "ssl/core/file.h"
 #include "ssl/core/status_macros.h"
 
 namespace ssl::data {
@@ -349,54 +345,10 @@ absl::StatusOr<Image> DecodeImage(std::string_view encoded, std::string_view nam
   return DecodeWithOpencv(encoded, label);
 }
 
-absl::StatusOr<std::string> ReadFileBytes(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::ostringstream contents;
-  contents << file.rdbuf();
-  if (file.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
-  return std::move(contents).str();
-}
-
 absl::StatusOr<Image> ReadImageFile(const std::string& path) {
   absl::StatusOr<std::string> bytes = ReadFileBytes(path);
   if (!bytes.ok()) return bytes.status();
   return DecodeImage(*bytes, path);
-}
-
-absl::Status WriteFileAtomically(const std::string& path, std::string_view bytes) {
-  static std::atomic<int> counter{0};
-  const std::string temporary = absl::StrCat(path, ".tmp.", getpid(), ".", counter++);
-  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot create ", temporary, ": ", std::strerror(errno)));
-  }
-  size_t written = 0;
-  while (written < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const std::string reason = std::strerror(errno);
-      ::close(fd);
-      ::unlink(temporary.c_str());
-      return absl::DataLossError(absl::StrCat("cannot write ", temporary, ": ", reason));
-    }
-    written += n;
-  }
-  // fsync before rename: after a crash the name points at either the old or the
-  // complete new contents, never at a partial file.
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(temporary.c_str());
-    return absl::DataLossError(absl::StrCat("cannot flush ", temporary));
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    const std::string reason = std::strerror(errno);
-    ::unlink(temporary.c_str());
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot rename ", temporary, " to ", path, ": ", reason));
-  }
-  return absl::OkStatus();
 }
 
 std::string EncodeJpeg(const Image& image, int quality) {

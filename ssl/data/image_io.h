@@ -31,13 +31,6 @@ absl::StatusOr<Image> DecodeImage(std::string_view encoded, std::string_view nam
 /// Reads and decodes one file; NotFound when it cannot be read.
 absl::StatusOr<Image> ReadImageFile(const std::string& path);
 
-/// Reads a whole file into memory.
-absl::StatusOr<std::string> ReadFileBytes(const std::string& path);
-
-/// Writes bytes to `path` via a temporary file and rename, so readers never see a
-/// partial file.
-absl::Status WriteFileAtomically(const std::string& path, std::string_view bytes);
-
 /// Baseline JPEG at `quality` (1-100), 4:2:0 chroma subsampling.
 std::string EncodeJpeg(const Image& image, int quality = 90);
 /// Single-channel (JCS_GRAYSCALE) JPEG of the image's luma.

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <set>
 
+#include "ssl/core/file.h"
 #include "ssl/data/image_io.h"
 #include "ssl/data/synthetic.h"
 #include "ssl/data/test_util.h"

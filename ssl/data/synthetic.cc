@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "ssl/core/file.h"
 #include "ssl/data/image_io.h"
 
 namespace ssl::data {

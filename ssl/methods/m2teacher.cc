@@ -11,13 +11,12 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "ssl/core/constants.h"
 #include "ssl/nn/chain.h"
 #include "ssl/nn/state_dict.h"
 
 namespace ssl::methods {
 namespace {
-
-constexpr double kPi = 3.14159265358979323846;
 
 torch::nn::Linear Linear(int64_t in, int64_t out) {
   return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(true));

@@ -18,12 +18,11 @@
 #include <map>
 #include <sstream>
 
+#include "ssl/core/constants.h"
 #include "ssl/nn/batch_norm.h"
 
 namespace ssl::nn {
 namespace {
-
-constexpr double kPi = 3.14159265358979323846;
 
 // The golden script's input formula.
 at::Tensor Fill(const std::vector<int64_t>& shape, int phase) {

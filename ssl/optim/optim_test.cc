@@ -15,6 +15,7 @@
 #include <string>
 #include <utility>
 
+#include "ssl/core/constants.h"
 #include "ssl/optim/grad_scaler.h"
 #include "ssl/optim/optimizer.h"
 #include "ssl/optim/param_scheduler.h"
@@ -405,7 +406,6 @@ ScheduleSpec VisslWarmupCosine(const std::string& cosine_scaling) {
 }
 
 TEST(ParamSchedulerTest, VisslCompositeAtItsKnots) {
-  constexpr double kPi = 3.14159265358979323846;
   const ScheduleSpec fixed = VisslWarmupCosine("fixed");
   ASSERT_TRUE(ValidateSchedule(fixed).ok());
   EXPECT_DOUBLE_EQ(ScheduleValue(fixed, 0.0, 100), 0.6);

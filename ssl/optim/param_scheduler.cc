@@ -4,10 +4,10 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "ssl/core/constants.h"
 
 namespace ssl::optim {
 namespace {
-constexpr double kPi = 3.14159265358979323846;
 // fvcore's CompositeParamScheduler.WHERE_EPSILON: a where at a boundary belongs to the
 // next scheduler.
 constexpr double kWhereEpsilon = 1e-6;

@@ -2,10 +2,9 @@
 
 #include <cmath>
 
+#include "ssl/core/constants.h"
+
 namespace ssl::optim {
-namespace {
-constexpr double kPi = 3.14159265358979323846;
-}  // namespace
 
 double ScaledLearningRate(double base_lr, int64_t global_batch) {
   return base_lr * static_cast<double>(global_batch) / 256.0;

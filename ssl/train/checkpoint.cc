@@ -6,18 +6,14 @@
 #include <torch/csrc/jit/serialization/pickle.h>
 #include <torch/csrc/jit/serialization/pickler.h>
 
-#include <filesystem>
-#include <regex>
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "ssl/data/image_io.h"
+#include "ssl/core/file.h"
 #include "ssl/train/torch_file.h"
 
 namespace ssl::train {
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -89,11 +85,11 @@ absl::Status SaveIValue(const c10::IValue& value, const std::string& path) {
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("cannot serialize ", path, ": ", e.what()));
   }
-  return data::WriteFileAtomically(path, std::string_view(bytes.data(), bytes.size()));
+  return ssl::WriteFileAtomically(path, std::string_view(bytes.data(), bytes.size()));
 }
 
 absl::StatusOr<c10::IValue> LoadIValue(const std::string& path) {
-  absl::StatusOr<std::string> bytes = data::ReadFileBytes(path);
+  absl::StatusOr<std::string> bytes = ssl::ReadFileBytes(path);
   if (!bytes.ok()) return bytes.status();
   // This framework's reader first: LibTorch's turns OrderedDicts and unknown objects
   // into None (or fails with a C++ backtrace) and has no legacy format. LibTorch's is
@@ -165,27 +161,6 @@ absl::Status LoadStateDictFromIValue(torch::nn::Module& module, const c10::impl:
     absl::StrAppend(&message, " unexpected ", unexpected.size(), " keys (", first(unexpected), ")");
   }
   return absl::InvalidArgumentError(message);
-}
-
-std::string CheckpointPath(const std::string& dir, int epoch) {
-  return (fs::path(dir) / absl::StrFormat("checkpoint_%04d.pth.tar", epoch)).string();
-}
-
-absl::StatusOr<std::string> LatestCheckpoint(const std::string& dir) {
-  static const std::regex kPattern(R"(checkpoint_(\d+)\.pth\.tar)");
-  std::error_code error;
-  int best = -1;
-  std::string best_path;
-  for (const auto& entry : fs::directory_iterator(dir, error)) {
-    std::smatch match;
-    const std::string name = entry.path().filename().string();
-    if (std::regex_match(name, match, kPattern) && std::stoi(match[1]) > best) {
-      best = std::stoi(match[1]);
-      best_path = entry.path().string();
-    }
-  }
-  if (best < 0) return absl::NotFoundError(absl::StrCat("no checkpoint_*.pth.tar in ", dir));
-  return best_path;
 }
 
 }  // namespace ssl::train

@@ -32,11 +32,6 @@ absl::Status LoadStateDictFromIValue(torch::nn::Module& module, const c10::impl:
                                      const std::vector<std::string>& skip_prefixes = {},
                                      bool allow_unexpected = false);
 
-/// <dir>/checkpoint_<epoch, 4 digits>.pth.tar, MoCo v3's naming.
-std::string CheckpointPath(const std::string& dir, int epoch);
-/// The highest-numbered checkpoint_*.pth.tar in `dir`; NotFound when there is none.
-absl::StatusOr<std::string> LatestCheckpoint(const std::string& dir);
-
 }  // namespace ssl::train
 
 #endif  // SSL_TRAIN_CHECKPOINT_H_

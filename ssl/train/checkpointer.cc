@@ -307,14 +307,6 @@ std::shared_ptr<CheckpointLayout> M2TeacherLayout() {
 std::shared_ptr<CheckpointLayout> MocoV3Layout() { return std::make_shared<MocoV3FileLayout>(); }
 std::shared_ptr<CheckpointLayout> VisslLayout() { return std::make_shared<VisslFileLayout>(); }
 
-absl::StatusOr<std::shared_ptr<CheckpointLayout>> LayoutByName(const std::string& name) {
-  if (name == "mocov3") return MocoV3Layout();
-  if (name == "vissl") return VisslLayout();
-  if (name == "m2teacher") return M2TeacherLayout();
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown checkpoint layout \"", name, "\"; known: mocov3, vissl, m2teacher"));
-}
-
 absl::StatusOr<TrainingSnapshot> ReadSnapshot(const std::string& path) {
   absl::StatusOr<c10::IValue> loaded = LoadIValue(path);
   if (!loaded.ok()) return loaded.status();

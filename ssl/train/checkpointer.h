@@ -68,9 +68,6 @@ std::shared_ptr<CheckpointLayout> MocoV3Layout();
 std::shared_ptr<CheckpointLayout> VisslLayout();
 std::shared_ptr<CheckpointLayout> M2TeacherLayout();
 
-/// By name; InvalidArgument lists the known ones.
-absl::StatusOr<std::shared_ptr<CheckpointLayout>> LayoutByName(const std::string& name);
-
 /// Reads any checkpoint this framework writes, whatever its layout.
 absl::StatusOr<TrainingSnapshot> ReadSnapshot(const std::string& path);
 

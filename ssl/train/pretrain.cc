@@ -15,10 +15,10 @@
 #include <stdexcept>
 
 #include "absl/strings/str_cat.h"
+#include "ssl/core/file.h"
 #include "ssl/core/logging.h"
 #include "ssl/core/status_macros.h"
 #include "ssl/data/image_folder.h"
-#include "ssl/data/image_io.h"
 #include "ssl/data/loader.h"
 #include "ssl/distributed/gradient_sync.h"
 #include "ssl/nn/batch_norm.h"
@@ -429,8 +429,8 @@ absl::Status WritePretrainResult(const PretrainResult& result, int epochs,
                                   {"final_loss", result.final_loss},
                                   {"images_per_second", result.images_per_second},
                                   {"last_checkpoint", result.last_checkpoint}};
-  return data::WriteFileAtomically((fs::path(output_dir) / "pretrain_result.json").string(),
-                                   summary.dump(2) + "\n");
+  return ssl::WriteFileAtomically((fs::path(output_dir) / "pretrain_result.json").string(),
+                                  summary.dump(2) + "\n");
 }
 
 absl::StatusOr<PretrainResult> ReadPretrainResult(const std::string& output_dir) {

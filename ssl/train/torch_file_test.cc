@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "ssl/data/image_io.h"
+#include "ssl/core/file.h"
 #include "ssl/data/test_util.h"
 #include "ssl/train/checkpoint.h"
 #include "ssl/train/pretrained.h"
@@ -154,7 +154,7 @@ TEST_F(TorchFileTest, BadFilesGetOneSentenceNamingTheFile) {
 // Every prefix of a small file, and every single-byte corruption of its pickle, is an
 // error or a value, never a crash (the fuzzer's invariant, checked exhaustively here).
 TEST_F(TorchFileTest, EveryTruncationAndByteFlipIsAnErrorNotACrash) {
-  absl::StatusOr<std::string> bytes = data::ReadFileBytes(File("shared_legacy.pth"));
+  absl::StatusOr<std::string> bytes = ssl::ReadFileBytes(File("shared_legacy.pth"));
   ASSERT_TRUE(bytes.ok());
   for (size_t length = 0; length < bytes->size(); ++length) {
     EXPECT_FALSE(ParseTorchSave(std::string_view(*bytes).substr(0, length), "f").ok()) << length;

@@ -156,13 +156,17 @@ std::string ReplayInChild(const std::string& target_name, const std::vector<std:
   int64_t current = -1;
   std::string outcome;
   for (;;) {
+    // Starting the child (loading LibTorch, reading the inputs) is no input's time: it
+    // gets a minute, as a loaded machine may need.
+    const auto deadline = current < 0 ? std::chrono::seconds(60) : deadline_per_input;
     pollfd ready{progress[0], POLLIN, 0};
     const int polled =
-        poll(&ready, 1, static_cast<int>(std::chrono::milliseconds(deadline_per_input).count()));
+        poll(&ready, 1, static_cast<int>(std::chrono::milliseconds(deadline).count()));
     if (polled == 0) {
       kill(pid, SIGKILL);
-      outcome = "input " + std::to_string(current) + " of " + target_name + " ran past " +
-                std::to_string(deadline_per_input.count()) + " s";
+      outcome = current < 0 ? "the child for " + target_name + " did not start within 60 s"
+                            : "input " + std::to_string(current) + " of " + target_name +
+                                  " ran past " + std::to_string(deadline.count()) + " s";
       break;
     }
     uint64_t index = 0;
