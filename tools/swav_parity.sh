@@ -7,7 +7,8 @@
 # training and at random init (the same architecture, measured in the same run), the last
 # epoch's loss and training images/s; the original's trained trunk is also evaluated by
 # //tools:knn_eval (telling an evaluation difference from a training one); the script
-# prints mean +- std per side and writes swav_parity.json.
+# prints mean +- std per side and writes swav_parity.json (tools/swav_parity_summary.py,
+# which also merges the runs of several invocations, e.g. seeds "0 1 2" then "3 4 5").
 #
 #   tools/swav_parity.sh /path/to/swav ../shared/datasets/imagenette \
 #       [config, default ssl_cpu/swav_imagenette_64px] [seeds, default "0 1 2"] [val split]
@@ -62,33 +63,5 @@ r["knn_top1_k20_by_this_framework"] = json.load(open(sys.argv[2]))["knn_top1_k20
 print(json.dumps(r))
 PY
 done
-/usr/bin/python3 - "$runs" "$config" <<'PY'
-import json, statistics, sys
-runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-summary = {"config": sys.argv[2], "runs": runs}
-def spread(values):
-    return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
-print(f"SwAV parity, {sys.argv[2]}, {len(runs) // 2} seeds a side (mean +- std):")
-for side in ("ours", "original"):
-    rows = [r for r in runs if r["side"] == side]
-    stats = {key: spread([r[key] for r in rows]) for key in
-             ("knn_top1_k20", "random_init_knn_top1_k20", "final_loss", "images_per_second")}
-    stats["gain"] = spread([r["knn_top1_k20"] - r["random_init_knn_top1_k20"] for r in rows])
-    summary[side] = {k: {"mean": m, "std": s} for k, (m, s) in stats.items()}
-    print(f"  {side:9s} kNN {stats['knn_top1_k20'][0]:.2f} +- {stats['knn_top1_k20'][1]:.2f} "
-          f"(random init {stats['random_init_knn_top1_k20'][0]:.2f}, gain "
-          f"{stats['gain'][0]:.2f} +- {stats['gain'][1]:.2f}), final loss "
-          f"{stats['final_loss'][0]:.3f} +- {stats['final_loss'][1]:.3f}, "
-          f"{stats['images_per_second'][0]:.1f} +- {stats['images_per_second'][1]:.1f} images/s")
-cross = [r["knn_top1_k20_by_this_framework"] for r in runs
-         if "knn_top1_k20_by_this_framework" in r]
-if cross:
-    summary["original"]["knn_top1_k20_by_this_framework"] = dict(zip(("mean", "std"), spread(cross)))
-    print(f"  the original's trunks through this framework's kNN: "
-          f"{spread(cross)[0]:.2f} +- {spread(cross)[1]:.2f}")
-ratio = summary["ours"]["images_per_second"]["mean"] / summary["original"]["images_per_second"]["mean"]
-summary["images_per_second_ratio"] = ratio
-print(f"  training images/s, ours over the original's: {ratio:.2f}x")
-json.dump(summary, open("swav_parity.json", "w"), indent=1)
-PY
+/usr/bin/python3 tools/swav_parity_summary.py "$config" swav_parity.json "$runs"
 echo "swav_parity: runs and logs in $out; summary in swav_parity.json"
