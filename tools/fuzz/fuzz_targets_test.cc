@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -162,6 +163,7 @@ std::string ReplayInChild(const std::string& target_name, const std::vector<std:
     pollfd ready{progress[0], POLLIN, 0};
     const int polled =
         poll(&ready, 1, static_cast<int>(std::chrono::milliseconds(deadline).count()));
+    if (polled < 0 && errno == EINTR) continue;  // a signal is not the child's exit
     if (polled == 0) {
       kill(pid, SIGKILL);
       outcome = current < 0 ? "the child for " + target_name + " did not start within 60 s"
